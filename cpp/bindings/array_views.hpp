@@ -1,0 +1,28 @@
+// numpy -> strided Eigen Maps without copies. Arguments arrive as Refs with
+// dynamic strides (pybind11 maps any float64/int32 array onto them); the core
+// works on Maps so it never depends on pybind11.
+#pragma once
+
+#include <pybind11/eigen.h>
+
+#include "multilevel/types.hpp"
+
+namespace multilevel::bindings {
+
+using MatrixArg = Eigen::Ref<const Eigen::MatrixXd, 0, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
+using VectorArg = Eigen::Ref<const Eigen::VectorXd, 0, Eigen::InnerStride<Eigen::Dynamic>>;
+using CodesArg = Eigen::Ref<const Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>, 0,
+                            Eigen::InnerStride<Eigen::Dynamic>>;
+
+inline StridedMatrixMap as_map(const MatrixArg& m) {
+  return StridedMatrixMap(m.data(), m.rows(), m.cols(),
+                          Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(m.outerStride(), m.innerStride()));
+}
+inline StridedVectorMap as_map(const VectorArg& v) {
+  return StridedVectorMap(v.data(), v.size(), Eigen::InnerStride<Eigen::Dynamic>(v.innerStride()));
+}
+inline CodesMap as_map(const CodesArg& v) {
+  return CodesMap(v.data(), v.size(), Eigen::InnerStride<Eigen::Dynamic>(v.innerStride()));
+}
+
+}  // namespace multilevel::bindings

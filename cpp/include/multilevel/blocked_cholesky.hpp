@@ -1,0 +1,218 @@
+// Blocked Cholesky factor of the penalized system of a linear mixed model,
+//
+//   [ Lambda'Z'WZ Lambda + I   Lambda'Z'W[X y] ]  =  L L'
+//   [ [X y]'WZ Lambda          [X y]'W[X y]    ]
+//
+// in three block rows: term 0 (block diagonal, stays so), the rest of the
+// random effects (dense or sparse, chosen once from the fill-in pattern), and
+// [X y] (dense, (p+1) x (p+1)). Only the diagonals and the last element are
+// needed for the objective: log|L_theta|^2, log|R_X|^2 and the penalized
+// residual sum of squares; no solve for beta or b happens while optimizing.
+#pragma once
+
+#include <Eigen/SparseCholesky>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "multilevel/normal_equations.hpp"
+#include "multilevel/relative_covariance.hpp"
+
+namespace multilevel {
+
+/// How the rest block (terms 1..K-1 after elimination of term 0) is factored.
+enum class RestStorage { None, Dense, Sparse, Auto };
+
+class BlockedCholesky {
+ public:
+  using SparseLLT = Eigen::SimplicialLLT<SparseMatrix, Eigen::Lower, Eigen::AMDOrdering<int>>;
+
+  /// Symbolic set-up: copies the pattern of the term-0 coupling block and
+  /// decides dense or sparse storage for the rest block from its fill-in.
+  /// `prefer` forces Dense or Sparse (for tests and benchmarks); Auto decides.
+  explicit BlockedCholesky(const NormalEquations& A, RestStorage prefer = RestStorage::Auto)
+      : A_(A), L_R0(A.AR0) {
+    const TermLayout& t0 = A.terms[0];
+    L00.resize(t0.p, t0.size());
+    LX0.resize(A.p + 1, t0.size());
+    if (A.q_rest == 0) {
+      storage_ = RestStorage::None;
+      return;
+    }
+    if (prefer == RestStorage::Dense || prefer == RestStorage::Sparse) {
+      storage_ = prefer;
+      return;
+    }
+    // Fill-in of the rest block: pattern of ARR plus that of AR0 AR0'.
+    const SparseMatrix fill = SparseMatrix(A.AR0 * A.AR0.transpose()) + A.ARR;
+    const double density = static_cast<double>(fill.nonZeros()) /
+                           (static_cast<double>(A.q_rest) * static_cast<double>(A.q_rest));
+    storage_ = (A.q_rest <= 256 || density > 0.05) ? RestStorage::Dense : RestStorage::Sparse;
+  }
+
+  RestStorage storage() const { return storage_; }
+
+  /// Numeric factorization at theta (ntheta,). Returns false when a block is
+  /// not positive definite (X rank deficient given the random effects).
+  bool factor(const Eigen::Ref<const VectorXd>& theta) {
+    lambdas_.clear();
+    for (const TermLayout& t : A_.terms) lambdas_.push_back(term_lambda(t, theta));
+    logdet_re = 0.0;
+    switch (A_.terms[0].p) {
+      case 1: factor_term0<1>(); break;
+      case 2: factor_term0<2>(); break;
+      case 3: factor_term0<3>(); break;
+      case 4: factor_term0<4>(); break;
+      default: factor_term0<Eigen::Dynamic>(); break;
+    }
+    MatrixXd schur = A_.AXX;
+    schur.noalias() -= LX0 * LX0.transpose();
+    if (storage_ != RestStorage::None) {
+      if (!factor_rest()) return false;
+      schur.noalias() -= B_R.transpose() * solve_rest(B_R);
+    }
+    Eigen::LLT<MatrixXd> llt(schur);
+    if (llt.info() != Eigen::Success) return false;
+    LXX = llt.matrixL();
+    const Index p = A_.p;
+    logdet_x = 2.0 * LXX.diagonal().head(p).array().log().sum();
+    pwrss = LXX(p, p) * LXX(p, p);
+    return std::isfinite(logdet_re) && std::isfinite(logdet_x);
+  }
+
+  // Results of the last successful factor().
+  double logdet_re = 0.0;  // log det(Lambda'Z'WZ Lambda + I)
+  double logdet_x = 0.0;   // log det(R_X' R_X)
+  double pwrss = 0.0;      // penalized weighted residual sum of squares
+  MatrixXd L00;            // (p0, p0 q0) lower Cholesky blocks of term 0
+  SparseMatrix L_R0;       // (q_rest, p0 q0) rest x term-0 block of L
+  MatrixXd LX0;            // (p+1, p0 q0) [X y] x term-0 block of L
+  MatrixXd B_R;            // (q_rest, p+1) Lambda_R'Z_R'W[X y] - L_R0 LX0'
+  MatrixXd LXX;            // (p+1, p+1) lower Cholesky factor of the [X y] Schur complement
+
+  const std::vector<MatrixXd>& lambdas() const { return lambdas_; }
+  const SparseMatrix& rest_lambda_matrix() const { return lambda_rest_; }
+  const NormalEquations& normal_equations() const { return A_; }
+
+  /// S^{-1} rhs where S = L_RR L_RR' is the rest block's Schur complement.
+  /// rhs (q_rest, m).
+  MatrixXd solve_rest(const MatrixXd& rhs) const {
+    if (storage_ == RestStorage::Dense) return dense_llt_.solve(rhs);
+    return sparse_llt_.solve(rhs);
+  }
+
+  /// Rows of L_R0 belonging to term-0 level j, and their dense block.
+  /// Returns (first position in the inner-index array, number of rows).
+  std::pair<Index, Index> level_rows(Index j) const {
+    const Index p0 = A_.terms[0].p;
+    const int* outer = L_R0.outerIndexPtr();
+    return {outer[j * p0], outer[j * p0 + 1] - outer[j * p0]};
+  }
+  Eigen::Map<const MatrixXd> level_block(Index j) const {
+    const auto [start, nr] = level_rows(j);
+    return Eigen::Map<const MatrixXd>(L_R0.valuePtr() + start, nr, A_.terms[0].p);
+  }
+
+ private:
+  // Term 0: L00_j = chol(lambda0' A00_j lambda0 + I), LX0_j = AX0_j lambda0 L00_j^-T,
+  // L_R0_j = Lambda_R' AR0_j lambda0 L00_j^-T. Fixed-size P avoids heap work per level.
+  template <int P>
+  void factor_term0() {
+    using Block = Eigen::Matrix<double, P, P>;
+    const TermLayout& t0 = A_.terms[0];
+    const Index p0 = t0.p;
+    const Block lam = lambdas_[0];
+    const int* outer = L_R0.outerIndexPtr();
+    const double* a_r0 = A_.AR0.valuePtr();
+    double* l_r0 = L_R0.valuePtr();
+    for (Index j = 0; j < t0.nlevels; ++j) {
+      const Eigen::Map<const Block> a(A_.A00.data() + j * p0 * p0, p0, p0);
+      Block m = lam.transpose() * a * lam;
+      m.diagonal().array() += 1.0;
+      Eigen::LLT<Block> llt(m);
+      Block l = llt.matrixL();
+      Eigen::Map<Block>(L00.data() + j * p0 * p0, p0, p0) = l;
+      logdet_re += 2.0 * l.diagonal().array().log().sum();
+      const auto tri_t = l.template triangularView<Eigen::Lower>().transpose();
+      auto lx = LX0.middleCols(j * p0, p0);
+      lx.noalias() = A_.AX0.middleCols(j * p0, p0) * lam;
+      tri_t.template solveInPlace<Eigen::OnTheRight>(lx);
+      if (storage_ == RestStorage::None) continue;
+      const Index start = outer[j * p0], nr = outer[j * p0 + 1] - start;
+      Eigen::Map<MatrixXd> d(l_r0 + start, nr, p0);
+      d.noalias() = Eigen::Map<const MatrixXd>(a_r0 + start, nr, p0) * lam;
+      tri_t.template solveInPlace<Eigen::OnTheRight>(d);
+      scale_rows_by_rest_lambda(L_R0.innerIndexPtr() + start, d);
+    }
+  }
+
+  // d (nr, p0) rows listed by rest index; runs of p_k rows belong to one level.
+  void scale_rows_by_rest_lambda(const int* rows, Eigen::Map<MatrixXd>& d) const {
+    for (Index a = 0; a < d.rows();) {
+      const int k = A_.rest_term[rows[a]];
+      const Index pk = A_.terms[k].p;
+      if (pk == 1) {
+        d.row(a) *= lambdas_[k](0, 0);
+      } else {
+        const MatrixXd run = d.middleRows(a, pk);
+        d.middleRows(a, pk).noalias() = lambdas_[k].transpose() * run;
+      }
+      a += pk;
+    }
+  }
+
+  // Rest block: S = Lambda_R' ARR Lambda_R + I - L_R0 L_R0', then its Cholesky.
+  bool factor_rest() {
+    lambda_rest_ = rest_lambda(A_.terms, lambdas_, A_.q_rest);
+    const SparseMatrix lal = lambda_rest_.transpose() * A_.ARR * lambda_rest_;
+    B_R.noalias() = lambda_rest_.transpose() * A_.AXR.transpose();
+    B_R.noalias() -= L_R0 * LX0.transpose();
+    if (storage_ == RestStorage::Dense) {
+      dense_s_.setZero(A_.q_rest, A_.q_rest);
+      dense_s_ += lal;
+      dense_s_.diagonal().array() += 1.0;
+      subtract_outer_products(dense_s_);
+      dense_llt_.compute(dense_s_);
+      if (dense_llt_.info() != Eigen::Success) return false;
+      logdet_re += 2.0 * dense_llt_.matrixLLT().diagonal().array().log().sum();
+      return true;
+    }
+    SparseMatrix ident(A_.q_rest, A_.q_rest);
+    ident.setIdentity();
+    const SparseMatrix s = lal + ident - SparseMatrix(L_R0 * L_R0.transpose());
+    if (!analyzed_) {
+      sparse_llt_.analyzePattern(s);
+      analyzed_ = true;
+    }
+    sparse_llt_.factorize(s);
+    if (sparse_llt_.info() != Eigen::Success) return false;
+    const SparseMatrix& l = sparse_llt_.matrixL().nestedExpression();
+    logdet_re += 2.0 * l.diagonal().array().log().sum();
+    return true;
+  }
+
+  // s (q_rest, q_rest) lower triangle -= sum_j D_j D_j' over term-0 levels.
+  void subtract_outer_products(MatrixXd& s) const {
+    const Index p0 = A_.terms[0].p;
+    const int* inner = L_R0.innerIndexPtr();
+    for (Index j = 0; j < A_.terms[0].nlevels; ++j) {
+      const auto [start, nr] = level_rows(j);
+      const Eigen::Map<const MatrixXd> d(L_R0.valuePtr() + start, nr, p0);
+      const int* rows = inner + start;
+      for (Index a = 0; a < nr; ++a)
+        for (Index b = 0; b <= a; ++b) s(rows[a], rows[b]) -= d.row(a).dot(d.row(b));
+    }
+  }
+
+  const NormalEquations& A_;
+  RestStorage storage_ = RestStorage::None;
+  std::vector<MatrixXd> lambdas_;
+  SparseMatrix lambda_rest_;
+  MatrixXd dense_s_;
+  Eigen::LLT<MatrixXd> dense_llt_;
+  SparseLLT sparse_llt_;
+  bool analyzed_ = false;
+};
+
+}  // namespace multilevel

@@ -1,0 +1,129 @@
+"""The fixed-effects part of a model: response and model matrix from a
+formula (formulaic), and detection of aliased (linearly dependent) columns."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import formulaic
+import numpy as np
+import pandas as pd
+
+from multilevel.frames import check_finite
+
+# Names a formula may use that are not data columns.
+_CONTEXT_NAMES = {"np", "numpy", "C", "I", "center", "scale", "standardize", "poly", "bs", "lag", "log", "exp", "sqrt"}
+
+
+@dataclass
+class FixedDesign:
+    """Response and fixed-effects model matrix.
+
+    Attributes
+    ----------
+    y : (n,) float64
+    X : (n, p) float64, Fortran order, aliased columns removed
+    names : list of str
+        Column names of ``X`` as formulaic gives them (``Intercept``, ``x``, ``f[T.b]``).
+    response : str
+    spec : formulaic ModelSpec of the full (before dropping) model matrix, for prediction
+    kept : (p,) indices of the kept columns in the full model matrix
+    dropped : names of the aliased columns that were removed
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    names: list[str]
+    response: str
+    spec: Any = None
+    kept: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    dropped: list[str] = field(default_factory=list)
+
+    def model_matrix(self, newdata: pd.DataFrame) -> np.ndarray:
+        """The kept fixed-effects columns for new data (missing values give NaN rows)."""
+        mm = self.spec.get_model_matrix(newdata, na_action="ignore")
+        return np.asarray(mm, dtype=float)[:, self.kept]
+
+
+def missing_formula_variables(formula: str, data: pd.DataFrame) -> list[str]:
+    """Variables a formula needs that are neither data columns nor known helpers."""
+    try:
+        needed = formulaic.Formula(formula).required_variables
+    except Exception as exc:  # formulaic's parse errors come in several types
+        raise ValueError(f"cannot parse formula {formula!r}: {exc}") from exc
+    return sorted(str(v) for v in needed if str(v) not in data.columns and str(v) not in _CONTEXT_NAMES)
+
+
+def fixed_design(formula: str, data: pd.DataFrame) -> FixedDesign:
+    """Build y and X for ``formula`` (no random terms) on ``data`` without missing values.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"y": [1.0, 2.0, 4.0], "x": [0.0, 1.0, 2.0]})
+    >>> d = fixed_design("y ~ x", df)
+    >>> d.names, d.X.shape
+    (['Intercept', 'x'], (3, 2))
+    """
+    lhs = formula.split("~", 1)[0].strip()
+    if lhs in data.columns and not pd.api.types.is_numeric_dtype(data[lhs]):
+        raise ValueError(
+            f"the response {lhs!r} has dtype {data[lhs].dtype}; a linear model needs a numeric response"
+        )
+    try:
+        mm = formulaic.model_matrix(formula, data, na_action="raise")
+    except Exception as exc:
+        raise ValueError(f"could not build the fixed-effects model matrix of {formula!r}: {exc}") from exc
+    if mm.lhs.shape[1] != 1:
+        raise ValueError(
+            f"the response {lhs!r} must be one numeric column; it expands to {mm.lhs.shape[1]} columns"
+        )
+    y = np.asarray(mm.lhs, dtype=float)[:, 0].copy()
+    check_finite(y, f"response {lhs!r}")
+    X = np.asfortranarray(mm.rhs, dtype=float)
+    names = [str(c) for c in mm.rhs.columns]
+    for j, name in enumerate(names):
+        check_finite(X[:, j], f"fixed-effects column {name!r}")
+    aliased = aliased_columns(X)
+    kept = np.array([j for j in range(X.shape[1]) if j not in aliased], dtype=int)
+    dropped = [names[j] for j in aliased]
+    if dropped:
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient, so dropping {len(dropped)} "
+            f"column(s): {', '.join(dropped)}",
+            UserWarning,
+            stacklevel=4,
+        )
+        X = np.asfortranarray(X[:, kept])
+        names = [names[j] for j in kept]
+    return FixedDesign(y, X, names, lhs, mm.rhs.model_spec, kept, dropped)
+
+
+def aliased_columns(X: np.ndarray, tol: float = 1e-7, chunk: int = 200_000) -> list[int]:
+    """Columns of ``X`` that are (numerically) linear combinations of earlier ones.
+
+    Like R's ``qr`` with limited pivoting (as lme4 uses it): column j is
+    aliased when its residual after projection on the kept earlier columns is
+    below ``tol`` times its norm. Works on the p x p R factor of a chunked QR,
+    so memory stays O(chunk * p).
+    """
+    n, p = X.shape
+    if p == 0:
+        return []
+    r = np.zeros((0, p))
+    for start in range(0, n, chunk):
+        r = np.linalg.qr(np.vstack([r, X[start : start + chunk]]), mode="r")
+    norms = np.linalg.norm(r, axis=0)
+    kept: list[int] = []
+    aliased: list[int] = []
+    for j in range(p):
+        if norms[j] == 0.0 or len(kept) >= r.shape[0]:
+            aliased.append(j)
+            continue
+        rj = np.linalg.qr(r[:, kept + [j]], mode="r")
+        if abs(rj[-1, -1]) <= tol * norms[j]:
+            aliased.append(j)
+        else:
+            kept.append(j)
+    return aliased

@@ -1,0 +1,127 @@
+"""Accepting data: pandas, polars or pyarrow tables; columns or arrays for
+weights and offsets; dropping rows with missing values (counted, warned)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable
+from difflib import get_close_matches
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+_TOKEN = re.compile(r"`([^`]+)`|([A-Za-z_][A-Za-z0-9_.]*)")
+
+
+def as_pandas(data: Any) -> pd.DataFrame:
+    """Return ``data`` as a pandas DataFrame (polars and pyarrow converted).
+
+    Examples
+    --------
+    >>> as_pandas({"y": [1.0, 2.0]}).shape
+    (2, 1)
+    """
+    if isinstance(data, pd.DataFrame):
+        return data
+    if hasattr(data, "to_pandas"):  # polars DataFrame, pyarrow Table
+        return data.to_pandas()
+    if isinstance(data, dict):
+        return pd.DataFrame(data)
+    raise TypeError(
+        f"data must be a pandas, polars or pyarrow table (or a dict of columns), not {type(data).__name__}"
+    )
+
+
+def columns_in(text: str, data: pd.DataFrame) -> list[str]:
+    """Names of data columns that occur as identifiers in a formula fragment."""
+    found: list[str] = []
+    for quoted, bare in _TOKEN.findall(text):
+        name = quoted or bare
+        candidates = [name]
+        if "." in name:  # `np.log` is not a column, but `x.1` might be
+            candidates += name.split(".")
+        for c in candidates:
+            if c in data.columns and c not in found:
+                found.append(c)
+    return found
+
+
+def require_columns(names: Iterable[str], data: pd.DataFrame, what: str) -> None:
+    """Raise a ValueError naming each column of ``names`` not in ``data``."""
+    for name in names:
+        if name not in data.columns:
+            close = get_close_matches(str(name), [str(c) for c in data.columns], n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(f"column {name!r} used in {what} is not in the data{hint}")
+
+
+def vector_argument(value: Any, data: pd.DataFrame, name: str) -> tuple[np.ndarray | None, str | None]:
+    """Resolve a ``weights=``/``offset=`` argument: a column name or an array of n values.
+
+    Returns the values (float64, length n, before row dropping) and the column
+    name if one was given.
+    """
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        require_columns([value], data, f"{name}=")
+        col = data[value]
+        if not pd.api.types.is_numeric_dtype(col):
+            raise ValueError(f"{name} column {value!r} must be numeric, not {col.dtype}")
+        return col.to_numpy(dtype=float, na_value=np.nan), value
+    arr = np.asarray(value, dtype=float).ravel()
+    if arr.shape[0] != len(data):
+        raise ValueError(f"{name} has {arr.shape[0]} values but the data have {len(data)} rows")
+    return arr, None
+
+
+def drop_missing(
+    data: pd.DataFrame, columns: list[str], extra: dict[str, np.ndarray | None]
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Drop rows with a missing value in any used column or extra vector.
+
+    Warns with the number of rows dropped per column. Returns the kept data,
+    a boolean mask over the original rows, and the count dropped.
+    """
+    missing = np.zeros(len(data), dtype=bool)
+    counts: dict[str, int] = {}
+    for c in columns:
+        m = data[c].isna().to_numpy()
+        if m.any():
+            counts[c] = int(m.sum())
+            missing |= m
+    for label, arr in extra.items():
+        if arr is not None:
+            m = np.isnan(arr)
+            if m.any():
+                counts[label] = int(m.sum())
+                missing |= m
+    n_drop = int(missing.sum())
+    if n_drop == 0:
+        return data, ~missing, 0
+    if n_drop == len(data):
+        raise ValueError(
+            "every row has a missing value in a used column ("
+            + ", ".join(f"{k!r}: {v}" for k, v in counts.items())
+            + "); nothing is left to fit"
+        )
+    detail = ", ".join(f"{k!r}: {v}" for k, v in counts.items())
+    warnings.warn(
+        f"dropped {n_drop} of {len(data)} rows with missing values ({detail})",
+        UserWarning,
+        stacklevel=4,
+    )
+    return data.loc[~missing], ~missing, n_drop
+
+
+def check_finite(values: np.ndarray, label: str) -> None:
+    """Raise a ValueError naming ``label`` and the first row if a value is infinite or NaN."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = np.nonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0]
+        raise ValueError(
+            f"{label} has {rows.size} non-finite value(s) (first at row {int(rows[0])}); "
+            "remove or impute them"
+        )

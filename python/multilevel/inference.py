@@ -1,0 +1,44 @@
+"""Wald inference shared by the model results: coefficient tables, p-values
+and confidence intervals from estimates and their covariance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def standard_errors(cov: pd.DataFrame) -> pd.Series:
+    """Square roots of the diagonal of a covariance matrix."""
+    return pd.Series(np.sqrt(np.diag(cov.to_numpy())), index=cov.index)
+
+
+def normal_pvalues(stat: pd.Series) -> pd.Series:
+    """Two-sided p-values of statistics referred to the standard normal."""
+    return pd.Series(2.0 * stats.norm.sf(np.abs(stat.to_numpy())), index=stat.index)
+
+
+def wald_conf_int(params: pd.Series, bse: pd.Series, alpha: float = 0.05) -> pd.DataFrame:
+    """Normal-theory intervals ``params +/- z_{1-alpha/2} bse``.
+
+    Examples
+    --------
+    >>> ci = wald_conf_int(pd.Series([1.0], index=["x"]), pd.Series([0.5], index=["x"]))
+    >>> [round(v, 4) for v in ci.loc["x"]]
+    [0.02, 1.98]
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), not {alpha}")
+    z = stats.norm.ppf(1.0 - alpha / 2.0)
+    lo, hi = alpha / 2.0, 1.0 - alpha / 2.0
+    return pd.DataFrame(
+        {f"{lo:.3g}": params - z * bse, f"{hi:.3g}": params + z * bse}, index=params.index
+    )
+
+
+def coefficient_table(params: pd.Series, bse: pd.Series, stat_name: str) -> pd.DataFrame:
+    """Estimate, standard error, Wald statistic and normal p-value per coefficient."""
+    stat = params / bse
+    return pd.DataFrame(
+        {"Estimate": params, "Std. Error": bse, stat_name: stat, "Pr(>|z|)": normal_pvalues(stat)}
+    )

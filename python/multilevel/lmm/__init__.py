@@ -1,0 +1,17 @@
+"""Linear mixed models."""
+
+from multilevel.lmm.design import LmmDesign, RandomTerm, lmm_design
+from multilevel.lmm.fit import ConvergenceWarning, SingularFitWarning, fit_design, fit_lmm, lmm
+from multilevel.lmm.result import LmmResult
+
+__all__ = [
+    "ConvergenceWarning",
+    "LmmDesign",
+    "LmmResult",
+    "RandomTerm",
+    "SingularFitWarning",
+    "fit_design",
+    "fit_lmm",
+    "lmm",
+    "lmm_design",
+]

@@ -1,0 +1,252 @@
+"""Linear-mixed-model design: plain arrays for the C++ core.
+
+`RandomTerm` and `LmmDesign` are the array-level interface: a front end
+without formulas or pandas builds them directly and calls
+:func:`multilevel.fit_lmm`. :func:`lmm_design` builds them from a formula.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import formulaic
+import numpy as np
+import pandas as pd
+
+from multilevel.fixed_effects import FixedDesign, fixed_design, missing_formula_variables
+from multilevel.formula import RandomTermSpec, split_formula
+from multilevel.frames import as_pandas, check_finite, columns_in, drop_missing, require_columns, vector_argument
+from multilevel.grouping import make_grouping
+
+
+@dataclass
+class RandomTerm:
+    """One random-effects term ``(z | group)`` as arrays.
+
+    Parameters
+    ----------
+    codes : (n,) integer array
+        Level of each row, in ``0 .. nlevels - 1``.
+    z : (n, p) float array
+        The term's model-matrix columns (a column of ones for a random intercept).
+    group : str
+        Name of the grouping factor.
+    columns : list of str
+        Names of the ``p`` columns of ``z``.
+    levels : sequence, optional
+        Label of each level; default ``0 .. max(codes)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = RandomTerm(np.array([0, 0, 1, 1]), np.ones((4, 1)), "g", ["Intercept"])
+    >>> t.nlevels, t.p
+    (2, 1)
+    """
+
+    codes: np.ndarray
+    z: np.ndarray
+    group: str
+    columns: list[str]
+    levels: Sequence[Any] | None = None
+    # Set for formula fits: how to rebuild z and codes on new data.
+    expr: str | None = None
+    z_spec: Any = None
+    factors: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        codes = np.asarray(self.codes)
+        if codes.ndim != 1 or not np.issubdtype(codes.dtype, np.integer):
+            raise ValueError(f"codes of term {self.label} must be a 1-D integer array")
+        z = np.asarray(self.z, dtype=float)
+        if z.ndim == 1:
+            z = z[:, None]
+        if z.shape[0] != codes.shape[0]:
+            raise ValueError(f"term {self.label}: z has {z.shape[0]} rows but codes has {codes.shape[0]}")
+        if len(self.columns) != z.shape[1]:
+            raise ValueError(f"term {self.label}: {len(self.columns)} column names for {z.shape[1]} columns")
+        if codes.size and codes.min() < 0:
+            raise ValueError(f"term {self.label}: codes must be >= 0")
+        nlev = int(codes.max()) + 1 if codes.size else 0
+        if self.levels is None:
+            self.levels = pd.RangeIndex(nlev)
+        elif nlev > len(self.levels):
+            raise ValueError(f"term {self.label}: a code is >= the number of levels ({len(self.levels)})")
+        self.levels = pd.Index(self.levels)
+        self.codes = codes.astype(np.int32, copy=False)
+        self.z = np.asfortranarray(z)
+        for j, name in enumerate(self.columns):
+            check_finite(self.z[:, j], f"random-effects column {name!r} of term {self.label}")
+
+    @property
+    def label(self) -> str:
+        cols = " + ".join(str(c) for c in self.columns) if self.columns else "?"
+        return f"({cols} | {self.group})"
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def p(self) -> int:
+        return self.z.shape[1]
+
+    @property
+    def ntheta(self) -> int:
+        return self.p * (self.p + 1) // 2
+
+    def z_for(self, newdata: pd.DataFrame) -> np.ndarray:
+        """The term's columns evaluated on new data (formula fits only)."""
+        return np.asarray(self.z_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+
+    def codes_for(self, newdata: pd.DataFrame) -> np.ndarray:
+        """Codes of new data's levels; -1 for a level not seen in the fit."""
+        keys = newdata[self.factors[0]].astype(str) if self.factors else None
+        for f in (self.factors or ())[1:]:
+            keys = keys + ":" + newdata[f].astype(str)
+        labels = pd.Index(self.levels.astype(str))
+        return labels.get_indexer(keys)
+
+
+@dataclass
+class LmmDesign:
+    """Everything the core needs, plus what results need to label and predict.
+
+    Terms are sorted by decreasing number of levels (lme4's order, which is
+    also the order of ``theta``).
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    fixed_names: list[str]
+    terms: list[RandomTerm]
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    row_index: pd.Index | None = None
+    n_dropped: int = 0
+    fixed: FixedDesign | None = None
+    formula: str | None = None
+    response: str = "y"
+    data_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.y = np.ascontiguousarray(self.y, dtype=float)
+        n = self.y.shape[0]
+        X = np.asarray(self.X, dtype=float)
+        if X.ndim == 1:
+            X = X[:, None]
+        if X.shape[0] != n:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {n}")
+        self.X = np.asfortranarray(X)
+        if len(self.fixed_names) != X.shape[1]:
+            raise ValueError(f"{len(self.fixed_names)} fixed-effect names for {X.shape[1]} columns")
+        check_finite(self.y, f"response {self.response!r}")
+        for label, vec in (("weights", self.weights), ("offset", self.offset)):
+            if vec is not None:
+                vec = np.ascontiguousarray(vec, dtype=float)
+                if vec.shape != (n,):
+                    raise ValueError(f"{label} must have one value per row ({n}), not shape {vec.shape}")
+                check_finite(vec, label)
+                setattr(self, label, vec)
+        if self.weights is not None and (self.weights <= 0).any():
+            bad = np.nonzero(self.weights <= 0)[0]
+            raise ValueError(
+                f"weights must be positive; {bad.size} are not (first at row {int(bad[0])}); drop those rows"
+            )
+        if not self.terms:
+            raise ValueError("a mixed model needs at least one random-effects term, e.g. (1 | group)")
+        for t in self.terms:
+            if t.codes.shape[0] != n:
+                raise ValueError(f"term {t.label} has {t.codes.shape[0]} rows but y has {n}")
+            if t.nlevels < 2:
+                raise ValueError(
+                    f"grouping factor {t.group!r} of term {t.label} has {t.nlevels} level; "
+                    "it needs at least 2 to estimate a variance"
+                )
+            if t.nlevels * t.p >= n:
+                raise ValueError(
+                    f"term {t.label} has {t.nlevels * t.p} random effects but there are only {n} "
+                    "observations; the variance is not identifiable. Simplify the term or drop it"
+                )
+        self.terms = sorted(self.terms, key=lambda t: -t.nlevels)
+
+    @property
+    def nobs(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def ntheta(self) -> int:
+        return sum(t.ntheta for t in self.terms)
+
+    def response_minus_offset(self) -> np.ndarray:
+        return self.y if self.offset is None else self.y - self.offset
+
+
+def _term_columns(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, list[str], Any]:
+    try:
+        mm = formulaic.model_matrix(spec.expr, data, na_action="raise")
+    except Exception as exc:
+        raise ValueError(f"could not build the columns of random term {spec}: {exc}") from exc
+    return np.asfortranarray(mm, dtype=float), [str(c) for c in mm.columns], mm.model_spec
+
+
+def lmm_design(
+    formula: str,
+    data: Any,
+    *,
+    weights: Any = None,
+    offset: Any = None,
+) -> LmmDesign:
+    """Build an :class:`LmmDesign` from an lme4-style formula and a data frame.
+
+    Rows with a missing value in any used column (or in weights/offset) are
+    dropped with a warning that counts them.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 5.0, 4.0, 6.0], "g": list("aabbcc")})
+    >>> d = lmm_design("y ~ 1 + (1 | g)", df)
+    >>> d.fixed_names, d.terms[0].group, d.terms[0].nlevels
+    (['Intercept'], 'g', 3)
+    """
+    df = as_pandas(data)
+    fixed_formula, specs = split_formula(formula)
+    if not specs:
+        raise ValueError(
+            f"formula {formula!r} has no random-effects term such as (1 | group); "
+            "for a model without random effects use ordinary least squares"
+        )
+    missing = missing_formula_variables(fixed_formula, df)
+    if missing:
+        require_columns(missing, df, f"the fixed part {fixed_formula!r}")
+    w, w_col = vector_argument(weights, df, "weights")
+    off, off_col = vector_argument(offset, df, "offset")
+    used = columns_in(fixed_formula, df)
+    for spec in specs:
+        require_columns(spec.factors, df, f"random term {spec}")
+        missing = missing_formula_variables(f"~ {spec.expr}", df) if spec.expr.strip() not in ("1", "0") else []
+        if missing:
+            require_columns(missing, df, f"random term {spec}")
+        used += [c for c in columns_in(spec.expr, df) + list(spec.factors) if c not in used]
+    used += [c for c in (w_col, off_col) if c and c not in used]
+    df, keep, n_dropped = drop_missing(df, used, {"weights": w, "offset": off})
+    if n_dropped:
+        w = None if w is None else w[keep]
+        off = None if off is None else off[keep]
+
+    fixed = fixed_design(fixed_formula, df)
+    terms = []
+    for spec in specs:
+        grouping = make_grouping(df, spec.factors)
+        z, cols, z_spec = _term_columns(spec, df)
+        terms.append(
+            RandomTerm(grouping.codes, z, grouping.name, cols, grouping.levels,
+                       expr=spec.expr, z_spec=z_spec, factors=spec.factors)
+        )
+    return LmmDesign(
+        y=fixed.y, X=fixed.X, fixed_names=fixed.names, terms=terms, weights=w, offset=off,
+        row_index=df.index, n_dropped=n_dropped, fixed=fixed, formula=formula, response=fixed.response,
+    )

@@ -1,0 +1,137 @@
+"""Fitting linear mixed models: formula front end and array-level entry point.
+
+The pipeline, each stage usable alone (as lme4's lFormula -> mkLmerDevfun ->
+optimizeLmer -> mkMerMod):
+
+1. :func:`~multilevel.lmm.design.lmm_design`: formula + data -> arrays;
+2. :func:`lmm_core`: arrays -> the C++ object holding ``[Z X y]'W[Z X y]``;
+3. :func:`~multilevel.optimize.minimize_bobyqa` over theta;
+4. :class:`~multilevel.lmm.result.LmmResult`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from multilevel import _core
+from multilevel.lmm.design import LmmDesign, RandomTerm, lmm_design
+from multilevel.lmm.result import LmmResult, theta_lower_bounds, theta_start
+from multilevel.optimize import minimize_bobyqa
+
+
+class ConvergenceWarning(UserWarning):
+    """The optimizer stopped without meeting its tolerances."""
+
+
+class SingularFitWarning(UserWarning):
+    """A variance component is on the boundary of the parameter space."""
+
+
+def lmm_core(design: LmmDesign, storage: str = "auto") -> Any:
+    """Build the C++ model object (one pass over the rows) for a design."""
+    return _core.LmmCore(
+        design.response_minus_offset(),
+        design.X,
+        design.weights if design.weights is not None else np.empty(0),
+        [t.codes for t in design.terms],
+        [t.z for t in design.terms],
+        [t.nlevels for t in design.terms],
+        storage,
+    )
+
+
+def fit_design(design: LmmDesign, *, reml: bool = True, start: np.ndarray | None = None,
+               storage: str = "auto", **optimizer_options: Any) -> LmmResult:
+    """Fit a linear mixed model from a prepared :class:`LmmDesign`."""
+    core = lmm_core(design, storage)
+    x0 = theta_start(design.terms) if start is None else np.asarray(start, dtype=float)
+    if x0.size != design.ntheta:
+        raise ValueError(f"start has {x0.size} values; the model has {design.ntheta} theta parameters")
+    optsum = minimize_bobyqa(lambda th: core.objective(th, reml), x0, theta_lower_bounds(design.terms),
+                             **optimizer_options)
+    result = LmmResult(design, core, reml, optsum)
+    if not result.converged:
+        warnings.warn(f"the optimizer did not converge: {optsum.message}", ConvergenceWarning, stacklevel=3)
+    if result.singular:
+        warnings.warn("boundary (singular) fit: see result.singular and result.varcorr",
+                      SingularFitWarning, stacklevel=3)
+    return result
+
+
+def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offset: Any = None,
+        start: np.ndarray | None = None, **optimizer_options: Any) -> LmmResult:
+    """Fit a linear mixed model ``y = X beta + Z b + e`` by REML or ML.
+
+    Parameters
+    ----------
+    formula : str
+        Fixed part in Wilkinson/formulaic syntax plus lme4 random-effects
+        terms: ``(1 | g)``, ``(1 + x | g)``, ``(0 + x | g)``, ``(x || g)``
+        (uncorrelated), ``(1 | g1/g2)`` (nested), ``(1 | g1:g2)``; crossed
+        factors are separate terms.
+    data : pandas DataFrame (or polars / pyarrow table)
+    reml : bool, default True
+        REML (True) or maximum likelihood (False).
+    weights : column name or array, optional
+        Prior weights: the residual variance of row i is ``sigma^2 / w_i``.
+    offset : column name or array, optional
+        Known term added to the linear predictor.
+    start : array, optional
+        Starting theta (default: identity relative covariance factors).
+    **optimizer_options
+        ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxeval`` for BOBYQA.
+
+    Returns
+    -------
+    LmmResult
+
+    Examples
+    --------
+    >>> from multilevel import lmm
+    >>> from multilevel.datasets import load_dataset
+    >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+    >>> round(fit.params["Days"], 3)
+    10.467
+    """
+    design = lmm_design(formula, data, weights=weights, offset=offset)
+    if isinstance(offset, str):
+        design.extra["offset_column"] = offset
+    return fit_design(design, reml=reml, start=start, **optimizer_options)
+
+
+def fit_lmm(y: Any, X: Any, random_terms: Sequence[RandomTerm], *, reml: bool = True,
+            weights: Any = None, offset: Any = None, fixed_names: Sequence[str] | None = None,
+            response: str = "y", start: np.ndarray | None = None, **optimizer_options: Any) -> LmmResult:
+    """Array-level fit for front ends without formulas or pandas.
+
+    Parameters
+    ----------
+    y : (n,) array
+    X : (n, p) array of fixed-effect columns (include a column of ones for an intercept)
+    random_terms : list of :class:`RandomTerm`
+        Each with integer codes (n,), its columns z (n, p_k), a group name and column names.
+    reml, weights, offset, start, **optimizer_options : as in :func:`lmm`
+    fixed_names : names of the columns of X (default ``x0, x1, ...``)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from multilevel import fit_lmm, RandomTerm
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(20), 10)
+    >>> y = 1.0 + rng.normal(size=20)[g] + rng.normal(size=200)
+    >>> fit = fit_lmm(y, np.ones((200, 1)), [RandomTerm(g, np.ones((200, 1)), "g", ["Intercept"])])
+    >>> fit.params.index.tolist()
+    ['x0']
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    names = list(fixed_names) if fixed_names is not None else [f"x{j}" for j in range(X.shape[1])]
+    design = LmmDesign(y=np.asarray(y, dtype=float), X=X, fixed_names=names, terms=list(random_terms),
+                       weights=weights, offset=offset, response=response)
+    return fit_design(design, reml=reml, start=start, **optimizer_options)

@@ -1,0 +1,324 @@
+"""The fitted linear mixed model: estimates, inference, random effects,
+predictions and diagnostics, named as lme4 and statsmodels users expect."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multilevel.inference import coefficient_table, normal_pvalues, standard_errors, wald_conf_int
+from multilevel.lmm.design import LmmDesign, RandomTerm
+from multilevel.optimize import OptSummary
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal elements
+
+
+def theta_names(terms: list[RandomTerm]) -> list[str]:
+    """lme4's names: ``g.x`` on the diagonal, ``g.row.col`` below it."""
+    names = []
+    for t in terms:
+        for c in range(t.p):
+            for r in range(c, t.p):
+                cols = t.columns
+                names.append(f"{t.group}.{cols[r]}" if r == c else f"{t.group}.{cols[r]}.{cols[c]}")
+    return names
+
+
+def theta_lower_bounds(terms: list[RandomTerm]) -> np.ndarray:
+    """0 for diagonal elements of each lambda, -inf below the diagonal."""
+    return np.array([0.0 if r == c else -np.inf for t in terms for c in range(t.p) for r in range(c, t.p)])
+
+
+def theta_start(terms: list[RandomTerm]) -> np.ndarray:
+    """lme4's start: identity lambda for every term."""
+    return np.array([1.0 if r == c else 0.0 for t in terms for c in range(t.p) for r in range(c, t.p)])
+
+
+def term_lambdas(terms: list[RandomTerm], theta: np.ndarray) -> list[np.ndarray]:
+    """Lower-triangular lambda_k per term from theta (lower triangle by column)."""
+    out, i = [], 0
+    for t in terms:
+        lam = np.zeros((t.p, t.p))
+        for c in range(t.p):
+            for r in range(c, t.p):
+                lam[r, c] = theta[i]
+                i += 1
+        out.append(lam)
+    return out
+
+
+class LmmResult:
+    """A fitted linear mixed model.
+
+    Built by :func:`multilevel.lmm` or :func:`multilevel.fit_lmm`. Fixed
+    effects are in ``params`` (alias ``fixef``) with Wald ``bse``,
+    ``tvalues`` and normal-approximation ``pvalues``; variance components
+    in ``varcorr``, ``theta`` and ``sigma``; conditional modes in ``ranef``.
+    """
+
+    def __init__(self, design: LmmDesign, core: Any, reml: bool, optsum: OptSummary) -> None:
+        self.design = design
+        self.reml = reml
+        self.optsum = optsum
+        self._core = core
+        self._theta = np.asarray(optsum.final, dtype=float)
+        sol = core.solve(self._theta, reml)
+        self._beta = np.asarray(sol["beta"])
+        self._rx = np.asarray(sol["RX"])
+        self._b = [np.asarray(b) for b in sol["b"]]
+        self.sigma: float = float(sol["sigma"])
+        self.objective: float = float(sol["objective"])
+
+    # ----- estimates -------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.design.nobs
+
+    @cached_property
+    def params(self) -> pd.Series:
+        """Fixed-effect estimates, named as formulaic names the columns."""
+        return pd.Series(self._beta, index=self.design.fixed_names, name="params")
+
+    @property
+    def fixef(self) -> pd.Series:
+        """Alias of :attr:`params` (lme4's name)."""
+        return self.params
+
+    def cov_params(self) -> pd.DataFrame:
+        """Covariance of the fixed effects, ``sigma^2 (X' V^-1 X)^-1``."""
+        rinv = np.linalg.inv(self._rx)  # RX lower: X'V^-1 X / sigma^2 = RX RX'
+        cov = self.sigma**2 * rinv.T @ rinv
+        names = self.design.fixed_names
+        return pd.DataFrame(cov, index=names, columns=names)
+
+    @cached_property
+    def bse(self) -> pd.Series:
+        return standard_errors(self.cov_params()).rename("bse")
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return (self.params / self.bse).rename("tvalues")
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Two-sided p-values of the t values against the normal distribution
+        (as statsmodels' MixedLM and MixedModels.jl report them)."""
+        return normal_pvalues(self.tvalues).rename("pvalues")
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Wald confidence intervals for the fixed effects."""
+        return wald_conf_int(self.params, self.bse, alpha)
+
+    def coef_table(self) -> pd.DataFrame:
+        """Estimate, Std. Error, t value and Pr(>|z|) per fixed effect."""
+        return coefficient_table(self.params, self.bse, "t value")
+
+    # ----- variance components --------------------------------------------
+    @property
+    def theta(self) -> pd.Series:
+        """Relative covariance factors, lme4's order (lower triangle by column per term)."""
+        return pd.Series(self._theta, index=theta_names(self.design.terms), name="theta")
+
+    def covariance_matrices(self) -> list[np.ndarray]:
+        """Covariance matrix ``sigma^2 lambda lambda'`` of each term's random effects."""
+        return [self.sigma**2 * lam @ lam.T for lam in term_lambdas(self.design.terms, self._theta)]
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components: one row per variance (``term2`` empty) and per
+        correlation, then the residual, like lme4's ``as.data.frame(VarCorr(.))``."""
+        rows = []
+        for t, cov in zip(self.design.terms, self.covariance_matrices()):
+            sd = np.sqrt(np.diag(cov))
+            for i in range(t.p):
+                rows.append((t.group, t.columns[i], None, cov[i, i], sd[i], np.nan))
+            for j in range(t.p):
+                for i in range(j + 1, t.p):
+                    corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
+                    rows.append((t.group, t.columns[j], t.columns[i], cov[i, j], np.nan, corr))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma, np.nan))
+        return pd.DataFrame(rows, columns=["group", "term1", "term2", "variance", "sd", "corr"])
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        """Number of levels per grouping factor."""
+        return {t.group: t.nlevels for t in self.design.terms}
+
+    @property
+    def singular(self) -> bool:
+        """True when a variance is on the boundary or a covariance matrix is singular."""
+        lower = theta_lower_bounds(self.design.terms)
+        return bool(np.any(self._theta[lower == 0.0] < SINGULAR_TOL))
+
+    @property
+    def converged(self) -> bool:
+        return self.optsum.converged
+
+    # ----- likelihood ------------------------------------------------------
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood at the optimum (the REML log-likelihood for REML fits)."""
+        return -0.5 * self.objective
+
+    @property
+    def deviance(self) -> float:
+        """-2 log-likelihood; the REML criterion for REML fits."""
+        return self.objective
+
+    @property
+    def df_model(self) -> int:
+        """Number of estimated parameters: fixed effects, theta and sigma."""
+        return len(self._beta) + self._theta.size + 1
+
+    @property
+    def aic(self) -> float:
+        return self.objective + 2.0 * self.df_model
+
+    @property
+    def bic(self) -> float:
+        return self.objective + np.log(self.nobs) * self.df_model
+
+    # ----- random effects --------------------------------------------------
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes (BLUPs) per grouping factor: levels x term columns.
+
+        Terms sharing a grouping factor (``(x || g)``) are joined in one frame.
+        """
+        out: dict[str, pd.DataFrame] = {}
+        for t, b in zip(self.design.terms, self._b):
+            frame = pd.DataFrame(b.T, index=t.levels, columns=t.columns)
+            out[t.group] = frame if t.group not in out else pd.concat([out[t.group], frame], axis=1)
+        return out
+
+    def ranef_condvar(self) -> dict[str, pd.DataFrame]:
+        """Conditional variances of the random effects given the data, theta
+        and beta (lme4's ``condVar``), laid out like :attr:`ranef`."""
+        self._core.solve(self._theta, self.reml)  # the core's factor must be at theta
+        out: dict[str, pd.DataFrame] = {}
+        for k, t in enumerate(self.design.terms):
+            cv = np.asarray(self._core.conditional_variance(k, self.sigma))
+            diag = np.stack([np.diag(cv[:, g * t.p : (g + 1) * t.p]) for g in range(t.nlevels)])
+            frame = pd.DataFrame(diag, index=t.levels, columns=t.columns)
+            out[t.group] = frame if t.group not in out else pd.concat([out[t.group], frame], axis=1)
+        return out
+
+    def icc(self) -> pd.Series:
+        """Intraclass correlation per random-intercept term:
+        ``var_k / (sum of intercept variances + sigma^2)``.
+
+        For terms with random slopes the intercept variance is the variance at
+        covariates equal to zero, so the ICC then depends on their centring.
+        """
+        variances = {}
+        for t, cov in zip(self.design.terms, self.covariance_matrices()):
+            if "Intercept" in t.columns:
+                i = t.columns.index("Intercept")
+                variances[t.group] = variances.get(t.group, 0.0) + cov[i, i]
+        if not variances:
+            raise ValueError("the model has no random-intercept term; the ICC is not defined")
+        total = sum(variances.values()) + self.sigma**2
+        return pd.Series({g: v / total for g, v in variances.items()}, name="icc")
+
+    def marginal_cov(self, level: Any, group: str | None = None) -> pd.DataFrame:
+        """Marginal covariance ``Z_j Sigma_b Z_j' + sigma^2 I`` of the rows of one cluster.
+
+        Parameters
+        ----------
+        level : label of the cluster (a level of ``group``)
+        group : grouping factor; may be omitted when the model has one
+        """
+        groups = list(dict.fromkeys(t.group for t in self.design.terms))
+        if group is None:
+            if len(groups) > 1:
+                raise ValueError(f"the model has several grouping factors {groups}; pass group=")
+            group = groups[0]
+        term = next((t for t in self.design.terms if t.group == group), None)
+        if term is None:
+            raise ValueError(f"{group!r} is not a grouping factor of the model; choose one of {groups}")
+        idx = term.levels.get_indexer([level])[0]
+        if idx < 0:
+            raise ValueError(f"{level!r} is not a level of {group!r}")
+        rows = np.nonzero(term.codes == idx)[0]
+        v = self.sigma**2 * np.eye(rows.size)
+        for t, cov in zip(self.design.terms, self.covariance_matrices()):
+            z = t.z[rows]
+            same = t.codes[rows][:, None] == t.codes[rows][None, :]
+            v += (z @ cov @ z.T) * same
+        labels = self.design.row_index[rows] if self.design.row_index is not None else rows
+        return pd.DataFrame(v, index=labels, columns=labels)
+
+    # ----- fitted values and prediction -----------------------------------
+    def _random_part(self, terms_z_codes: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        total = 0.0
+        for (z, codes), b in zip(terms_z_codes, self._b):
+            known = codes >= 0
+            contrib = np.zeros(z.shape[0])
+            contrib[known] = np.einsum("ij,ji->i", z[known], b[:, codes[known]])
+            total = total + contrib
+        return total
+
+    def _index(self) -> pd.Index:
+        return self.design.row_index if self.design.row_index is not None else pd.RangeIndex(self.nobs)
+
+    def fitted(self) -> pd.Series:
+        """Conditional fitted values ``X beta + Z b (+ offset)`` for the rows used."""
+        d = self.design
+        fit = d.X @ self._beta + self._random_part([(t.z, t.codes) for t in d.terms])
+        if d.offset is not None:
+            fit = fit + d.offset
+        return pd.Series(fit, index=self._index(), name="fitted")
+
+    def resid(self) -> pd.Series:
+        """Response residuals ``y - fitted``."""
+        return pd.Series(self.design.y - self.fitted().to_numpy(), index=self._index(), name="resid")
+
+    def predict(self, newdata: Any = None, *, re: bool = True, offset: Any = None) -> pd.Series:
+        """Predictions for new data.
+
+        Parameters
+        ----------
+        newdata : data frame, optional
+            Rows to predict; default the rows of the fit (then ``fitted()``).
+        re : bool
+            Add the random effects of levels seen in the fit (new levels get
+            the population-level prediction); ``False`` gives ``X beta`` only.
+        offset : column name or array, optional
+            Offset for the new rows; if the fit used an offset column of that
+            name it is taken from ``newdata``.
+        """
+        if newdata is None:
+            if re:
+                return self.fitted()
+            fit = self.design.X @ self._beta + (0 if self.design.offset is None else self.design.offset)
+            return pd.Series(fit, index=self._index(), name="predicted")
+        if self.design.fixed is None:
+            raise ValueError("this model was fit from arrays; predict(newdata) needs a formula fit")
+        from multilevel.frames import as_pandas, vector_argument
+
+        df = as_pandas(newdata)
+        pred = self.design.fixed.model_matrix(df) @ self._beta
+        if re:
+            pred = pred + self._random_part([(t.z_for(df), t.codes_for(df)) for t in self.design.terms])
+        off = offset if offset is not None else self.design.extra.get("offset_column")
+        if off is not None:
+            vals, _ = vector_argument(off, df, "offset")
+            pred = pred + vals
+        return pd.Series(pred, index=df.index, name="predicted")
+
+    # ----- printing --------------------------------------------------------
+    def summary(self) -> "LmmSummary":
+        """lme4-style summary; prints as text, renders as HTML in notebooks."""
+        from multilevel.lmm.summary import LmmSummary
+
+        return LmmSummary(self)
+
+    def __repr__(self) -> str:
+        kind = "REML" if self.reml else "ML"
+        return f"<LmmResult {kind}: {self.design.formula or 'array design'}, nobs={self.nobs}>"
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()

@@ -1,0 +1,117 @@
+"""Text and HTML summaries of a fitted linear mixed model, laid out like
+lme4's ``summary(lmer(...))``."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from multilevel.lmm.result import LmmResult
+
+
+def _random_effects_table(res: LmmResult) -> pd.DataFrame:
+    rows = []
+    for t, cov in zip(res.design.terms, res.covariance_matrices()):
+        sd = np.sqrt(np.diag(cov))
+        for i in range(t.p):
+            corr = []
+            for j in range(i):
+                c = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
+                corr.append(f"{c:5.2f}")
+            rows.append([t.group if i == 0 else "", t.columns[i], f"{cov[i, i]:.4g}", f"{sd[i]:.4g}", " ".join(corr)])
+    rows.append(["Residual", "", f"{res.sigma**2:.4g}", f"{res.sigma:.4g}", ""])
+    return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
+
+
+def _notes(res: LmmResult) -> list[str]:
+    notes = []
+    if not res.converged:
+        notes.append(f"WARNING: the optimizer did not converge ({res.optsum.message}).")
+    if res.singular:
+        notes.append("NOTE: boundary (singular) fit: a variance is (near) zero or a covariance matrix is singular.")
+    if res.design.fixed is not None and res.design.fixed.dropped:
+        notes.append("NOTE: dropped aliased fixed-effect column(s): " + ", ".join(res.design.fixed.dropped))
+    if res.design.n_dropped:
+        notes.append(f"NOTE: {res.design.n_dropped} row(s) with missing values were dropped.")
+    return notes
+
+
+class LmmSummary:
+    """Summary of an :class:`~multilevel.lmm.result.LmmResult`; ``str()`` gives the text."""
+
+    def __init__(self, res: LmmResult) -> None:
+        self.res = res
+
+    @property
+    def header(self) -> list[str]:
+        r = self.res
+        kind = "REML" if r.reml else "maximum likelihood"
+        lines = [f"Linear mixed model fit by {kind} [multilevel]"]
+        if r.design.formula:
+            lines.append(f"Formula: {r.design.formula}")
+        return lines
+
+    def _fit_stats(self) -> pd.DataFrame:
+        r = self.res
+        crit = "REML criterion" if r.reml else "deviance"
+        return pd.DataFrame(
+            [[f"{r.objective:.4f}", f"{r.loglik:.4f}", f"{r.aic:.4f}", f"{r.bic:.4f}"]],
+            columns=[crit, "logLik", "AIC", "BIC"],
+        )
+
+    def _scaled_residuals(self) -> pd.DataFrame:
+        r = self.res
+        e = r.resid().to_numpy()
+        if r.design.weights is not None:
+            e = e * np.sqrt(r.design.weights)
+        q = np.quantile(e / r.sigma, [0, 0.25, 0.5, 0.75, 1])
+        return pd.DataFrame([[f"{v:.4f}" for v in q]], columns=["Min", "1Q", "Median", "3Q", "Max"])
+
+    def _groups_line(self) -> str:
+        groups = ", ".join(f"{g}, {n}" for g, n in self.res.ngroups.items())
+        return f"Number of obs: {self.res.nobs}, groups:  {groups}"
+
+    def _coefficients(self) -> pd.DataFrame:
+        return self.res.coef_table()
+
+    def __str__(self) -> str:
+        r = self.res
+        out = list(self.header)
+        out.append("")
+        out.append(self._fit_stats().to_string(index=False))
+        out.append("")
+        out.append("Scaled residuals:")
+        out.append(self._scaled_residuals().to_string(index=False))
+        out.append("")
+        out.append("Random effects:")
+        out.append(_random_effects_table(r).to_string(index=False))
+        out.append(self._groups_line())
+        out.append("")
+        out.append("Fixed effects:")
+        out.append(self._coefficients().to_string(float_format=lambda v: f"{v:.6g}"))
+        out.append("")
+        out.append(
+            f"Optimizer: {r.optsum.optimizer}, {r.optsum.feval} evaluations, {r.optsum.message}; "
+            f"converged: {r.converged}; singular: {r.singular}"
+        )
+        out.extend(_notes(r))
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        r = self.res
+        parts = [f"<p><b>{html.escape(line)}</b></p>" for line in self.header]
+        parts.append(self._fit_stats().to_html(index=False))
+        parts.append("<p><b>Random effects</b></p>")
+        parts.append(_random_effects_table(r).to_html(index=False))
+        parts.append(f"<p>{html.escape(self._groups_line())}</p>")
+        parts.append("<p><b>Fixed effects</b></p>")
+        parts.append(self._coefficients().to_html(float_format=lambda v: f"{v:.6g}"))
+        parts.extend(f"<p>{html.escape(n)}</p>" for n in _notes(r))
+        return "\n".join(parts)

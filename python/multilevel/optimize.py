@@ -1,0 +1,123 @@
+"""Bounded derivative-free minimization (NLopt's BOBYQA) with a record of how it went."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nlopt
+import numpy as np
+
+_RESULT_MESSAGES = {
+    1: "success",
+    2: "stopval reached",
+    3: "ftol reached",
+    4: "xtol reached",
+    5: "maximum number of evaluations reached",
+    6: "maximum time reached",
+    -1: "failure",
+    -2: "invalid arguments",
+    -3: "out of memory",
+    -4: "roundoff limited",
+    -5: "forced stop",
+}
+
+
+@dataclass
+class OptSummary:
+    """How the optimizer went: start, end, evaluations, tolerances, outcome.
+
+    ``converged`` is true when NLopt stopped on a tolerance (not on the
+    evaluation limit or an error).
+    """
+
+    optimizer: str
+    initial: np.ndarray
+    lower: np.ndarray
+    final: np.ndarray
+    fmin: float
+    feval: int
+    return_code: int
+    message: str
+    elapsed: float
+    ftol_rel: float
+    ftol_abs: float
+    xtol_abs: float
+    maxeval: int
+    history: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def converged(self) -> bool:
+        return self.return_code in (1, 2, 3, 4) or (self.return_code == -4 and np.isfinite(self.fmin))
+
+
+def minimize_bobyqa(
+    objective: Callable[[np.ndarray], float],
+    x0: np.ndarray,
+    lower: np.ndarray,
+    *,
+    ftol_rel: float = 1e-12,
+    ftol_abs: float = 1e-8,
+    xtol_abs: float = 1e-10,
+    initial_step: float = 0.75,
+    maxeval: int = 100_000,
+) -> OptSummary:
+    """Minimize ``objective`` over ``x >= lower`` with BOBYQA.
+
+    Non-finite objective values (a system that is not positive definite) are
+    replaced by a large finite number so the trust region backs off.
+
+    Examples
+    --------
+    >>> s = minimize_bobyqa(lambda x: float((x[0] - 0.5) ** 2), np.array([1.0]), np.array([0.0]))
+    >>> round(float(s.final[0]), 6), s.converged
+    (0.5, True)
+    """
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    best = {"f": np.inf, "x": x0.copy()}
+    history: list[float] = []
+
+    def wrapped(x: np.ndarray, _grad: np.ndarray) -> float:
+        f = float(objective(x))
+        history.append(f)
+        if not np.isfinite(f):
+            return 1e300
+        if f < best["f"]:
+            best["f"], best["x"] = f, x.copy()
+        return f
+
+    opt = nlopt.opt(nlopt.LN_BOBYQA, x0.size)
+    opt.set_lower_bounds(lower)
+    opt.set_min_objective(wrapped)
+    opt.set_ftol_rel(ftol_rel)
+    opt.set_ftol_abs(ftol_abs)
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_maxeval(maxeval)
+    opt.set_initial_step(np.full(x0.size, initial_step))
+    start = time.perf_counter()
+    try:
+        opt.optimize(x0)
+        code = opt.last_optimize_result()
+    except nlopt.RoundoffLimited:
+        code = -4
+    except (RuntimeError, ValueError):
+        code = -1
+    elapsed = time.perf_counter() - start
+    return OptSummary(
+        optimizer="LN_BOBYQA (NLopt)",
+        initial=x0,
+        lower=lower,
+        final=best["x"],
+        fmin=best["f"],
+        feval=len(history),
+        return_code=int(code),
+        message=_RESULT_MESSAGES.get(int(code), str(code)),
+        elapsed=elapsed,
+        ftol_rel=ftol_rel,
+        ftol_abs=ftol_abs,
+        xtol_abs=xtol_abs,
+        maxeval=maxeval,
+        history=history,
+    )
