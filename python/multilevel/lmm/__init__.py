@@ -1,7 +1,7 @@
 """Linear mixed models."""
 
 from multilevel.lmm.design import LmmDesign, RandomTerm, lmm_design
-from multilevel.lmm.fit import ConvergenceWarning, SingularFitWarning, fit_design, fit_lmm, lmm
+from multilevel.lmm.fit import ConvergenceWarning, SingularFitWarning, fit_design, fit_lmm, lmm, result_at_theta
 from multilevel.lmm.result import LmmResult
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "fit_lmm",
     "lmm",
     "lmm_design",
+    "result_at_theta",
 ]

@@ -20,7 +20,7 @@ import numpy as np
 from multilevel import _core
 from multilevel.lmm.design import LmmDesign, RandomTerm, lmm_design
 from multilevel.lmm.result import LmmResult, theta_lower_bounds, theta_start
-from multilevel.optimize import minimize_bobyqa
+from multilevel.optimize import OptSummary, minimize_bobyqa
 
 
 class ConvergenceWarning(UserWarning):
@@ -60,6 +60,30 @@ def fit_design(design: LmmDesign, *, reml: bool = True, start: np.ndarray | None
         warnings.warn("boundary (singular) fit: see result.singular and result.varcorr",
                       SingularFitWarning, stacklevel=3)
     return result
+
+
+def result_at_theta(design: LmmDesign, theta: Any, *, reml: bool = True, storage: str = "auto") -> LmmResult:
+    """A result evaluated at a given theta, without optimizing.
+
+    Useful to compare with another program's estimates at its own theta, or
+    to inspect the fit along a profile.
+
+    Examples
+    --------
+    >>> from multilevel.datasets import load_dataset
+    >>> from multilevel.lmm import lmm_design
+    >>> d = lmm_design("Yield ~ 1 + (1 | Batch)", load_dataset("Dyestuff"))
+    >>> round(result_at_theta(d, [0.5]).objective, 4)
+    320.8791
+    """
+    core = lmm_core(design, storage)
+    theta = np.asarray(theta, dtype=float)
+    if theta.size != design.ntheta:
+        raise ValueError(f"theta has {theta.size} values; the model has {design.ntheta}")
+    optsum = OptSummary(optimizer="none (theta given)", initial=theta, lower=theta_lower_bounds(design.terms),
+                        final=theta, fmin=float(core.objective(theta, reml)), feval=1, return_code=1,
+                        message="theta given", elapsed=0.0, ftol_rel=0.0, ftol_abs=0.0, xtol_abs=0.0, maxeval=0)
+    return LmmResult(design, core, reml, optsum)
 
 
 def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offset: Any = None,
