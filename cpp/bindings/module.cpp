@@ -1,11 +1,16 @@
 // The compiled core of multilevel, one binding file per model family.
 #include <pybind11/pybind11.h>
 
+#include "multilevel/parallel.hpp"
+
 namespace py = pybind11;
 
 void bind_lmm(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "C++/Eigen core of multilevel (sufficient statistics, objectives, factorizations).";
+  m.def("get_num_threads", &multilevel::max_threads, "Threads the core uses (1 if built without OpenMP).");
+  m.def("set_num_threads", &multilevel::set_max_threads, py::arg("n"),
+        "Set the number of threads of the core; results do not depend on it.");
   bind_lmm(m);
 }

@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "multilevel/dense_cholesky.hpp"
 #include "multilevel/normal_equations.hpp"
 #include "multilevel/relative_covariance.hpp"
 
@@ -98,7 +99,13 @@ class BlockedCholesky {
   /// S^{-1} rhs where S = L_RR L_RR' is the rest block's Schur complement.
   /// rhs (q_rest, m).
   MatrixXd solve_rest(const MatrixXd& rhs) const {
-    if (storage_ == RestStorage::Dense) return dense_llt_.solve(rhs);
+    if (storage_ == RestStorage::Dense) {
+      MatrixXd x = rhs;
+      const auto l = dense_s_.triangularView<Eigen::Lower>();
+      l.solveInPlace(x);
+      l.transpose().solveInPlace(x);
+      return x;
+    }
     return sparse_llt_.solve(rhs);
   }
 
@@ -173,9 +180,9 @@ class BlockedCholesky {
       dense_s_ += lal;
       dense_s_.diagonal().array() += 1.0;
       subtract_outer_products(dense_s_);
-      dense_llt_.compute(dense_s_);
-      if (dense_llt_.info() != Eigen::Success) return false;
-      logdet_re += 2.0 * dense_llt_.matrixLLT().diagonal().array().log().sum();
+      // In place: dense_s_ then holds its lower Cholesky factor.
+      if (!cholesky_in_place(dense_s_)) return false;
+      logdet_re += 2.0 * dense_s_.diagonal().array().log().sum();
       return true;
     }
     SparseMatrix ident(A_.q_rest, A_.q_rest);
@@ -193,6 +200,7 @@ class BlockedCholesky {
   }
 
   // s (q_rest, q_rest) lower triangle -= sum_j D_j D_j' over term-0 levels.
+  // Rows of D_j ascend, so each column of s is written top to bottom.
   void subtract_outer_products(MatrixXd& s) const {
     const Index p0 = A_.terms[0].p;
     const int* inner = L_R0.innerIndexPtr();
@@ -200,8 +208,14 @@ class BlockedCholesky {
       const auto [start, nr] = level_rows(j);
       const Eigen::Map<const MatrixXd> d(L_R0.valuePtr() + start, nr, p0);
       const int* rows = inner + start;
-      for (Index a = 0; a < nr; ++a)
-        for (Index b = 0; b <= a; ++b) s(rows[a], rows[b]) -= d.row(a).dot(d.row(b));
+      for (Index b = 0; b < nr; ++b) {
+        double* col = s.data() + static_cast<Index>(rows[b]) * s.rows();
+        for (Index a = b; a < nr; ++a) {
+          double v = 0.0;
+          for (Index c = 0; c < p0; ++c) v += d(a, c) * d(b, c);
+          col[rows[a]] -= v;
+        }
+      }
     }
   }
 
@@ -209,8 +223,7 @@ class BlockedCholesky {
   RestStorage storage_ = RestStorage::None;
   std::vector<MatrixXd> lambdas_;
   SparseMatrix lambda_rest_;
-  MatrixXd dense_s_;
-  Eigen::LLT<MatrixXd> dense_llt_;
+  MatrixXd dense_s_;  // dense rest block, then (after factor) its lower Cholesky factor
   SparseLLT sparse_llt_;
   bool analyzed_ = false;
 };
