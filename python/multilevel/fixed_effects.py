@@ -24,7 +24,7 @@ class FixedDesign:
     Attributes
     ----------
     y : (n,) float64
-    X : (n, p) float64, Fortran order, aliased columns removed
+    X : (n, p) float64 (any memory order), aliased columns removed
     names : list of str
         Column names of ``X`` as formulaic gives them (``Intercept``, ``x``, ``f[T.b]``).
     response : str
@@ -72,17 +72,18 @@ def fixed_design(formula: str, data: pd.DataFrame) -> FixedDesign:
             f"the response {lhs!r} has dtype {data[lhs].dtype}; a linear model needs a numeric response"
         )
     try:
-        mm = formulaic.model_matrix(formula, data, na_action="raise")
+        # numpy output: one (n, p) array, no per-column frame to copy from again.
+        mm = formulaic.model_matrix(formula, data, na_action="raise", output="numpy")
     except Exception as exc:
         raise ValueError(f"could not build the fixed-effects model matrix of {formula!r}: {exc}") from exc
     if mm.lhs.shape[1] != 1:
         raise ValueError(
             f"the response {lhs!r} must be one numeric column; it expands to {mm.lhs.shape[1]} columns"
         )
-    y = np.asarray(mm.lhs, dtype=float)[:, 0].copy()
+    y = np.ascontiguousarray(np.asarray(mm.lhs, dtype=float)[:, 0])
     check_finite(y, f"response {lhs!r}")
-    X = np.asfortranarray(mm.rhs, dtype=float)
-    names = [str(c) for c in mm.rhs.columns]
+    X = np.asarray(mm.rhs, dtype=float)  # any memory order: the core reads strided arrays
+    names = [str(c) for c in mm.rhs.model_spec.column_names]
     for j, name in enumerate(names):
         check_finite(X[:, j], f"fixed-effects column {name!r}")
     aliased = aliased_columns(X)
@@ -95,9 +96,11 @@ def fixed_design(formula: str, data: pd.DataFrame) -> FixedDesign:
             UserWarning,
             stacklevel=4,
         )
-        X = np.asfortranarray(X[:, kept])
+        X = np.ascontiguousarray(X[:, kept])
         names = [names[j] for j in kept]
-    return FixedDesign(y, X, names, lhs, mm.rhs.model_spec, kept, dropped)
+    spec = mm.rhs.model_spec
+    del mm
+    return FixedDesign(y, X, names, lhs, spec, kept, dropped)
 
 
 def aliased_columns(X: np.ndarray, tol: float = 1e-7, chunk: int = 200_000) -> list[int]:

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <Eigen/SparseCholesky>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -69,7 +70,13 @@ class BlockedCholesky {
     }
     MatrixXd schur = A_.AXX;
     schur.noalias() -= LX0 * LX0.transpose();
-    if (storage_ != RestStorage::None) {
+    if (storage_ == RestStorage::Dense) {
+      if (!factor_rest()) return false;
+      // B' S^-1 B = W'W with W = L_RR^-1 B: one triangular solve, not two.
+      MatrixXd w = B_R;
+      dense_s_.triangularView<Eigen::Lower>().solveInPlace(w);
+      schur.noalias() -= w.transpose() * w;
+    } else if (storage_ == RestStorage::Sparse) {
       if (!factor_rest()) return false;
       schur.noalias() -= B_R.transpose() * solve_rest(B_R);
     }
@@ -176,10 +183,7 @@ class BlockedCholesky {
     B_R.noalias() = lambda_rest_.transpose() * A_.AXR.transpose();
     B_R.noalias() -= L_R0 * LX0.transpose();
     if (storage_ == RestStorage::Dense) {
-      dense_s_.setZero(A_.q_rest, A_.q_rest);
-      dense_s_ += lal;
-      dense_s_.diagonal().array() += 1.0;
-      subtract_outer_products(dense_s_);
+      assemble_dense_rest(lal);
       // In place: dense_s_ then holds its lower Cholesky factor.
       if (!cholesky_in_place(dense_s_)) return false;
       logdet_re += 2.0 * dense_s_.diagonal().array().log().sum();
@@ -199,21 +203,37 @@ class BlockedCholesky {
     return true;
   }
 
-  // s (q_rest, q_rest) lower triangle -= sum_j D_j D_j' over term-0 levels.
-  // Rows of D_j ascend, so each column of s is written top to bottom.
-  void subtract_outer_products(MatrixXd& s) const {
-    const Index p0 = A_.terms[0].p;
+  // dense_s_ (q_rest, q_rest), lower triangle = lal + I - sum_j D_j D_j' over
+  // term-0 levels. Work items own fixed blocks of columns (so no two threads
+  // write one entry, and each entry sums its terms in the same order); rows
+  // of each D_j ascend, so a block's rows are found by binary search.
+  void assemble_dense_rest(const SparseMatrix& lal) {
+    const Index q = A_.q_rest, p0 = A_.terms[0].p, nlev0 = A_.terms[0].nlevels;
+    const Index width = 64, nblocks = (q + width - 1) / width;
+    dense_s_.resize(q, q);
     const int* inner = L_R0.innerIndexPtr();
-    for (Index j = 0; j < A_.terms[0].nlevels; ++j) {
-      const auto [start, nr] = level_rows(j);
-      const Eigen::Map<const MatrixXd> d(L_R0.valuePtr() + start, nr, p0);
-      const int* rows = inner + start;
-      for (Index b = 0; b < nr; ++b) {
-        double* col = s.data() + static_cast<Index>(rows[b]) * s.rows();
-        for (Index a = b; a < nr; ++a) {
-          double v = 0.0;
-          for (Index c = 0; c < p0; ++c) v += d(a, c) * d(b, c);
-          col[rows[a]] -= v;
+    ML_PARALLEL_FOR_DYNAMIC
+    for (Index t = 0; t < nblocks; ++t) {
+      const Index c0 = t * width, c1 = std::min(q, c0 + width);
+      dense_s_.middleCols(c0, c1 - c0).setZero();
+      for (Index c = c0; c < c1; ++c) {
+        for (SparseMatrix::InnerIterator it(lal, c); it; ++it) dense_s_(it.row(), c) += it.value();
+        dense_s_(c, c) += 1.0;
+      }
+      for (Index j = 0; j < nlev0; ++j) {
+        const auto [start, nr] = level_rows(j);
+        const int* rows = inner + start;
+        const Index b0 = std::lower_bound(rows, rows + nr, static_cast<int>(c0)) - rows;
+        const Index b1 = std::lower_bound(rows + b0, rows + nr, static_cast<int>(c1)) - rows;
+        if (b0 == b1) continue;
+        const Eigen::Map<const MatrixXd> d(L_R0.valuePtr() + start, nr, p0);
+        for (Index b = b0; b < b1; ++b) {
+          double* col = dense_s_.data() + static_cast<Index>(rows[b]) * q;
+          for (Index a = b; a < nr; ++a) {
+            double v = 0.0;
+            for (Index c = 0; c < p0; ++c) v += d(a, c) * d(b, c);
+            col[rows[a]] -= v;
+          }
         }
       }
     }

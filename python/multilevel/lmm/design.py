@@ -76,7 +76,7 @@ class RandomTerm:
             raise ValueError(f"term {self.label}: a code is >= the number of levels ({len(self.levels)})")
         self.levels = pd.Index(self.levels)
         self.codes = codes.astype(np.int32, copy=False)
-        self.z = np.asfortranarray(z)
+        self.z = z  # any memory order: the core reads strided arrays
         for j, name in enumerate(self.columns):
             check_finite(self.z[:, j], f"random-effects column {name!r} of term {self.label}")
 
@@ -140,7 +140,7 @@ class LmmDesign:
             X = X[:, None]
         if X.shape[0] != n:
             raise ValueError(f"X has {X.shape[0]} rows but y has {n}")
-        self.X = np.asfortranarray(X)
+        self.X = X  # any memory order: the core reads strided arrays
         if len(self.fixed_names) != X.shape[1]:
             raise ValueError(f"{len(self.fixed_names)} fixed-effect names for {X.shape[1]} columns")
         check_finite(self.y, f"response {self.response!r}")
@@ -187,10 +187,10 @@ class LmmDesign:
 
 def _term_columns(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, list[str], Any]:
     try:
-        mm = formulaic.model_matrix(spec.expr, data, na_action="raise")
+        mm = formulaic.model_matrix(spec.expr, data, na_action="raise", output="numpy")
     except Exception as exc:
         raise ValueError(f"could not build the columns of random term {spec}: {exc}") from exc
-    return np.asfortranarray(mm, dtype=float), [str(c) for c in mm.columns], mm.model_spec
+    return np.asarray(mm, dtype=float), [str(c) for c in mm.model_spec.column_names], mm.model_spec
 
 
 def lmm_design(
