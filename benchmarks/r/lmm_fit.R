@@ -1,0 +1,124 @@
+# Fit one linear mixed model with lme4::lmer and write timings and estimates as JSON.
+#
+# Usage:
+#   Rscript lmm_fit.R DATA.csv FORMULA REML OUT.json [FACTORS]
+#
+#   DATA.csv  data with a header row
+#   FORMULA   lme4 formula, e.g. "y ~ x1 + (1 + x1 | g)"
+#   REML      TRUE (REML) or FALSE (maximum likelihood)
+#   OUT.json  where to write the results
+#   FACTORS   optional comma-separated columns to turn into factors; by
+#             default the grouping variables of the random-effects terms
+#
+# Only the lmer() call is timed; reading the file and converting the
+# factors are timed separately (load_seconds). Memory: VmRSS just before
+# lmer() and the peak RSS during lmer() (VmHWM after resetting it through
+# /proc/self/clear_refs, where the kernel allows that), plus R's own
+# gc() "max used" during the call.
+
+suppressPackageStartupMessages({
+  library(lme4)
+  library(jsonlite)
+})
+
+args <- commandArgs(trailingOnly = TRUE)
+if (length(args) < 4) {
+  stop("usage: Rscript lmm_fit.R DATA.csv FORMULA REML OUT.json [FACTORS]")
+}
+data_path <- args[[1]]
+form <- as.formula(args[[2]])
+reml <- as.logical(args[[3]])
+out_path <- args[[4]]
+if (is.na(reml)) stop("REML must be TRUE or FALSE")
+
+proc_status_kb <- function(field) {
+  lines <- tryCatch(readLines("/proc/self/status"), error = function(e) character(0))
+  hit <- grep(paste0("^", field, ":"), lines, value = TRUE)
+  if (length(hit) == 0) return(NA_real_)
+  as.numeric(strsplit(trimws(sub(paste0("^", field, ":"), "", hit[[1]])), "[[:space:]]+")[[1]][[1]])
+}
+
+reset_peak_rss <- function() {
+  ok <- tryCatch({
+    con <- file("/proc/self/clear_refs", open = "w")
+    on.exit(close(con))
+    writeLines("5", con)
+    TRUE
+  }, error = function(e) FALSE, warning = function(w) FALSE)
+  isTRUE(ok)
+}
+
+# ---- load -----------------------------------------------------------------
+t_load <- proc.time()[["elapsed"]]
+if (requireNamespace("data.table", quietly = TRUE)) {
+  df <- as.data.frame(data.table::fread(data_path, showProgress = FALSE))
+  reader <- "data.table::fread"
+} else {
+  df <- read.csv(data_path)
+  reader <- "read.csv"
+}
+factors <- if (length(args) >= 5 && nzchar(args[[5]])) {
+  strsplit(args[[5]], ",", fixed = TRUE)[[1]]
+} else {
+  unique(unlist(lapply(findbars(form), function(b) all.vars(b[[3]]))))
+}
+for (f in factors) df[[f]] <- factor(df[[f]])
+load_seconds <- proc.time()[["elapsed"]] - t_load
+
+# ---- fit ------------------------------------------------------------------
+invisible(gc(reset = TRUE))
+rss_before_kb <- proc_status_kb("VmRSS")
+peak_reset <- reset_peak_rss()
+messages <- character(0)
+pt_fit <- proc.time()
+fit <- withCallingHandlers(
+  lmer(form, data = df, REML = reml),
+  warning = function(w) {
+    messages <<- c(messages, paste("warning:", conditionMessage(w)))
+    invokeRestart("muffleWarning")
+  },
+  message = function(m) {
+    messages <<- c(messages, paste("message:", trimws(conditionMessage(m))))
+    invokeRestart("muffleMessage")
+  }
+)
+pt_used <- proc.time() - pt_fit
+fit_seconds <- pt_used[["elapsed"]]
+fit_cpu_seconds <- pt_used[["user.self"]] + pt_used[["sys.self"]]
+peak_kb <- proc_status_kb("VmHWM")
+gc_after <- gc()
+gc_max_used_mb <- sum(gc_after[, ncol(gc_after)])  # the "max used (Mb)" column
+
+# ---- results --------------------------------------------------------------
+beta <- fixef(fit)
+conv <- fit@optinfo$conv$lme4$messages
+numeric_cols <- names(df)[vapply(df, is.numeric, logical(1))]
+out <- list(
+  tool = "lme4",
+  lme4_version = as.character(packageVersion("lme4")),
+  r_version = R.version.string,
+  reader = reader,
+  formula = deparse(form, width.cutoff = 500L),
+  reml = reml,
+  nobs = nobs(fit),
+  load_seconds = load_seconds,
+  fit_seconds = fit_seconds,
+  fit_cpu_seconds = fit_cpu_seconds,
+  objective = if (reml) REMLcrit(fit) else deviance(fit),
+  objective_kind = if (reml) "REMLcrit" else "deviance",
+  loglik = as.numeric(logLik(fit)),
+  theta = as.list(getME(fit, "theta")),
+  fixef = as.list(beta),
+  se = as.list(sqrt(diag(as.matrix(vcov(fit))))),
+  sigma = sigma(fit),
+  feval = fit@optinfo$feval,
+  optimizer = fit@optinfo$optimizer,
+  conv_messages = if (is.null(conv)) list() else as.list(conv),
+  messages = as.list(messages),
+  rss_before_fit_kb = rss_before_kb,
+  peak_rss_fit_kb = if (peak_reset) peak_kb else NA_real_,
+  peak_reset = peak_reset,
+  gc_max_used_mb = gc_max_used_mb,
+  column_sums = as.list(vapply(df[numeric_cols], function(v) sum(as.numeric(v)), numeric(1)))
+)
+writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null"), out_path)
