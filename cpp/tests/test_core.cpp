@@ -8,24 +8,14 @@
 
 #include "multilevel/group_index.hpp"
 #include "multilevel/lmm.hpp"
+#include "checks.hpp"
 
 using namespace multilevel;
+using namespace multilevel::testing;
+
+void test_gee(std::mt19937& rng);  // test_gee.cpp
 
 namespace {
-
-int passed = 0, failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++passed;
-  } else {
-    ++failed;
-    std::printf("FAILED: %s\n", what.c_str());
-  }
-}
-
-double rel_diff(double a, double b) { return std::abs(a - b) / std::max(1.0, std::abs(b)); }
-double max_abs(const MatrixXd& m) { return m.size() ? m.cwiseAbs().maxCoeff() : 0.0; }
 
 struct Problem {
   VectorXd y, w;
@@ -189,6 +179,7 @@ int main() {
   test_group_index();
   std::mt19937 rng(20261125);
   for (int trial = 0; trial < 40; ++trial) test_against_dense(rng, trial);
+  test_gee(rng);
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

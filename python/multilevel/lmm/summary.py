@@ -9,19 +9,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from multilevel.text_table import aligned_table
+
 if TYPE_CHECKING:
     from multilevel.lmm.result import LmmResult
-
-
-def _aligned(table: pd.DataFrame, left: int) -> str:
-    """Plain-text table: the first ``left`` columns left-aligned, the rest right-aligned."""
-    cells = [list(map(str, table.columns))] + [[str(v) for v in row] for row in table.itertuples(index=False)]
-    widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]
-    lines = []
-    for r in cells:
-        parts = [v.ljust(w) if j < left else v.rjust(w) for j, (v, w) in enumerate(zip(r, widths))]
-        lines.append(" " + " ".join(parts).rstrip())
-    return "\n".join(lines)
 
 
 def _random_effects_table(res: LmmResult) -> pd.DataFrame:
@@ -99,7 +90,7 @@ class LmmSummary:
         out.append(self._scaled_residuals().to_string(index=False))
         out.append("")
         out.append("Random effects:")
-        out.append(_aligned(_random_effects_table(r), left=2))
+        out.append(aligned_table(_random_effects_table(r), left=2))
         out.append(self._groups_line())
         out.append("")
         out.append("Fixed effects:")

@@ -1,0 +1,102 @@
+// Python binding of the GEE cluster sums.
+#include <pybind11/eigen.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "array_views.hpp"
+#include "multilevel/gee.hpp"
+
+namespace py = pybind11;
+using namespace multilevel;
+using namespace multilevel::bindings;
+
+namespace {
+
+using Int32Vector = Eigen::Ref<const Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>>;
+using Int64Vector = Eigen::Ref<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>>;
+
+ClusterLayout make_layout(const Int32Vector& order, const Int64Vector& ptr, const Int32Vector& position) {
+  if (ptr.size() < 1 || ptr[0] != 0 || ptr[ptr.size() - 1] != order.size())
+    throw std::invalid_argument("ptr must start at 0 and end at len(order)");
+  if (position.size() != order.size()) throw std::invalid_argument("position must have one entry per row");
+  return ClusterLayout{{order.data(), order.size()}, {ptr.data(), ptr.size()}, {position.data(), position.size()}};
+}
+
+WorkingCorrelation make_correlation(int kind, double alpha, const Eigen::MatrixXd& table) {
+  if (kind < 0 || kind > 3) throw std::invalid_argument("correlation kind must be 0..3");
+  return WorkingCorrelation{static_cast<CorrelationKind>(kind), alpha, table};
+}
+
+}  // namespace
+
+void bind_gee(py::module_& m) {
+  m.def(
+      "gee_cluster_sums",
+      [](const MatrixArg& x, const VectorArg& a, const VectorArg& e, const Int32Vector& order,
+         const Int64Vector& ptr, const Int32Vector& position, int corr_kind, double alpha,
+         const Eigen::MatrixXd& table, int meat, const Eigen::MatrixXd& h_full) {
+        if (a.size() != x.rows() || e.size() != x.rows() || order.size() != x.rows())
+          throw std::invalid_argument("x, a, e and order must have the same number of rows");
+        if (meat < 0 || meat > 2) throw std::invalid_argument("meat must be 0 (robust), 1 (bias-reduced) or 2 (jackknife)");
+        if (meat != 0 && (h_full.rows() != x.cols() || h_full.cols() != x.cols()))
+          throw std::invalid_argument("h_full must be (p, p)");
+        const ClusterLayout layout = make_layout(order, ptr, position);
+        const WorkingCorrelation corr = make_correlation(corr_kind, alpha, table);
+        GeeSums sums;
+        {
+          py::gil_scoped_release release;
+          sums = gee_cluster_sums(as_map(x), as_map(a), as_map(e), layout, corr, static_cast<MeatKind>(meat), h_full);
+        }
+        py::dict d;
+        d["H"] = sums.H;
+        d["U"] = sums.U;
+        d["M"] = sums.M;
+        d["failed_cluster"] = sums.failed_cluster;
+        return d;
+      },
+      py::arg("x"), py::arg("a"), py::arg("e"), py::arg("order"), py::arg("ptr"), py::arg("position"),
+      py::arg("corr_kind"), py::arg("alpha"), py::arg("table"), py::arg("meat"), py::arg("h_full"),
+      R"doc(
+Information H (p, p), quasi-score U (p,) and meat M (p, p) of a GEE, summed over clusters.
+
+Parameters
+----------
+x : (n, p) float64, any strides, data row order
+a : (n,) float64, (dmu/deta) / sqrt(phi v(mu) / w)
+e : (n,) float64, (y - mu) / sqrt(phi v(mu) / w)
+order : (n,) int32, data rows cluster by cluster, within a cluster by position
+ptr : (J+1,) int64, cluster j is order[ptr[j]:ptr[j+1]]
+position : (n,) int32, 0-based position of each data row in its cluster
+corr_kind : 0 independence, 1 exchangeable, 2 AR(1), 3 table
+alpha : float, parameter of exchangeable and AR(1)
+table : (T, T) float64, correlation by position pair (kind 3), else any
+meat : 0 robust sum U_j U_j', 1 bias-reduced (Mancl-DeRouen), 2 one-step jackknife
+h_full : (p, p) float64, H at the estimates (meat 1 and 2)
+
+Returns a dict with H, U, M and failed_cluster (first cluster whose working
+correlation is not positive definite, or -1).
+)doc");
+  m.def(
+      "gee_pair_moments",
+      [](const VectorArg& r, const Int32Vector& order, const Int64Vector& ptr, const Int32Vector& position,
+         int grouping, Index npositions) {
+        if (grouping < 0 || grouping > 2) throw std::invalid_argument("grouping must be 0 (all), 1 (lag) or 2 (position)");
+        const ClusterLayout layout = make_layout(order, ptr, position);
+        PairMoments pm;
+        {
+          py::gil_scoped_release release;
+          pm = pair_moments(as_map(r), layout, static_cast<PairGrouping>(grouping), npositions);
+        }
+        return py::make_tuple(pm.sum, pm.count);
+      },
+      py::arg("r"), py::arg("order"), py::arg("ptr"), py::arg("position"), py::arg("grouping"),
+      py::arg("npositions"),
+      R"doc(
+Sums of r_i r_k over pairs of rows in the same cluster, and pair counts, by group.
+
+grouping 0: one group; 1: by lag |t_i - t_k| (npositions groups, index = lag);
+2: by position pair (npositions**2 groups, index t_i * T + t_k with t_i < t_k).
+r is (n,) float64 in data row order; order, ptr, position as in gee_cluster_sums.
+)doc");
+}

@@ -1,0 +1,177 @@
+// Per-cluster sums of generalized estimating equations.
+//
+// With V_j = S_j R_j S_j (S_j = diag sqrt(phi v(mu) / w)), the caller passes
+// rows already divided by S: a_i = (dmu/deta)_i / s_i and e_i = (y_i - mu_i) / s_i,
+// so that D_j = diag(a) X_j in those units and every sum below is a cross
+// product of whitened rows W_j [diag(a) X_j | e_j] (W_j' W_j = R_j^{-1}).
+// Clusters are summed in parallel with a fixed reduction order.
+#pragma once
+
+#include <Eigen/Dense>
+#include <atomic>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "multilevel/parallel.hpp"
+#include "multilevel/types.hpp"
+#include "multilevel/working_correlation.hpp"
+
+namespace multilevel {
+
+/// Rows grouped into clusters.
+struct ClusterLayout {
+  /// (n,) row indices of the data, cluster by cluster, within a cluster by position.
+  Eigen::Map<const Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>> order;
+  /// (J+1,) offsets into `order`: cluster j is order[ptr[j] .. ptr[j+1]).
+  Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>> ptr;
+  /// (n,) 0-based position of each data row within its cluster (indexed by data row).
+  Eigen::Map<const Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>> position;
+
+  Index nclusters() const { return ptr.size() - 1; }
+  Index size(Index j) const { return static_cast<Index>(ptr[j + 1] - ptr[j]); }
+};
+
+/// What gee_cluster_sums accumulates besides H and U.
+enum class MeatKind : int {
+  Robust = 0,        ///< M = sum U_j U_j'
+  BiasReduced = 1,   ///< Mancl-DeRouen: U_j = D_j' V_j^-1 (I - D_j H^-1 D_j' V_j^-1)^-1 e_j
+  OneStepJack = 2,   ///< M = sum d_j d_j', d_j = (H - H_j)^-1 U_j (one-step leave-cluster-out change)
+};
+
+/// Sums over clusters at the current estimates.
+struct GeeSums {
+  MatrixXd H;  ///< (p, p) information sum_j D_j' V_j^-1 D_j
+  VectorXd U;  ///< (p,) quasi-score sum_j D_j' V_j^-1 (y_j - mu_j)
+  MatrixXd M;  ///< (p, p) meat, by MeatKind
+  Index failed_cluster = -1;  ///< first cluster whose R_j is not positive definite, or -1
+};
+
+namespace detail {
+
+/// Accumulator of one chunk of clusters, with its own scratch block.
+struct GeeAccumulator {
+  MatrixXd H, M, block;
+  VectorXd U;
+  Index failed = -1;
+  explicit GeeAccumulator(Index p) : H(MatrixXd::Zero(p, p)), M(MatrixXd::Zero(p, p)), U(VectorXd::Zero(p)) {}
+  void merge(const GeeAccumulator& o) {
+    H += o.H;
+    M += o.M;
+    U += o.U;
+    if (failed < 0 || (o.failed >= 0 && o.failed < failed)) failed = o.failed;
+  }
+};
+
+}  // namespace detail
+
+/// Information, score and meat of a GEE at the current estimates.
+///
+/// @param x       (n, p) model matrix, any strides, data row order
+/// @param a       (n,) (dmu/deta) / sqrt(phi v(mu) / w) per data row
+/// @param e       (n,) (y - mu) / sqrt(phi v(mu) / w) per data row
+/// @param layout  clusters and positions
+/// @param corr    working correlation
+/// @param meat    what M holds
+/// @param h_full  (p, p) H at the estimates; needed for BiasReduced (its inverse
+///                is taken) and OneStepJack; ignored for Robust
+inline GeeSums gee_cluster_sums(const StridedMatrixMap& x, const StridedVectorMap& a, const StridedVectorMap& e,
+                                const ClusterLayout& layout, const WorkingCorrelation& corr, MeatKind meat,
+                                const MatrixXd& h_full) {
+  const Index p = x.cols();
+  MatrixXd h_inv;
+  if (meat == MeatKind::BiasReduced) h_inv = h_full.ldlt().solve(MatrixXd::Identity(p, p));
+  const Index chunk = 2048;
+  auto acc = chunked_sum(
+      layout.nclusters(), chunk, [p] { return detail::GeeAccumulator(p); },
+      [&](detail::GeeAccumulator& s, Index j) {
+        const Index nj = layout.size(j);
+        const std::int32_t* rows = layout.order.data() + layout.ptr[j];
+        s.block.resize(nj, p + 1);
+        Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1> pos(nj);
+        for (Index i = 0; i < nj; ++i) {
+          const Index r = rows[i];
+          s.block.row(i).head(p) = a[r] * x.row(r);
+          s.block(i, p) = e[r];
+          pos[i] = layout.position[r];
+        }
+        if (!corr.whiten(pos.data(), s.block)) {
+          if (s.failed < 0) s.failed = j;
+          return;
+        }
+        const auto d = s.block.leftCols(p);
+        const auto r = s.block.col(p);
+        VectorXd uj = d.transpose() * r;
+        MatrixXd hj = d.transpose() * d;
+        s.H += hj;
+        s.U += uj;
+        switch (meat) {
+          case MeatKind::Robust:
+            break;
+          case MeatKind::BiasReduced: {
+            MatrixXd g = -d * h_inv * d.transpose();
+            g.diagonal().array() += 1.0;
+            uj = d.transpose() * g.partialPivLu().solve(r);
+            break;
+          }
+          case MeatKind::OneStepJack:
+            uj = (h_full - hj).ldlt().solve(uj);
+            break;
+        }
+        s.M.noalias() += uj * uj.transpose();
+      });
+  return GeeSums{acc.H, acc.U, acc.M, acc.failed};
+}
+
+/// How pair_moments groups the pairs of rows within a cluster.
+enum class PairGrouping : int {
+  All = 0,       ///< one group (exchangeable)
+  Lag = 1,       ///< by |t_i - t_k| in 1..T-1 (AR(1), m-dependent); index = lag
+  Position = 2,  ///< by (t_i, t_k) (unstructured); index = t_i * T + t_k, t_i < t_k
+};
+
+/// Sums of products of residuals over pairs of rows in the same cluster.
+struct PairMoments {
+  VectorXd sum;    ///< per group: sum of r_i r_k over its pairs
+  VectorXd count;  ///< per group: number of pairs
+  void merge(const PairMoments& o) {
+    sum += o.sum;
+    count += o.count;
+  }
+};
+
+/// Pair sums of residuals `r` (n,) by grouping; `T` is the number of positions
+/// (groups: All 1, Lag T, Position T*T).
+inline PairMoments pair_moments(const StridedVectorMap& r, const ClusterLayout& layout, PairGrouping grouping,
+                                Index T) {
+  const Index ngroups = grouping == PairGrouping::All ? 1 : grouping == PairGrouping::Lag ? T : T * T;
+  return chunked_sum(
+      layout.nclusters(), 4096,
+      [ngroups] { return PairMoments{VectorXd::Zero(ngroups), VectorXd::Zero(ngroups)}; },
+      [&](PairMoments& s, Index j) {
+        const Index nj = layout.size(j);
+        const std::int32_t* rows = layout.order.data() + layout.ptr[j];
+        if (grouping == PairGrouping::All) {
+          double total = 0.0, squares = 0.0;
+          for (Index i = 0; i < nj; ++i) {
+            total += r[rows[i]];
+            squares += r[rows[i]] * r[rows[i]];
+          }
+          s.sum[0] += 0.5 * (total * total - squares);
+          s.count[0] += 0.5 * static_cast<double>(nj) * static_cast<double>(nj - 1);
+          return;
+        }
+        for (Index i = 0; i < nj; ++i) {
+          const Index ti = layout.position[rows[i]];
+          for (Index k = i + 1; k < nj; ++k) {
+            const Index tk = layout.position[rows[k]];
+            const Index g = grouping == PairGrouping::Lag ? std::abs(tk - ti)
+                                                          : std::min(ti, tk) * T + std::max(ti, tk);
+            s.sum[g] += r[rows[i]] * r[rows[k]];
+            s.count[g] += 1.0;
+          }
+        }
+      });
+}
+
+}  // namespace multilevel

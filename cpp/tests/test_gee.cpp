@@ -1,0 +1,177 @@
+// GEE cluster sums and pair moments against explicit dense per-cluster algebra.
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "checks.hpp"
+#include "multilevel/gee.hpp"
+
+using namespace multilevel;
+using namespace multilevel::testing;
+
+namespace {
+
+using IntVector32 = Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>;
+using IntVector64 = Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>;
+
+struct GeeProblem {
+  MatrixXd x;
+  VectorXd a, e;
+  IntVector32 order, position;
+  IntVector64 ptr;
+  std::vector<std::vector<Index>> clusters;  // data rows of each cluster, by position
+  Index npositions = 8;
+};
+
+// Clusters of 1..6 rows at increasing random positions in 0..7, rows shuffled in the data.
+GeeProblem random_gee_problem(std::mt19937& rng, Index nclusters, Index p) {
+  GeeProblem g;
+  std::uniform_int_distribution<int> size_dist(1, 6);
+  std::normal_distribution<double> normal;
+  std::vector<std::pair<Index, int>> cluster_pos;  // (cluster, position) per row
+  for (Index j = 0; j < nclusters; ++j) {
+    std::vector<int> slots(static_cast<std::size_t>(g.npositions));
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), rng);
+    const int nj = size_dist(rng);
+    std::sort(slots.begin(), slots.begin() + nj);
+    for (int i = 0; i < nj; ++i) cluster_pos.emplace_back(j, slots[static_cast<std::size_t>(i)]);
+  }
+  std::shuffle(cluster_pos.begin(), cluster_pos.end(), rng);  // interleaved data rows
+  const Index n = static_cast<Index>(cluster_pos.size());
+  g.x = MatrixXd::NullaryExpr(n, p, [&]() { return normal(rng); });
+  g.a = VectorXd::NullaryExpr(n, [&]() { return 0.5 + std::abs(normal(rng)); });
+  g.e = VectorXd::NullaryExpr(n, [&]() { return normal(rng); });
+  g.position.resize(n);
+  g.clusters.assign(static_cast<std::size_t>(nclusters), {});
+  for (Index r = 0; r < n; ++r) g.position[r] = cluster_pos[static_cast<std::size_t>(r)].second;
+  for (Index r = 0; r < n; ++r) g.clusters[static_cast<std::size_t>(cluster_pos[static_cast<std::size_t>(r)].first)].push_back(r);
+  g.order.resize(n);
+  g.ptr = IntVector64::Zero(nclusters + 1);
+  Index k = 0;
+  for (Index j = 0; j < nclusters; ++j) {
+    auto& rows = g.clusters[static_cast<std::size_t>(j)];
+    std::sort(rows.begin(), rows.end(), [&](Index u, Index v) { return g.position[u] < g.position[v]; });
+    for (Index r : rows) g.order[k++] = static_cast<std::int32_t>(r);
+    g.ptr[j + 1] = k;
+  }
+  return g;
+}
+
+MatrixXd correlation_of(const WorkingCorrelation& c, const std::vector<Index>& rows, const IntVector32& position) {
+  const Index nj = static_cast<Index>(rows.size());
+  MatrixXd r = MatrixXd::Identity(nj, nj);
+  for (Index i = 0; i < nj; ++i)
+    for (Index k = 0; k < nj; ++k) {
+      if (i == k) continue;
+      const int ti = position[rows[static_cast<std::size_t>(i)]], tk = position[rows[static_cast<std::size_t>(k)]];
+      switch (c.kind) {
+        case CorrelationKind::Independence: r(i, k) = 0.0; break;
+        case CorrelationKind::Exchangeable: r(i, k) = c.alpha; break;
+        case CorrelationKind::Ar1: r(i, k) = std::pow(c.alpha, std::abs(ti - tk)); break;
+        case CorrelationKind::Table: r(i, k) = c.table(ti, tk); break;
+      }
+    }
+  return r;
+}
+
+// Dense reference of gee_cluster_sums.
+GeeSums dense_sums(const GeeProblem& g, const WorkingCorrelation& c, MeatKind meat, const MatrixXd& h_full) {
+  const Index p = g.x.cols();
+  GeeSums s{MatrixXd::Zero(p, p), VectorXd::Zero(p), MatrixXd::Zero(p, p), -1};
+  for (const auto& rows : g.clusters) {
+    const Index nj = static_cast<Index>(rows.size());
+    MatrixXd d(nj, p);
+    VectorXd e(nj);
+    for (Index i = 0; i < nj; ++i) {
+      d.row(i) = g.a[rows[static_cast<std::size_t>(i)]] * g.x.row(rows[static_cast<std::size_t>(i)]);
+      e[i] = g.e[rows[static_cast<std::size_t>(i)]];
+    }
+    const MatrixXd rinv = correlation_of(c, rows, g.position).inverse();
+    const MatrixXd hj = d.transpose() * rinv * d;
+    VectorXd uj = d.transpose() * rinv * e;
+    s.H += hj;
+    s.U += uj;
+    if (meat == MeatKind::BiasReduced) {
+      const MatrixXd hat = d * h_full.inverse() * d.transpose() * rinv;
+      uj = d.transpose() * rinv * (MatrixXd::Identity(nj, nj) - hat).inverse() * e;
+    } else if (meat == MeatKind::OneStepJack) {
+      uj = (h_full - hj).inverse() * uj;
+    }
+    s.M += uj * uj.transpose();
+  }
+  return s;
+}
+
+MatrixXd random_correlation(std::mt19937& rng, Index t) {
+  std::normal_distribution<double> normal;
+  MatrixXd b = MatrixXd::NullaryExpr(t, t + 3, [&]() { return normal(rng); });
+  MatrixXd s = b * b.transpose();
+  VectorXd d = s.diagonal().cwiseSqrt().cwiseInverse();
+  return d.asDiagonal() * s * d.asDiagonal();
+}
+
+}  // namespace
+
+void test_gee(std::mt19937& rng) {
+  for (int trial = 0; trial < 4; ++trial) {
+    const Index p = 1 + trial;
+    GeeProblem g = random_gee_problem(rng, 30 + 10 * trial, p);
+    const ClusterLayout layout{{g.order.data(), g.order.size()}, {g.ptr.data(), g.ptr.size()},
+                               {g.position.data(), g.position.size()}};
+    const StridedMatrixMap x(g.x.data(), g.x.rows(), g.x.cols(),
+                             Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(g.x.rows(), 1));
+    const StridedVectorMap a(g.a.data(), g.a.size(), Eigen::InnerStride<Eigen::Dynamic>(1));
+    const StridedVectorMap e(g.e.data(), g.e.size(), Eigen::InnerStride<Eigen::Dynamic>(1));
+    const std::vector<WorkingCorrelation> structures = {
+        {CorrelationKind::Independence, 0.0, {}},
+        {CorrelationKind::Exchangeable, 0.35, {}},
+        {CorrelationKind::Exchangeable, -0.1, {}},
+        {CorrelationKind::Ar1, 0.6, {}},
+        {CorrelationKind::Ar1, -0.45, {}},
+        {CorrelationKind::Table, 0.0, random_correlation(rng, g.npositions)},
+    };
+    for (std::size_t s = 0; s < structures.size(); ++s) {
+      const std::string tag = "gee trial " + std::to_string(trial) + " structure " + std::to_string(s);
+      const GeeSums got = gee_cluster_sums(x, a, e, layout, structures[s], MeatKind::Robust, MatrixXd());
+      const GeeSums ref = dense_sums(g, structures[s], MeatKind::Robust, MatrixXd());
+      const double scale = std::max(1.0, max_abs(ref.H));
+      check(got.failed_cluster == -1, tag + ": every cluster positive definite");
+      check(max_abs(got.H - ref.H) < 1e-10 * scale, tag + ": information H");
+      check(max_abs(got.U - ref.U) < 1e-10 * scale, tag + ": score U");
+      check(max_abs(got.M - ref.M) < 1e-10 * std::max(1.0, max_abs(ref.M)), tag + ": robust meat");
+      for (MeatKind kind : {MeatKind::BiasReduced, MeatKind::OneStepJack}) {
+        const GeeSums gk = gee_cluster_sums(x, a, e, layout, structures[s], kind, ref.H);
+        const GeeSums rk = dense_sums(g, structures[s], kind, ref.H);
+        check(max_abs(gk.M - rk.M) < 1e-9 * std::max(1.0, max_abs(rk.M)),
+              tag + (kind == MeatKind::BiasReduced ? ": bias-reduced meat" : ": jackknife meat"));
+      }
+    }
+    // A correlation that is not positive definite for some cluster is reported, not returned as numbers.
+    const GeeSums bad = gee_cluster_sums(x, a, e, layout, {CorrelationKind::Exchangeable, -0.9, {}},
+                                         MeatKind::Robust, MatrixXd());
+    check(bad.failed_cluster >= 0, "gee: exchangeable alpha = -0.9 flags a cluster");
+
+    // Pair moments against all pairs.
+    for (PairGrouping grouping : {PairGrouping::All, PairGrouping::Lag, PairGrouping::Position}) {
+      const Index t = g.npositions;
+      const Index ngroups = grouping == PairGrouping::All ? 1 : grouping == PairGrouping::Lag ? t : t * t;
+      VectorXd sum = VectorXd::Zero(ngroups), count = VectorXd::Zero(ngroups);
+      for (const auto& rows : g.clusters)
+        for (std::size_t i = 0; i < rows.size(); ++i)
+          for (std::size_t k = i + 1; k < rows.size(); ++k) {
+            const Index ti = g.position[rows[i]], tk = g.position[rows[k]];
+            const Index grp = grouping == PairGrouping::All ? 0
+                              : grouping == PairGrouping::Lag ? std::abs(tk - ti)
+                                                              : std::min(ti, tk) * t + std::max(ti, tk);
+            sum[grp] += g.e[rows[i]] * g.e[rows[k]];
+            count[grp] += 1.0;
+          }
+      const PairMoments pm = pair_moments(e, layout, grouping, t);
+      check(max_abs(pm.sum - sum) < 1e-10 && max_abs(pm.count - count) == 0.0,
+            "gee trial " + std::to_string(trial) + ": pair moments, grouping " + std::to_string(static_cast<int>(grouping)));
+    }
+  }
+}

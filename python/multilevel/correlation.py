@@ -1,0 +1,243 @@
+"""Working correlation structures of clustered rows, shared by ``gee`` and ``gls``.
+
+A structure is a small configuration object (which pattern, and its options
+such as the lag ``m`` or a fixed matrix); its parameters are estimated by the
+model that uses it. Rows are placed in their cluster by an integer position
+``t`` (from a ``time`` column, else the row order within the cluster), and
+``R_j`` is built from the positions of cluster ``j``'s rows, so unequal
+cluster sizes and gaps in ``t`` are handled.
+
+Strings are accepted wherever a structure is: ``"independence"``,
+``"exchangeable"``, ``"ar1"``, ``"unstructured"``; options need the object
+(``MDependent(m=2)``, ``Fixed(matrix)``).
+
+Examples
+--------
+>>> get_correlation("exchangeable")
+Exchangeable()
+>>> MDependent(2).nparams(npositions=5)
+2
+>>> import numpy as np
+>>> Ar1().table(np.array([0.5]), 3).round(3).tolist()
+[[1.0, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 1.0]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+# Kinds understood by the C++ core (WorkingCorrelation::kind).
+KIND_INDEPENDENCE, KIND_EXCHANGEABLE, KIND_AR1, KIND_TABLE = 0, 1, 2, 3
+# Pair groupings of the core's pair moments.
+PAIRS_ALL, PAIRS_BY_LAG, PAIRS_BY_POSITION = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class CorrelationStructure:
+    """Base class: the pattern of ``R_j`` and how its parameters enter it."""
+
+    name: ClassVar[str] = ""
+    #: C++ kind used to whiten a cluster's rows.
+    kind: ClassVar[int] = KIND_TABLE
+    #: Pair grouping whose residual cross-products estimate the parameters (None: no parameters).
+    pair_grouping: ClassVar[int | None] = None
+    #: Whether the positions of rows within a cluster matter.
+    uses_positions: ClassVar[bool] = False
+
+    def nparams(self, npositions: int) -> int:
+        """Number of correlation parameters for clusters with positions ``0..npositions-1``."""
+        return 0
+
+    def table(self, params: np.ndarray, npositions: int) -> np.ndarray:
+        """The (T, T) correlation of positions ``0..T-1`` at ``params``."""
+        return np.eye(npositions)
+
+    def from_pair_means(self, means: np.ndarray, npositions: int) -> np.ndarray:
+        """Parameters from the mean residual cross-product of each pair group."""
+        return np.zeros(0)
+
+    def param_names(self, npositions: int) -> list[str]:
+        """Labels of the parameters, in the order of ``corr_params``."""
+        return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+@dataclass(frozen=True, repr=False)
+class Independence(CorrelationStructure):
+    """``R = I``."""
+
+    name: ClassVar[str] = "independence"
+    kind: ClassVar[int] = KIND_INDEPENDENCE
+
+
+@dataclass(frozen=True, repr=False)
+class Exchangeable(CorrelationStructure):
+    """Compound symmetry: every pair in a cluster has correlation ``alpha``."""
+
+    name: ClassVar[str] = "exchangeable"
+    kind: ClassVar[int] = KIND_EXCHANGEABLE
+    pair_grouping: ClassVar[int | None] = PAIRS_ALL
+
+    def nparams(self, npositions: int) -> int:
+        return 1
+
+    def table(self, params: np.ndarray, npositions: int) -> np.ndarray:
+        r = np.full((npositions, npositions), float(params[0]))
+        np.fill_diagonal(r, 1.0)
+        return r
+
+    def from_pair_means(self, means: np.ndarray, npositions: int) -> np.ndarray:
+        return np.array([means[0]])
+
+    def param_names(self, npositions: int) -> list[str]:
+        return ["alpha"]
+
+
+@dataclass(frozen=True, repr=False)
+class Ar1(CorrelationStructure):
+    """First-order autoregressive: ``corr(t_i, t_k) = alpha^|t_i - t_k|``."""
+
+    name: ClassVar[str] = "ar1"
+    kind: ClassVar[int] = KIND_AR1
+    pair_grouping: ClassVar[int | None] = PAIRS_BY_LAG
+    uses_positions: ClassVar[bool] = True
+
+    def nparams(self, npositions: int) -> int:
+        return 1
+
+    def table(self, params: np.ndarray, npositions: int) -> np.ndarray:
+        t = np.arange(npositions)
+        return float(params[0]) ** np.abs(t[:, None] - t[None, :])
+
+    def from_pair_means(self, means: np.ndarray, npositions: int) -> np.ndarray:
+        # Lag-one pairs, as geepack's moment estimator.
+        return np.array([means[1] if npositions > 1 else 0.0])
+
+    def param_names(self, npositions: int) -> list[str]:
+        return ["alpha"]
+
+
+@dataclass(frozen=True, repr=False)
+class MDependent(CorrelationStructure):
+    """Stationary ``m``-dependent: ``corr = alpha_k`` at lag ``k <= m``, 0 beyond (Toeplitz, banded)."""
+
+    m: int = 1
+    name: ClassVar[str] = "m-dependent"
+    pair_grouping: ClassVar[int | None] = PAIRS_BY_LAG
+    uses_positions: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if int(self.m) != self.m or self.m < 1:
+            raise ValueError(f"MDependent needs an integer m >= 1, not {self.m!r}")
+
+    def nparams(self, npositions: int) -> int:
+        return min(self.m, max(npositions - 1, 0))
+
+    def table(self, params: np.ndarray, npositions: int) -> np.ndarray:
+        t = np.arange(npositions)
+        lag = np.abs(t[:, None] - t[None, :])
+        band = np.concatenate([[1.0], np.asarray(params, dtype=float)])
+        return np.where(lag < band.size, band[np.minimum(lag, band.size - 1)], 0.0)
+
+    def from_pair_means(self, means: np.ndarray, npositions: int) -> np.ndarray:
+        return np.asarray(means[1 : 1 + self.nparams(npositions)], dtype=float)
+
+    def param_names(self, npositions: int) -> list[str]:
+        return [f"alpha{k}" for k in range(1, self.nparams(npositions) + 1)]
+
+    def __repr__(self) -> str:
+        return f"MDependent(m={self.m})"
+
+
+@dataclass(frozen=True, repr=False)
+class Unstructured(CorrelationStructure):
+    """A separate correlation for every pair of positions; parameters in the lower triangle by column."""
+
+    name: ClassVar[str] = "unstructured"
+    pair_grouping: ClassVar[int | None] = PAIRS_BY_POSITION
+    uses_positions: ClassVar[bool] = True
+
+    def nparams(self, npositions: int) -> int:
+        return npositions * (npositions - 1) // 2
+
+    def table(self, params: np.ndarray, npositions: int) -> np.ndarray:
+        r = np.eye(npositions)
+        rows, cols = _lower_by_column(npositions)
+        r[rows, cols] = params
+        r[cols, rows] = params
+        return r
+
+    def from_pair_means(self, means: np.ndarray, npositions: int) -> np.ndarray:
+        rows, cols = _lower_by_column(npositions)
+        # The core indexes pair (s, t), s < t, as s * T + t.
+        return np.asarray(means.reshape(npositions, npositions)[cols, rows], dtype=float)
+
+    def param_names(self, npositions: int) -> list[str]:
+        rows, cols = _lower_by_column(npositions)
+        return [f"alpha.{c + 1}:{r + 1}" for r, c in zip(rows, cols)]
+
+
+@dataclass(frozen=True, repr=False)
+class Fixed(CorrelationStructure):
+    """A user-supplied (T, T) correlation matrix by position; nothing is estimated."""
+
+    matrix: Any = field(default=None)
+    name: ClassVar[str] = "fixed"
+    uses_positions: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        r = np.asarray(self.matrix, dtype=float)
+        if r.ndim != 2 or r.shape[0] != r.shape[1] or r.shape[0] == 0:
+            raise ValueError("Fixed needs a square correlation matrix")
+        if not np.allclose(r, r.T) or not np.allclose(np.diag(r), 1.0):
+            raise ValueError("Fixed needs a symmetric matrix with unit diagonal")
+        if np.linalg.eigvalsh(r)[0] <= 0:
+            raise ValueError("the Fixed correlation matrix is not positive definite")
+        object.__setattr__(self, "matrix", r)
+
+    def table(self, params: np.ndarray, npositions: int) -> np.ndarray:
+        if npositions > self.matrix.shape[0]:
+            raise ValueError(
+                f"the Fixed correlation matrix is {self.matrix.shape[0]} x {self.matrix.shape[0]} but "
+                f"positions go up to {npositions - 1}; give a matrix covering every position"
+            )
+        return self.matrix[:npositions, :npositions]
+
+    def __repr__(self) -> str:
+        return f"Fixed({self.matrix.shape[0]}x{self.matrix.shape[0]})"
+
+
+def _lower_by_column(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the strict lower triangle, column by column."""
+    cols, rows = np.triu_indices(n, k=1)
+    return rows, cols
+
+
+_BY_NAME: dict[str, type[CorrelationStructure]] = {
+    "independence": Independence,
+    "independent": Independence,
+    "exchangeable": Exchangeable,
+    "compound_symmetry": Exchangeable,
+    "ar1": Ar1,
+    "unstructured": Unstructured,
+}
+
+
+def get_correlation(corr: str | CorrelationStructure | None) -> CorrelationStructure:
+    """A structure from a name or an object (None is independence)."""
+    if corr is None:
+        return Independence()
+    if isinstance(corr, CorrelationStructure):
+        return corr
+    key = str(corr).lower().replace("-", "_")
+    if key in ("m_dependent", "mdependent", "toeplitz"):
+        raise ValueError(f"{corr!r} needs its lag: pass MDependent(m=...)")
+    if key not in _BY_NAME:
+        raise ValueError(f"unknown correlation structure {corr!r}; choose one of {', '.join(_BY_NAME)}, "
+                         "MDependent(m) or Fixed(matrix)")
+    return _BY_NAME[key]()

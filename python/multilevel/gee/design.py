@@ -1,0 +1,134 @@
+"""GEE data preparation: formula + data frame -> response, model matrix,
+weights, offset and the cluster layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multilevel.clusters import ClusterLayout, cluster_layout
+from multilevel.fixed_effects import FixedDesign, fixed_design, missing_formula_variables
+from multilevel.frames import as_pandas, check_finite, columns_in, drop_missing, require_columns, vector_argument
+from multilevel.grouping import make_grouping
+
+
+@dataclass
+class GeeDesign:
+    """Arrays of a marginal model for clustered rows (rows in the caller's order).
+
+    Attributes
+    ----------
+    y : (n,) float64
+    X : (n, p) float64, any memory order
+    names : coefficient names (formulaic's)
+    weights : (n,) prior weights (binomial: trial counts) or None
+    offset : (n,) or None
+    layout : clusters and positions of the rows
+    cluster_labels : (nclusters,) label of each cluster
+    fixed : the formula's fixed design (term slices, prediction)
+    row_index : index of the kept rows in the caller's data
+    n_dropped : rows dropped for missing values
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    names: list[str]
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+    layout: ClusterLayout
+    cluster_labels: pd.Index
+    fixed: FixedDesign | None = None
+    row_index: pd.Index | None = None
+    n_dropped: int = 0
+    formula: str = ""
+    groups: str = ""
+    time: str | None = None
+    offset_column: str | None = None
+
+    @property
+    def nobs(self) -> int:
+        return int(self.y.shape[0])
+
+    def prior_weights(self) -> np.ndarray:
+        """Weights, ones if none were given."""
+        return np.ones(self.nobs) if self.weights is None else self.weights
+
+    def offset_or_zero(self) -> np.ndarray | float:
+        return 0.0 if self.offset is None else self.offset
+
+
+def _groups_columns(groups: Any, df: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Grouping columns from a column name, a list of names, or an array of labels."""
+    if isinstance(groups, str):
+        return df, (groups,)
+    if isinstance(groups, (list, tuple)) and groups and all(isinstance(g, str) for g in groups):
+        return df, tuple(groups)
+    values = np.asarray(groups)
+    if values.shape[0] != len(df):
+        raise ValueError(f"groups has {values.shape[0]} values but the data have {len(df)} rows")
+    name = "groups"
+    while name in df.columns:
+        name = "_" + name
+    return df.assign(**{name: values}), (name,)
+
+
+def _time_column(time: Any, df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    if time is None or isinstance(time, str):
+        return df, time
+    values = np.asarray(time)
+    if values.shape[0] != len(df):
+        raise ValueError(f"time has {values.shape[0]} values but the data have {len(df)} rows")
+    name = "time"
+    while name in df.columns:
+        name = "_" + name
+    return df.assign(**{name: values}), name
+
+
+def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weights: Any = None,
+               offset: Any = None) -> GeeDesign:
+    """Build a :class:`GeeDesign`; rows with a missing value in a used column are dropped with a warning.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"y": [1.0, 0.0, 1.0, 1.0], "x": [0.1, 0.4, 0.2, 0.9], "id": [1, 1, 2, 2]})
+    >>> d = gee_design("y ~ x", df, groups="id")
+    >>> d.names, d.layout.nclusters
+    (['Intercept', 'x'], 2)
+    """
+    if groups is None:
+        raise ValueError("gee needs groups=: the column (or array) that says which cluster each row is in")
+    df = as_pandas(data)
+    df, group_cols = _groups_columns(groups, df)
+    df, time_col = _time_column(time, df)
+    require_columns(group_cols, df, "groups=")
+    if time_col is not None:
+        require_columns([time_col], df, "time=")
+    missing = missing_formula_variables(formula, df)
+    if missing:
+        require_columns(missing, df, f"the formula {formula!r}")
+    w, w_col = vector_argument(weights, df, "weights")
+    off, off_col = vector_argument(offset, df, "offset")
+    used = columns_in(formula, df)
+    used += [c for c in (*group_cols, time_col, w_col, off_col) if c and c not in used]
+    df, keep, n_dropped = drop_missing(df, used, {"weights": w, "offset": off})
+    if n_dropped:
+        w = None if w is None else w[keep]
+        off = None if off is None else off[keep]
+    for values, label in ((w, "weights"), (off, "offset")):
+        if values is not None:
+            check_finite(values, label)
+    if w is not None and np.any(w < 0):
+        raise ValueError(f"weights must be non-negative (row {int(np.flatnonzero(w < 0)[0])} is negative)")
+
+    fixed = fixed_design(formula, df)
+    grouping = make_grouping(df, group_cols)
+    time_values = None if time_col is None else df[time_col].to_numpy()
+    layout = cluster_layout(grouping.codes, grouping.nlevels, time_values, np.asarray(grouping.levels))
+    return GeeDesign(
+        y=fixed.y, X=fixed.X, names=fixed.names, weights=w, offset=off, layout=layout,
+        cluster_labels=grouping.levels, fixed=fixed, row_index=df.index, n_dropped=n_dropped,
+        formula=formula, groups=grouping.name, time=time_col, offset_column=off_col,
+    )

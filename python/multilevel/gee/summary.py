@@ -1,0 +1,76 @@
+"""Text and HTML summaries of a fitted GEE, laid out like geepack's ``summary(geeglm(...))``."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from multilevel.text_table import aligned_table
+
+if TYPE_CHECKING:
+    from multilevel.gee.result import GeeResult
+
+_COV_LABELS = {"robust": "robust (sandwich)", "naive": "model-based (naive)",
+               "bias_reduced": "bias-reduced sandwich (Mancl-DeRouen)", "jackknife": "approximate jackknife"}
+
+
+class GeeSummary:
+    """Summary of a :class:`~multilevel.gee.result.GeeResult`; ``str()`` gives the text."""
+
+    def __init__(self, res: GeeResult) -> None:
+        self.res = res
+
+    def header(self) -> list[str]:
+        r = self.res
+        d = r.design
+        sizes = d.layout.sizes
+        lines = [
+            "Generalized estimating equations [multilevel]",
+            f"Formula: {d.formula}" if d.formula else "",
+            f"Family: {r.family.name}, link: {r.family.link.name}; working correlation: {r.structure.name}",
+            f"Number of obs: {r.nobs}, clusters ({d.groups}): {r.nclusters}, "
+            f"cluster size min/mean/max: {sizes.min()}/{sizes.mean():.3g}/{sizes.max()}",
+            f"Standard errors: {_COV_LABELS[r.cov_type]}",
+        ]
+        return [line for line in lines if line]
+
+    def correlation_table(self) -> pd.DataFrame:
+        r = self.res
+        names = r.structure.param_names(r.design.layout.npositions)
+        rows = [["scale (phi)", f"{r.scale:.6g}", "fixed" if r.scale_fixed else "estimated"]]
+        rows += [[n, f"{v:.6g}", "estimated"] for n, v in zip(names, r.corr_params)]
+        return pd.DataFrame(rows, columns=["Parameter", "Estimate", ""])
+
+    def notes(self) -> list[str]:
+        r = self.res
+        notes = []
+        if not r.converged:
+            notes.append(f"WARNING: Fisher scoring did not converge in {r.n_iter} iterations.")
+        if r.design.fixed is not None and r.design.fixed.dropped:
+            notes.append("NOTE: dropped aliased column(s): " + ", ".join(r.design.fixed.dropped))
+        if r.design.n_dropped:
+            notes.append(f"NOTE: {r.design.n_dropped} row(s) with missing values were dropped.")
+        return notes
+
+    def __str__(self) -> str:
+        r = self.res
+        out = self.header() + ["", "Coefficients:"]
+        out.append(r.coef_table().to_string(float_format=lambda v: f"{v:.6g}"))
+        out += ["", "Scale and correlation parameters:", aligned_table(self.correlation_table(), left=1), ""]
+        out.append(f"Iterations: {r.n_iter}; converged: {r.converged}")
+        out.extend(self.notes())
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        r = self.res
+        parts = [f"<p><b>{html.escape(line)}</b></p>" for line in self.header()]
+        parts.append(r.coef_table().to_html(float_format=lambda v: f"{v:.6g}"))
+        parts.append(self.correlation_table().to_html(index=False))
+        parts.append(f"<p>Iterations: {r.n_iter}; converged: {r.converged}</p>")
+        parts.extend(f"<p>{html.escape(n)}</p>" for n in self.notes())
+        return "\n".join(parts)
