@@ -51,10 +51,12 @@ namespace detail {
 
 /// Accumulator of one chunk of clusters, with its own scratch block.
 struct GeeAccumulator {
-  MatrixXd H, M, block;
-  VectorXd U;
+  MatrixXd H, M, block, hj;                    // sums, and scratch reused across clusters
+  VectorXd U, uj;
+  Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1> pos;
   Index failed = -1;
-  explicit GeeAccumulator(Index p) : H(MatrixXd::Zero(p, p)), M(MatrixXd::Zero(p, p)), U(VectorXd::Zero(p)) {}
+  explicit GeeAccumulator(Index p)
+      : H(MatrixXd::Zero(p, p)), M(MatrixXd::Zero(p, p)), hj(p, p), U(VectorXd::Zero(p)), uj(p) {}
   void merge(const GeeAccumulator& o) {
     H += o.H;
     M += o.M;
@@ -88,37 +90,39 @@ inline GeeSums gee_cluster_sums(const StridedMatrixMap& x, const StridedVectorMa
         const Index nj = layout.size(j);
         const std::int32_t* rows = layout.order.data() + layout.ptr[j];
         s.block.resize(nj, p + 1);
-        Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1> pos(nj);
+        s.pos.resize(nj);
         for (Index i = 0; i < nj; ++i) {
           const Index r = rows[i];
           s.block.row(i).head(p) = a[r] * x.row(r);
           s.block(i, p) = e[r];
-          pos[i] = layout.position[r];
+          s.pos[i] = layout.position[r];
         }
-        if (!corr.whiten(pos.data(), s.block)) {
+        if (!corr.whiten(s.pos.data(), s.block)) {
           if (s.failed < 0) s.failed = j;
           return;
         }
         const auto d = s.block.leftCols(p);
         const auto r = s.block.col(p);
-        VectorXd uj = d.transpose() * r;
-        MatrixXd hj = d.transpose() * d;
-        s.H += hj;
-        s.U += uj;
+        s.uj.noalias() = d.transpose() * r;
+        s.U += s.uj;
         switch (meat) {
           case MeatKind::Robust:
+            s.H.noalias() += d.transpose() * d;
             break;
           case MeatKind::BiasReduced: {
+            s.H.noalias() += d.transpose() * d;
             MatrixXd g = -d * h_inv * d.transpose();
             g.diagonal().array() += 1.0;
-            uj = d.transpose() * g.partialPivLu().solve(r);
+            s.uj.noalias() = d.transpose() * g.partialPivLu().solve(r);
             break;
           }
           case MeatKind::OneStepJack:
-            uj = (h_full - hj).ldlt().solve(uj);
+            s.hj.noalias() = d.transpose() * d;
+            s.H += s.hj;
+            s.uj = (h_full - s.hj).ldlt().solve(s.uj);
             break;
         }
-        s.M.noalias() += uj * uj.transpose();
+        s.M.noalias() += s.uj * s.uj.transpose();
       });
   return GeeSums{acc.H, acc.U, acc.M, acc.failed};
 }
