@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import special
+from scipy import optimize, special
 
 import multilevel as ml
 from multilevel.correlation import Ar1, Exchangeable, Fixed, Independence, MDependent, Unstructured
@@ -29,7 +29,8 @@ def clustered_binary(n_clusters: int = 60, seed: int = 3) -> pd.DataFrame:
 
 
 def reference_gee(df: pd.DataFrame, corr: str, tol: float = 1e-12) -> dict:
-    """Binomial-logit GEE solved directly: per-cluster dense R_j, the same moment estimators."""
+    """Binomial-logit GEE solved directly: per-cluster dense R_j and geepack's moment equations
+    (phi = mean r^2; alpha solving sum over all pairs E (r_i r_k / phi - rho_ik(alpha)) = 0)."""
     X = np.column_stack([np.ones(len(df)), df["x"], df["t"]])
     y = df["y"].to_numpy()
     clusters = [np.flatnonzero(df["id"].to_numpy() == c) for c in pd.unique(df["id"])]
@@ -40,11 +41,14 @@ def reference_gee(df: pd.DataFrame, corr: str, tol: float = 1e-12) -> dict:
         mu = special.expit(X @ beta)
         v = mu * (1 - mu)
         r = (y - mu) / np.sqrt(v)
-        phi = r @ r / (len(y) - 3)
+        phi = r @ r / len(y)
         pairs = [(r[i] * r[k], abs(t[i] - t[k])) for idx in clusters for a, i in enumerate(idx) for k in idx[a + 1:]]
-        prods = np.array([p for p, _ in pairs])
-        lags = np.array([lag for _, lag in pairs])
-        alpha = prods.mean() / phi if corr == "exchangeable" else prods[lags == 1].mean() / phi
+        z = np.array([p for p, _ in pairs]) / phi
+        d = np.array([lag for _, lag in pairs])
+        if corr == "exchangeable":
+            alpha = z.mean()
+        else:
+            alpha = optimize.brentq(lambda a: np.sum(d * a ** (d - 1) * (z - a**d)), -0.99, 0.99, xtol=1e-15)
         H = np.zeros((3, 3))
         U = np.zeros(3)
         M = np.zeros((3, 3))
@@ -232,7 +236,11 @@ def test_qic_identities() -> None:
     assert q["QICu"] == pytest.approx(-2 * q["Quasi Lik"] + 2 * 3)
     mu = fit.fitted().to_numpy()
     y = clustered_binary()["y"].to_numpy()
-    assert q["Quasi Lik"] == pytest.approx(np.sum(y * np.log(mu) + (1 - y) * np.log1p(-mu)) / fit.scale)
+    assert q["Quasi Lik"] == pytest.approx(np.sum(y * np.log(mu) + (1 - y) * np.log1p(-mu)))
+    # Under independence the robust and naive covariances of the same fit enter: CIC = tr(naive^-1 robust).
+    indep = ml.gee("y ~ x + t", clustered_binary(), groups="id", family="binomial")
+    cic = np.trace(np.linalg.solve(indep.cov_params("naive"), indep.cov_params("robust")))
+    assert indep.qic()["CIC"] == pytest.approx(cic, rel=1e-8)
 
 
 def test_residual_kinds_and_summary_text() -> None:

@@ -6,7 +6,7 @@
 namespace py = pybind11;
 
 void bind_lmm(py::module_& m);
-void bind_gee(py::module_& m);
+void bind_cluster_sums(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "C++/Eigen core of multilevel (sufficient statistics, objectives, factorizations).";
@@ -14,5 +14,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &multilevel::set_max_threads, py::arg("n"),
         "Set the number of threads of the core; results do not depend on it.");
   bind_lmm(m);
-  bind_gee(m);
+  bind_cluster_sums(m);
 }

@@ -13,7 +13,7 @@
 using namespace multilevel;
 using namespace multilevel::testing;
 
-void test_gee(std::mt19937& rng);  // test_gee.cpp
+void test_cluster_sums(std::mt19937& rng);  // test_cluster_sums.cpp
 
 namespace {
 
@@ -179,7 +179,7 @@ int main() {
   test_group_index();
   std::mt19937 rng(20261125);
   for (int trial = 0; trial < 40; ++trial) test_against_dense(rng, trial);
-  test_gee(rng);
+  test_cluster_sums(rng);
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

@@ -46,13 +46,16 @@ class ClusterLayout:
 
 
 def cluster_layout(codes: np.ndarray, nclusters: int, time: np.ndarray | None = None,
-                   labels: np.ndarray | None = None) -> ClusterLayout:
+                   labels: np.ndarray | None = None, time_as_ranks: bool = False) -> ClusterLayout:
     """Build a :class:`ClusterLayout` from cluster codes and optional integer times.
 
     Without ``time`` a row's position is its rank among its cluster's rows in
-    data order. With ``time`` the position is ``time - min(time)`` (gaps are
-    kept: they matter to AR(1)); two rows of one cluster at the same time are
-    an error naming the cluster (``labels[j]`` if given).
+    data order. With ``time`` the position is ``time - min(time)``, or with
+    ``time_as_ranks`` the rank of the row's time among all distinct times in
+    the data (geepack's ``waves``, which it makes a factor); either way a
+    cluster's missing times leave gaps, which matter to AR(1). Two rows of one
+    cluster at the same time are an error naming the cluster (``labels[j]``
+    if given).
 
     Examples
     --------
@@ -70,7 +73,7 @@ def cluster_layout(codes: np.ndarray, nclusters: int, time: np.ndarray | None = 
         position = np.empty(n, dtype=np.int32)
         position[order] = np.arange(n, dtype=np.int64) - np.repeat(ptr[:-1], counts)
     else:
-        position = _positions_from_time(time)
+        position = _positions_from_time(time, time_as_ranks)
         order = np.lexsort((position, codes)).astype(np.int32)
         sorted_pos = position[order]
         same = (np.diff(sorted_pos) == 0) & (np.diff(codes[order]) == 0)
@@ -85,7 +88,7 @@ def cluster_layout(codes: np.ndarray, nclusters: int, time: np.ndarray | None = 
     return ClusterLayout(codes, order, ptr, position, npositions)
 
 
-def _positions_from_time(time: np.ndarray) -> np.ndarray:
+def _positions_from_time(time: np.ndarray, as_ranks: bool) -> np.ndarray:
     """0-based integer positions from a time column (integers, possibly with gaps)."""
     t = np.asarray(time)
     if not np.issubdtype(t.dtype, np.number):
@@ -95,6 +98,8 @@ def _positions_from_time(time: np.ndarray) -> np.ndarray:
     if np.any(t != np.round(t)):
         row = int(np.flatnonzero(t != np.round(t))[0])
         raise ValueError(f"time must be integer-valued (row {row} has {t[row]!r}); use ranks or rounded times")
+    if as_ranks:
+        return np.unique(t, return_inverse=True)[1].astype(np.int32).ravel()
     shifted = (t - t.min()).astype(np.int64)
     if shifted.max(initial=0) > 100_000:
         raise ValueError("time spans more than 100,000 positions; rescale it to consecutive integers")

@@ -55,8 +55,14 @@ class CorrelationStructure:
         """The (T, T) correlation of positions ``0..T-1`` at ``params``."""
         return np.eye(npositions)
 
-    def from_pair_means(self, means: np.ndarray, npositions: int) -> np.ndarray:
-        """Parameters from the mean residual cross-product of each pair group."""
+    def from_pair_sums(self, sums: np.ndarray, weights: np.ndarray, npositions: int) -> np.ndarray:
+        """Parameters solving geepack's moment equation from grouped pair sums.
+
+        ``sums[g]`` is the sum of ``w_i w_k e_i e_k`` and ``weights[g]`` the
+        sum of ``w_i w_k`` over the within-cluster pairs of group ``g``
+        (standardized residuals ``e``). Parameters whose groups hold no pair
+        are 0.
+        """
         return np.zeros(0)
 
     def param_names(self, npositions: int) -> list[str]:
@@ -91,8 +97,8 @@ class Exchangeable(CorrelationStructure):
         np.fill_diagonal(r, 1.0)
         return r
 
-    def from_pair_means(self, means: np.ndarray, npositions: int) -> np.ndarray:
-        return np.array([means[0]])
+    def from_pair_sums(self, sums: np.ndarray, weights: np.ndarray, npositions: int) -> np.ndarray:
+        return _pair_means(sums[:1], weights[:1])
 
     def param_names(self, npositions: int) -> list[str]:
         return ["alpha"]
@@ -114,9 +120,23 @@ class Ar1(CorrelationStructure):
         t = np.arange(npositions)
         return float(params[0]) ** np.abs(t[:, None] - t[None, :])
 
-    def from_pair_means(self, means: np.ndarray, npositions: int) -> np.ndarray:
-        # Lag-one pairs, as geepack's moment estimator.
-        return np.array([means[1] if npositions > 1 else 0.0])
+    def from_pair_sums(self, sums: np.ndarray, weights: np.ndarray, npositions: int) -> np.ndarray:
+        # geepack: all pairs, sum_d d alpha^(d-1) (S_d - C_d alpha^d) = 0 over lags d
+        # (least squares of e_i e_k on alpha^d); solved by Newton from the lag-1 mean.
+        lags = np.arange(sums.size, dtype=float)[1:]
+        S, C = sums[1:], weights[1:]
+        if not np.any(C > 0):
+            return np.zeros(1)
+        alpha = float(np.clip(S[0] / C[0], -0.95, 0.95)) if C[0] > 0 else 0.0
+        for _ in range(100):
+            score = np.sum(lags * alpha ** (lags - 1) * (S - C * alpha**lags))
+            slope = np.sum(lags * (lags - 1) * alpha ** np.maximum(lags - 2, 0) * (S - C * alpha**lags)
+                           - C * (lags * alpha ** (lags - 1)) ** 2)
+            step = score / slope if slope != 0 else 0.0
+            alpha -= step
+            if abs(step) <= 1e-15 * max(1.0, abs(alpha)):
+                break
+        return np.array([alpha])
 
     def param_names(self, npositions: int) -> list[str]:
         return ["alpha"]
@@ -144,8 +164,9 @@ class MDependent(CorrelationStructure):
         band = np.concatenate([[1.0], np.asarray(params, dtype=float)])
         return np.where(lag < band.size, band[np.minimum(lag, band.size - 1)], 0.0)
 
-    def from_pair_means(self, means: np.ndarray, npositions: int) -> np.ndarray:
-        return np.asarray(means[1 : 1 + self.nparams(npositions)], dtype=float)
+    def from_pair_sums(self, sums: np.ndarray, weights: np.ndarray, npositions: int) -> np.ndarray:
+        k = self.nparams(npositions)
+        return _pair_means(sums[1 : 1 + k], weights[1 : 1 + k])
 
     def param_names(self, npositions: int) -> list[str]:
         return [f"alpha{k}" for k in range(1, self.nparams(npositions) + 1)]
@@ -172,10 +193,11 @@ class Unstructured(CorrelationStructure):
         r[cols, rows] = params
         return r
 
-    def from_pair_means(self, means: np.ndarray, npositions: int) -> np.ndarray:
+    def from_pair_sums(self, sums: np.ndarray, weights: np.ndarray, npositions: int) -> np.ndarray:
         rows, cols = _lower_by_column(npositions)
         # The core indexes pair (s, t), s < t, as s * T + t.
-        return np.asarray(means.reshape(npositions, npositions)[cols, rows], dtype=float)
+        pick = cols * npositions + rows
+        return _pair_means(sums[pick], weights[pick])
 
     def param_names(self, npositions: int) -> list[str]:
         rows, cols = _lower_by_column(npositions)
@@ -210,6 +232,11 @@ class Fixed(CorrelationStructure):
 
     def __repr__(self) -> str:
         return f"Fixed({self.matrix.shape[0]}x{self.matrix.shape[0]})"
+
+
+def _pair_means(sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean per group; 0 where a group has no pair."""
+    return np.where(weights > 0, sums / np.where(weights > 0, weights, 1.0), 0.0)
 
 
 def _lower_by_column(n: int) -> tuple[np.ndarray, np.ndarray]:

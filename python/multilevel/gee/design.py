@@ -126,7 +126,8 @@ def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weight
     fixed = fixed_design(formula, df)
     grouping = make_grouping(df, group_cols)
     time_values = None if time_col is None else df[time_col].to_numpy()
-    layout = cluster_layout(grouping.codes, grouping.nlevels, time_values, np.asarray(grouping.levels))
+    layout = cluster_layout(grouping.codes, grouping.nlevels, time_values, np.asarray(grouping.levels),
+                            time_as_ranks=True)
     return GeeDesign(
         y=fixed.y, X=fixed.X, names=fixed.names, weights=w, offset=off, layout=layout,
         cluster_labels=grouping.levels, fixed=fixed, row_index=df.index, n_dropped=n_dropped,

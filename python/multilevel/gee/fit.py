@@ -69,7 +69,7 @@ def cluster_sums(design: GeeDesign, structure: CorrelationStructure, params: np.
     alpha = float(params[0]) if structure.kind in (1, 2) else 0.0
     e = (wa.pearson if residual is None else residual) / root_scale
     p = design.X.shape[1]
-    out = _core.gee_cluster_sums(design.X, wa.root_info / root_scale, e, lay.order, lay.ptr, lay.position,
+    out = _core.cluster_sums(design.X, wa.root_info / root_scale, e, lay.order, lay.ptr, lay.position,
                                  structure.kind, alpha, table, meat,
                                  np.zeros((p, p)) if h_full is None else h_full)
     if out["failed_cluster"] >= 0:
@@ -133,8 +133,8 @@ def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: Correlat
     beta = start_beta(design, family) if start is None else np.asarray(start, dtype=float).copy()
 
     def estimates(wa: WorkingArrays) -> tuple[float, np.ndarray]:
-        phi = estimate_scale(wa.pearson, p) if scale is None else float(scale)
-        return phi, estimate_correlation(structure, wa.pearson, design.layout, phi)
+        phi = estimate_scale(wa.pearson, design.weights) if scale is None else float(scale)
+        return phi, estimate_correlation(structure, wa.pearson, design.weights, design.layout, phi)
 
     converged = False
     n_iter = 0
@@ -155,6 +155,25 @@ def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: Correlat
     return GeeResult(design=design, family=family, structure=structure, params_array=beta, scale=phi,
                      corr_params=params, information=sums["H"], meat=sums["M"], working=wa,
                      n_iter=n_iter, converged=converged, cov_type=cov_type, scale_fixed=scale is not None)
+
+
+def gee_result_at(design: GeeDesign, family: Family | str, corr: CorrelationStructure | str | None,
+                  params: Any, corr_params: Any, scale: float, *, link: Any = None,
+                  cov_type: str = "robust") -> GeeResult:
+    """A result at given coefficients, correlation parameters and scale, without iterating.
+
+    Useful to compare covariance estimators with another program at its own
+    estimates (whose moment estimators may differ from geepack's).
+    """
+    family = get_family(family, link)
+    structure = get_correlation(corr)
+    beta = np.asarray(params, dtype=float)
+    alpha = np.asarray(corr_params, dtype=float)
+    wa = working_arrays(design, family, beta)
+    sums = cluster_sums(design, structure, alpha, wa, float(scale))
+    return GeeResult(design=design, family=family, structure=structure, params_array=beta, scale=float(scale),
+                     corr_params=alpha, information=sums["H"], meat=sums["M"], working=wa, n_iter=0,
+                     converged=True, cov_type=cov_type, scale_fixed=True)
 
 
 def gee(formula: str, data: Any, *, groups: Any, time: Any = None, family: Family | str = "gaussian",

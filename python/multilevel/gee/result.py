@@ -112,8 +112,10 @@ class GeeResult:
             meat = cluster_sums(self.design, self.structure, self.corr_params, self._working, self.scale,
                                 meat=which, h_full=self._information)["M"]
             if kind == "jackknife":
-                k, p = self.nclusters, len(self.params)
-                return (k - p) / k * meat
+                # geepack's approximate jackknife: (K - p - q - 1) / K sum_j d_j d_j',
+                # d_j = (H - H_j)^-1 U_j, q correlation parameters and 1 for the scale.
+                k, p, q = self.nclusters, len(self.params), len(self.corr_params)
+                return (k - p - q - 1) / k * meat
         cov = h_inv @ meat @ h_inv
         return 0.5 * (cov + cov.T)
 
@@ -215,25 +217,33 @@ class GeeResult:
 
     # -- QIC -----------------------------------------------------------------
     def quasi_loglik(self) -> float:
-        """Quasi-likelihood ``sum w Q(mu; y) / phi`` at the estimates."""
+        """Quasi-likelihood under independence, ``sum w Q(mu; y)``, at the estimates (no ``phi``, as geepack)."""
         q = self.family.quasi_loglik(self.design.y, self._working.mu)
-        return float(self.design.prior_weights() @ q) / self.scale
+        return float(self.design.prior_weights() @ q)
 
     def qic(self) -> pd.Series:
-        """QIC, QICu and CIC (Pan 2001), with the quasi-likelihood.
+        """QIC, QICu, CIC and QICC (Pan 2001) as geepack's ``QIC()`` computes them.
 
-        ``CIC = trace(Omega_I V_robust)`` with ``Omega_I`` the model-based
-        information under independence; ``QIC = -2 Q + 2 CIC``,
-        ``QICu = -2 Q + 2 p``.
+        ``CIC = trace(Omega_I V_robust)``, where ``Omega_I`` is the inverse of
+        the model-based covariance of the same model refitted with an
+        independence working correlation; ``QIC = -2 (Q - CIC)``,
+        ``QICu = -2 (Q - p)``, ``QICC = QIC + 2 k (k + 1) / (K - k - 1)`` with
+        ``k`` coefficients plus correlation parameters and ``K`` clusters.
+        ``Q`` is :meth:`quasi_loglik`. Unlike geepack, prior weights multiply
+        ``Q`` and the gamma quasi-likelihood is ``-y/mu - log(mu)``.
         """
-        from multilevel.gee.fit import cluster_sums
+        from multilevel.gee.fit import fit_gee
 
-        omega = cluster_sums(self.design, Independence(), np.zeros(0), self._working, self.scale)["H"]
+        independence = fit_gee(self.design, self.family, Independence(), start=self.params.to_numpy(),
+                               scale=self.scale if self.scale_fixed else None)
+        omega = np.linalg.inv(independence.cov_params("naive").to_numpy())
         cic = float(np.trace(omega @ self.cov_params("robust").to_numpy()))
         q = self.quasi_loglik()
         p = len(self.params)
-        return pd.Series({"QIC": -2 * q + 2 * cic, "QICu": -2 * q + 2 * p, "Quasi Lik": q, "CIC": cic,
-                          "params": p, "QICC": -2 * q + 2 * cic + 2 * p * (p + 1) / max(self.nobs - p - 1, 1)})
+        k = p + len(self.corr_params)
+        qic = -2 * (q - cic)
+        return pd.Series({"QIC": qic, "QICu": -2 * (q - p), "Quasi Lik": q, "CIC": cic, "params": p,
+                          "QICC": qic + 2 * k * (k + 1) / (self.nclusters - k - 1)})
 
     # -- prediction and residuals ---------------------------------------------
     def fitted(self) -> pd.Series:

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "checks.hpp"
-#include "multilevel/gee.hpp"
+#include "multilevel/cluster_sums.hpp"
 
 using namespace multilevel;
 using namespace multilevel::testing;
@@ -18,7 +18,7 @@ using IntVector64 = Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>;
 
 struct GeeProblem {
   MatrixXd x;
-  VectorXd a, e;
+  VectorXd a, e, time;  // time: position plus jitter (increasing within a cluster), for Car1
   IntVector32 order, position;
   IntVector64 ptr;
   std::vector<std::vector<Index>> clusters;  // data rows of each cluster, by position
@@ -28,6 +28,7 @@ struct GeeProblem {
 // Clusters of 1..6 rows at increasing random positions in 0..7, rows shuffled in the data.
 GeeProblem random_gee_problem(std::mt19937& rng, Index nclusters, Index p) {
   GeeProblem g;
+  std::uniform_real_distribution<double> jitter(0.0, 0.9);
   std::uniform_int_distribution<int> size_dist(1, 6);
   std::normal_distribution<double> normal;
   std::vector<std::pair<Index, int>> cluster_pos;  // (cluster, position) per row
@@ -46,7 +47,11 @@ GeeProblem random_gee_problem(std::mt19937& rng, Index nclusters, Index p) {
   g.e = VectorXd::NullaryExpr(n, [&]() { return normal(rng); });
   g.position.resize(n);
   g.clusters.assign(static_cast<std::size_t>(nclusters), {});
-  for (Index r = 0; r < n; ++r) g.position[r] = cluster_pos[static_cast<std::size_t>(r)].second;
+  g.time.resize(n);
+  for (Index r = 0; r < n; ++r) {
+    g.position[r] = cluster_pos[static_cast<std::size_t>(r)].second;
+    g.time[r] = g.position[r] + jitter(rng);
+  }
   for (Index r = 0; r < n; ++r) g.clusters[static_cast<std::size_t>(cluster_pos[static_cast<std::size_t>(r)].first)].push_back(r);
   g.order.resize(n);
   g.ptr = IntVector64::Zero(nclusters + 1);
@@ -60,7 +65,8 @@ GeeProblem random_gee_problem(std::mt19937& rng, Index nclusters, Index p) {
   return g;
 }
 
-MatrixXd correlation_of(const WorkingCorrelation& c, const std::vector<Index>& rows, const IntVector32& position) {
+MatrixXd correlation_of(const WorkingCorrelation& c, const std::vector<Index>& rows, const IntVector32& position,
+                        const VectorXd& g_time) {
   const Index nj = static_cast<Index>(rows.size());
   MatrixXd r = MatrixXd::Identity(nj, nj);
   for (Index i = 0; i < nj; ++i)
@@ -72,15 +78,18 @@ MatrixXd correlation_of(const WorkingCorrelation& c, const std::vector<Index>& r
         case CorrelationKind::Exchangeable: r(i, k) = c.alpha; break;
         case CorrelationKind::Ar1: r(i, k) = std::pow(c.alpha, std::abs(ti - tk)); break;
         case CorrelationKind::Table: r(i, k) = c.table(ti, tk); break;
+        case CorrelationKind::Car1:
+          r(i, k) = std::pow(c.alpha, std::abs(g_time[rows[static_cast<std::size_t>(i)]] - g_time[rows[static_cast<std::size_t>(k)]]));
+          break;
       }
     }
   return r;
 }
 
-// Dense reference of gee_cluster_sums.
-GeeSums dense_sums(const GeeProblem& g, const WorkingCorrelation& c, MeatKind meat, const MatrixXd& h_full) {
+// Dense reference of cluster_sums.
+ClusterSums dense_sums(const GeeProblem& g, const WorkingCorrelation& c, MeatKind meat, const MatrixXd& h_full) {
   const Index p = g.x.cols();
-  GeeSums s{MatrixXd::Zero(p, p), VectorXd::Zero(p), MatrixXd::Zero(p, p), -1};
+  ClusterSums s{MatrixXd::Zero(p, p), VectorXd::Zero(p), MatrixXd::Zero(p, p), 0.0, 0.0, -1};
   for (const auto& rows : g.clusters) {
     const Index nj = static_cast<Index>(rows.size());
     MatrixXd d(nj, p);
@@ -89,7 +98,10 @@ GeeSums dense_sums(const GeeProblem& g, const WorkingCorrelation& c, MeatKind me
       d.row(i) = g.a[rows[static_cast<std::size_t>(i)]] * g.x.row(rows[static_cast<std::size_t>(i)]);
       e[i] = g.e[rows[static_cast<std::size_t>(i)]];
     }
-    const MatrixXd rinv = correlation_of(c, rows, g.position).inverse();
+    const MatrixXd rj = correlation_of(c, rows, g.position, g.time);
+    const MatrixXd rinv = rj.inverse();
+    s.logdet += std::log(rj.determinant());
+    s.ee += e.dot(rinv * e);
     const MatrixXd hj = d.transpose() * rinv * d;
     VectorXd uj = d.transpose() * rinv * e;
     s.H += hj;
@@ -115,12 +127,12 @@ MatrixXd random_correlation(std::mt19937& rng, Index t) {
 
 }  // namespace
 
-void test_gee(std::mt19937& rng) {
+void test_cluster_sums(std::mt19937& rng) {
   for (int trial = 0; trial < 4; ++trial) {
     const Index p = 1 + trial;
     GeeProblem g = random_gee_problem(rng, 30 + 10 * trial, p);
     const ClusterLayout layout{{g.order.data(), g.order.size()}, {g.ptr.data(), g.ptr.size()},
-                               {g.position.data(), g.position.size()}};
+                               {g.position.data(), g.position.size()}, {g.time.data(), g.time.size()}};
     const StridedMatrixMap x(g.x.data(), g.x.rows(), g.x.cols(),
                              Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(g.x.rows(), 1));
     const StridedVectorMap a(g.a.data(), g.a.size(), Eigen::InnerStride<Eigen::Dynamic>(1));
@@ -132,25 +144,34 @@ void test_gee(std::mt19937& rng) {
         {CorrelationKind::Ar1, 0.6, {}},
         {CorrelationKind::Ar1, -0.45, {}},
         {CorrelationKind::Table, 0.0, random_correlation(rng, g.npositions)},
+        {CorrelationKind::Car1, 0.7, {}},
     };
     for (std::size_t s = 0; s < structures.size(); ++s) {
       const std::string tag = "gee trial " + std::to_string(trial) + " structure " + std::to_string(s);
-      const GeeSums got = gee_cluster_sums(x, a, e, layout, structures[s], MeatKind::Robust, MatrixXd());
-      const GeeSums ref = dense_sums(g, structures[s], MeatKind::Robust, MatrixXd());
+      const ClusterSums got = cluster_sums(x, a, e, layout, structures[s], MeatKind::Robust, MatrixXd());
+      const ClusterSums ref = dense_sums(g, structures[s], MeatKind::Robust, MatrixXd());
       const double scale = std::max(1.0, max_abs(ref.H));
       check(got.failed_cluster == -1, tag + ": every cluster positive definite");
       check(max_abs(got.H - ref.H) < 1e-10 * scale, tag + ": information H");
       check(max_abs(got.U - ref.U) < 1e-10 * scale, tag + ": score U");
       check(max_abs(got.M - ref.M) < 1e-10 * std::max(1.0, max_abs(ref.M)), tag + ": robust meat");
+      check(rel_diff(got.ee, ref.ee) < 1e-10, tag + ": e' R^-1 e");
+      check(rel_diff(got.logdet, ref.logdet) < 1e-10, tag + ": log det R");
+      // whiten_rows: per-cluster W_j, so sum of squares of whitened e per cluster is e_j' R_j^-1 e_j.
+      Index failed = 0;
+      const MatrixXd we = whiten_rows(StridedMatrixMap(g.e.data(), g.e.size(), 1,
+                                                       Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(g.e.size(), 1)),
+                                      layout, structures[s], failed);
+      check(failed == -1 && rel_diff(we.squaredNorm(), ref.ee) < 1e-10, tag + ": whitened rows");
       for (MeatKind kind : {MeatKind::BiasReduced, MeatKind::OneStepJack}) {
-        const GeeSums gk = gee_cluster_sums(x, a, e, layout, structures[s], kind, ref.H);
-        const GeeSums rk = dense_sums(g, structures[s], kind, ref.H);
+        const ClusterSums gk = cluster_sums(x, a, e, layout, structures[s], kind, ref.H);
+        const ClusterSums rk = dense_sums(g, structures[s], kind, ref.H);
         check(max_abs(gk.M - rk.M) < 1e-9 * std::max(1.0, max_abs(rk.M)),
               tag + (kind == MeatKind::BiasReduced ? ": bias-reduced meat" : ": jackknife meat"));
       }
     }
     // A correlation that is not positive definite for some cluster is reported, not returned as numbers.
-    const GeeSums bad = gee_cluster_sums(x, a, e, layout, {CorrelationKind::Exchangeable, -0.9, {}},
+    const ClusterSums bad = cluster_sums(x, a, e, layout, {CorrelationKind::Exchangeable, -0.9, {}},
                                          MeatKind::Robust, MatrixXd());
     check(bad.failed_cluster >= 0, "gee: exchangeable alpha = -0.9 flags a cluster");
 

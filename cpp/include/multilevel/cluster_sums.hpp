@@ -1,4 +1,6 @@
-// Per-cluster sums of generalized estimating equations.
+// Per-cluster sums over clustered rows with a working correlation: the
+// information, score and sandwich meat of GEE, and the whitened cross
+// products and log-determinants of GLS.
 //
 // With V_j = S_j R_j S_j (S_j = diag sqrt(phi v(mu) / w)), the caller passes
 // rows already divided by S: a_i = (dmu/deta)_i / s_i and e_i = (y_i - mu_i) / s_i,
@@ -27,12 +29,14 @@ struct ClusterLayout {
   Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>> ptr;
   /// (n,) 0-based position of each data row within its cluster (indexed by data row).
   Eigen::Map<const Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>> position;
+  /// (n,) continuous time of each data row (Car1 only; empty otherwise).
+  Eigen::Map<const VectorXd> time{nullptr, 0};
 
   Index nclusters() const { return ptr.size() - 1; }
   Index size(Index j) const { return static_cast<Index>(ptr[j + 1] - ptr[j]); }
 };
 
-/// What gee_cluster_sums accumulates besides H and U.
+/// What cluster_sums accumulates besides H and U.
 enum class MeatKind : int {
   Robust = 0,        ///< M = sum U_j U_j'
   BiasReduced = 1,   ///< Mancl-DeRouen: U_j = D_j' V_j^-1 (I - D_j H^-1 D_j' V_j^-1)^-1 e_j
@@ -40,27 +44,32 @@ enum class MeatKind : int {
 };
 
 /// Sums over clusters at the current estimates.
-struct GeeSums {
+struct ClusterSums {
   MatrixXd H;  ///< (p, p) information sum_j D_j' V_j^-1 D_j
   VectorXd U;  ///< (p,) quasi-score sum_j D_j' V_j^-1 (y_j - mu_j)
   MatrixXd M;  ///< (p, p) meat, by MeatKind
+  double ee = 0.0;      ///< sum_j e_j' R_j^-1 e_j
+  double logdet = 0.0;  ///< sum_j log det R_j
   Index failed_cluster = -1;  ///< first cluster whose R_j is not positive definite, or -1
 };
 
 namespace detail {
 
 /// Accumulator of one chunk of clusters, with its own scratch block.
-struct GeeAccumulator {
+struct ClusterAccumulator {
   MatrixXd H, M, block, hj;                    // sums, and scratch reused across clusters
-  VectorXd U, uj;
+  VectorXd U, uj, times;
   Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1> pos;
+  double ee = 0.0, logdet = 0.0;
   Index failed = -1;
-  explicit GeeAccumulator(Index p)
+  explicit ClusterAccumulator(Index p)
       : H(MatrixXd::Zero(p, p)), M(MatrixXd::Zero(p, p)), hj(p, p), U(VectorXd::Zero(p)), uj(p) {}
-  void merge(const GeeAccumulator& o) {
+  void merge(const ClusterAccumulator& o) {
     H += o.H;
     M += o.M;
     U += o.U;
+    ee += o.ee;
+    logdet += o.logdet;
     if (failed < 0 || (o.failed >= 0 && o.failed < failed)) failed = o.failed;
   }
 };
@@ -77,7 +86,7 @@ struct GeeAccumulator {
 /// @param meat    what M holds
 /// @param h_full  (p, p) H at the estimates; needed for BiasReduced (its inverse
 ///                is taken) and OneStepJack; ignored for Robust
-inline GeeSums gee_cluster_sums(const StridedMatrixMap& x, const StridedVectorMap& a, const StridedVectorMap& e,
+inline ClusterSums cluster_sums(const StridedMatrixMap& x, const StridedVectorMap& a, const StridedVectorMap& e,
                                 const ClusterLayout& layout, const WorkingCorrelation& corr, MeatKind meat,
                                 const MatrixXd& h_full) {
   const Index p = x.cols();
@@ -85,19 +94,21 @@ inline GeeSums gee_cluster_sums(const StridedMatrixMap& x, const StridedVectorMa
   if (meat == MeatKind::BiasReduced) h_inv = h_full.ldlt().solve(MatrixXd::Identity(p, p));
   const Index chunk = 2048;
   auto acc = chunked_sum(
-      layout.nclusters(), chunk, [p] { return detail::GeeAccumulator(p); },
-      [&](detail::GeeAccumulator& s, Index j) {
+      layout.nclusters(), chunk, [p] { return detail::ClusterAccumulator(p); },
+      [&](detail::ClusterAccumulator& s, Index j) {
         const Index nj = layout.size(j);
         const std::int32_t* rows = layout.order.data() + layout.ptr[j];
         s.block.resize(nj, p + 1);
         s.pos.resize(nj);
+        s.times.resize(layout.time.size() ? nj : 0);
         for (Index i = 0; i < nj; ++i) {
           const Index r = rows[i];
           s.block.row(i).head(p) = a[r] * x.row(r);
           s.block(i, p) = e[r];
           s.pos[i] = layout.position[r];
+          if (s.times.size()) s.times[i] = layout.time[r];
         }
-        if (!corr.whiten(s.pos.data(), s.block)) {
+        if (!corr.whiten(s.pos.data(), s.times.data(), s.block, s.logdet)) {
           if (s.failed < 0) s.failed = j;
           return;
         }
@@ -105,6 +116,7 @@ inline GeeSums gee_cluster_sums(const StridedMatrixMap& x, const StridedVectorMa
         const auto r = s.block.col(p);
         s.uj.noalias() = d.transpose() * r;
         s.U += s.uj;
+        s.ee += r.squaredNorm();
         switch (meat) {
           case MeatKind::Robust:
             s.H.noalias() += d.transpose() * d;
@@ -124,7 +136,7 @@ inline GeeSums gee_cluster_sums(const StridedMatrixMap& x, const StridedVectorMa
         }
         s.M.noalias() += s.uj * s.uj.transpose();
       });
-  return GeeSums{acc.H, acc.U, acc.M, acc.failed};
+  return ClusterSums{acc.H, acc.U, acc.M, acc.ee, acc.logdet, acc.failed};
 }
 
 /// How pair_moments groups the pairs of rows within a cluster.
@@ -176,6 +188,43 @@ inline PairMoments pair_moments(const StridedVectorMap& r, const ClusterLayout& 
           }
         }
       });
+}
+
+/// The rows of `values` (n, k), data order, each cluster multiplied by its W_j
+/// (W_j' W_j = R_j^{-1}); returned in data order. Sets `failed_cluster` to the
+/// first cluster whose R_j is not positive definite, or -1.
+inline MatrixXd whiten_rows(const StridedMatrixMap& values, const ClusterLayout& layout,
+                            const WorkingCorrelation& corr, Index& failed_cluster) {
+  MatrixXd out(values.rows(), values.cols());
+  std::atomic<Index> failed{-1};
+  const Index nclusters = layout.nclusters();
+  ML_PARALLEL_FOR_DYNAMIC
+  for (Index c = 0; c < (nclusters + 1023) / 1024; ++c) {
+    MatrixXd block;
+    VectorXd times;
+    Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1> pos;
+    for (Index j = c * 1024; j < std::min(nclusters, (c + 1) * 1024); ++j) {
+      const Index nj = layout.size(j);
+      const std::int32_t* rows = layout.order.data() + layout.ptr[j];
+      block.resize(nj, values.cols());
+      pos.resize(nj);
+      times.resize(layout.time.size() ? nj : 0);
+      for (Index i = 0; i < nj; ++i) {
+        block.row(i) = values.row(rows[i]);
+        pos[i] = layout.position[rows[i]];
+        if (times.size()) times[i] = layout.time[rows[i]];
+      }
+      double logdet = 0.0;
+      if (!corr.whiten(pos.data(), times.data(), block, logdet)) {
+        Index expected = -1;
+        failed.compare_exchange_strong(expected, j);
+        continue;
+      }
+      for (Index i = 0; i < nj; ++i) out.row(rows[i]) = block.row(i);
+    }
+  }
+  failed_cluster = failed.load();
+  return out;
 }
 
 }  // namespace multilevel
