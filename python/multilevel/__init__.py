@@ -1,21 +1,31 @@
 """multilevel: fast, exact models for clustered data with a C++/Eigen core.
 
 Linear mixed models (:func:`lmm`), generalized estimating equations
-(:func:`gee`), with an array-level API (:func:`fit_lmm`,
+(:func:`gee`), generalized least squares (:func:`gls`), with an array-level API (:func:`fit_lmm`,
 :class:`RandomTerm`) for other front ends, and bundled classic data sets
 (:func:`multilevel.datasets.load_dataset`).
 """
 
-from multilevel.correlation import Ar1, Exchangeable, Fixed, Independence, MDependent, Unstructured
+from multilevel.correlation import Ar1, Car1, Exchangeable, Fixed, Independence, MDependent, Unstructured
 from multilevel.datasets import list_datasets, load_dataset
 from multilevel.families import Family, Link, get_family
 from multilevel.gee import GeeConvergenceWarning, GeeResult, fit_gee, gee
+from multilevel.gls import GlsConvergenceWarning, GlsResult, gls, lrtest
+from multilevel.variance import VarExp, VarIdent, VarPower
 from multilevel.lmm import ConvergenceWarning, LmmDesign, LmmResult, RandomTerm, SingularFitWarning, fit_lmm, lmm
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Ar1",
+    "Car1",
+    "GlsConvergenceWarning",
+    "GlsResult",
+    "VarExp",
+    "VarIdent",
+    "VarPower",
+    "gls",
+    "lrtest",
     "Exchangeable",
     "Family",
     "Fixed",

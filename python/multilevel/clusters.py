@@ -28,6 +28,8 @@ class ClusterLayout:
         0-based position of each row within its cluster.
     npositions : int
         ``position.max() + 1``.
+    time_values : (n,) float64 or None
+        Continuous times (continuous-time AR(1)); rows are ordered by them.
     """
 
     codes: np.ndarray
@@ -35,6 +37,7 @@ class ClusterLayout:
     ptr: np.ndarray
     position: np.ndarray
     npositions: int
+    time_values: np.ndarray | None = None
 
     @property
     def nclusters(self) -> int:
@@ -86,6 +89,35 @@ def cluster_layout(codes: np.ndarray, nclusters: int, time: np.ndarray | None = 
             )
     npositions = int(position.max()) + 1 if n else 0
     return ClusterLayout(codes, order, ptr, position, npositions)
+
+
+def continuous_time_layout(codes: np.ndarray, nclusters: int, time: np.ndarray,
+                           labels: np.ndarray | None = None) -> ClusterLayout:
+    """A layout ordered by real-valued ``time`` within each cluster (positions are the ranks).
+
+    Examples
+    --------
+    >>> lay = continuous_time_layout(np.array([0, 0, 1]), 2, np.array([2.5, 0.5, 1.0]))
+    >>> lay.order.tolist(), lay.position.tolist()
+    ([1, 0, 2], [1, 0, 0])
+    """
+    codes = np.asarray(codes, dtype=np.int32)
+    t = np.asarray(time, dtype=float)
+    if not np.all(np.isfinite(t)):
+        raise ValueError("time has non-finite values")
+    counts = np.bincount(codes, minlength=nclusters)
+    ptr = np.zeros(nclusters + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    order = np.lexsort((t, codes)).astype(np.int32)
+    same = (np.diff(t[order]) == 0) & (np.diff(codes[order]) == 0)
+    if same.any():
+        j = int(codes[order][np.flatnonzero(same)[0]])
+        name = labels[j] if labels is not None else j
+        raise ValueError(f"cluster {name} has two rows at the same time; each row of a cluster needs its own time")
+    position = np.empty(codes.shape[0], dtype=np.int32)
+    position[order] = np.arange(codes.shape[0], dtype=np.int64) - np.repeat(ptr[:-1], counts)
+    npositions = int(counts.max()) if codes.size else 0
+    return ClusterLayout(codes, order, ptr, position, npositions, t)
 
 
 def _positions_from_time(time: np.ndarray, as_ranks: bool) -> np.ndarray:

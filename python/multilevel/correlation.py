@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 # Kinds understood by the C++ core (WorkingCorrelation::kind).
-KIND_INDEPENDENCE, KIND_EXCHANGEABLE, KIND_AR1, KIND_TABLE = 0, 1, 2, 3
+KIND_INDEPENDENCE, KIND_EXCHANGEABLE, KIND_AR1, KIND_TABLE, KIND_CAR1 = 0, 1, 2, 3, 4
 # Pair groupings of the core's pair moments.
 PAIRS_ALL, PAIRS_BY_LAG, PAIRS_BY_POSITION = 0, 1, 2
 
@@ -69,6 +69,14 @@ class CorrelationStructure:
         """Labels of the parameters, in the order of ``corr_params``."""
         return []
 
+    # GLS estimates the parameters by likelihood on nlme's unconstrained scale.
+    def from_unconstrained(self, u: np.ndarray, max_size: int) -> np.ndarray:
+        """Parameters from unconstrained values (``max_size``: the largest cluster)."""
+        return np.zeros(0)
+
+    def to_unconstrained(self, params: np.ndarray, max_size: int) -> np.ndarray:
+        return np.zeros(0)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -102,6 +110,16 @@ class Exchangeable(CorrelationStructure):
 
     def param_names(self, npositions: int) -> list[str]:
         return ["alpha"]
+
+    def from_unconstrained(self, u: np.ndarray, max_size: int) -> np.ndarray:
+        # nlme's corCompSymm: log((rho + 1/(m-1)) / (1 - rho)), rho in (-1/(m-1), 1).
+        low = -1.0 / max(max_size - 1, 1)
+        e = np.exp(u[0])
+        return np.array([(e + low) / (e + 1.0)])
+
+    def to_unconstrained(self, params: np.ndarray, max_size: int) -> np.ndarray:
+        low = -1.0 / max(max_size - 1, 1)
+        return np.array([np.log((params[0] - low) / (1.0 - params[0]))])
 
 
 @dataclass(frozen=True, repr=False)
@@ -141,6 +159,34 @@ class Ar1(CorrelationStructure):
     def param_names(self, npositions: int) -> list[str]:
         return ["alpha"]
 
+    def from_unconstrained(self, u: np.ndarray, max_size: int) -> np.ndarray:
+        return np.tanh(0.5 * np.asarray(u, dtype=float)[:1])  # nlme: log((1 + phi) / (1 - phi))
+
+    def to_unconstrained(self, params: np.ndarray, max_size: int) -> np.ndarray:
+        return 2.0 * np.arctanh(np.asarray(params, dtype=float)[:1])
+
+
+@dataclass(frozen=True, repr=False)
+class Car1(CorrelationStructure):
+    """Continuous-time AR(1): ``corr = phi^|s_i - s_k|`` for real times ``s`` (``0 < phi < 1``), GLS only."""
+
+    name: ClassVar[str] = "car1"
+    kind: ClassVar[int] = KIND_CAR1
+    uses_positions: ClassVar[bool] = True
+
+    def nparams(self, npositions: int) -> int:
+        return 1
+
+    def param_names(self, npositions: int) -> list[str]:
+        return ["phi"]
+
+    def from_unconstrained(self, u: np.ndarray, max_size: int) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.asarray(u, dtype=float)[:1]))  # nlme: log(phi / (1 - phi))
+
+    def to_unconstrained(self, params: np.ndarray, max_size: int) -> np.ndarray:
+        p = np.asarray(params, dtype=float)[:1]
+        return np.log(p / (1.0 - p))
+
 
 @dataclass(frozen=True, repr=False)
 class MDependent(CorrelationStructure):
@@ -170,6 +216,12 @@ class MDependent(CorrelationStructure):
 
     def param_names(self, npositions: int) -> list[str]:
         return [f"alpha{k}" for k in range(1, self.nparams(npositions) + 1)]
+
+    def from_unconstrained(self, u: np.ndarray, max_size: int) -> np.ndarray:
+        return np.tanh(0.5 * np.asarray(u, dtype=float))  # Fisher z per lag; R_j is checked when used
+
+    def to_unconstrained(self, params: np.ndarray, max_size: int) -> np.ndarray:
+        return 2.0 * np.arctanh(np.asarray(params, dtype=float))
 
     def __repr__(self) -> str:
         return f"MDependent(m={self.m})"
@@ -202,6 +254,35 @@ class Unstructured(CorrelationStructure):
     def param_names(self, npositions: int) -> list[str]:
         rows, cols = _lower_by_column(npositions)
         return [f"alpha.{c + 1}:{r + 1}" for r, c in zip(rows, cols)]
+
+    def from_unconstrained(self, u: np.ndarray, max_size: int) -> np.ndarray:
+        """nlme's corSymm: spherical angles ``pi e^u / (1 + e^u)`` of unit-length Cholesky columns."""
+        T = _size_from_pairs(len(u))
+        angles = np.pi / (1.0 + np.exp(-np.asarray(u, dtype=float)))
+        factor = np.zeros((T, T))  # upper triangular, unit-length columns
+        k = 0
+        for i in range(T):
+            running = 1.0
+            for j in range(i):
+                factor[j, i] = running * np.cos(angles[k])
+                running *= np.sin(angles[k])
+                k += 1
+            factor[i, i] = running
+        corr = factor.T @ factor
+        rows, cols = _lower_by_column(T)
+        return corr[rows, cols]
+
+    def to_unconstrained(self, params: np.ndarray, max_size: int) -> np.ndarray:
+        T = _size_from_pairs(len(params))
+        factor = np.linalg.cholesky(self.table(np.asarray(params, dtype=float), T)).T
+        u = []
+        for i in range(T):
+            running = 1.0
+            for j in range(i):
+                angle = np.arccos(np.clip(factor[j, i] / running, -1.0, 1.0))
+                running *= np.sin(angle)
+                u.append(np.log(angle / (np.pi - angle)))
+        return np.array(u)
 
 
 @dataclass(frozen=True, repr=False)
@@ -239,6 +320,14 @@ def _pair_means(sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.where(weights > 0, sums / np.where(weights > 0, weights, 1.0), 0.0)
 
 
+def _size_from_pairs(npairs: int) -> int:
+    """T with T (T - 1) / 2 == npairs."""
+    T = int(round((1 + np.sqrt(1 + 8 * npairs)) / 2))
+    if T * (T - 1) // 2 != npairs:
+        raise ValueError(f"{npairs} is not the number of pairs of any size")
+    return T
+
+
 def _lower_by_column(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the strict lower triangle, column by column."""
     cols, rows = np.triu_indices(n, k=1)
@@ -251,6 +340,7 @@ _BY_NAME: dict[str, type[CorrelationStructure]] = {
     "exchangeable": Exchangeable,
     "compound_symmetry": Exchangeable,
     "ar1": Ar1,
+    "car1": Car1,
     "unstructured": Unstructured,
 }
 

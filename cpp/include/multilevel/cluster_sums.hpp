@@ -114,12 +114,13 @@ inline ClusterSums cluster_sums(const StridedMatrixMap& x, const StridedVectorMa
         }
         const auto d = s.block.leftCols(p);
         const auto r = s.block.col(p);
-        s.uj.noalias() = d.transpose() * r;
+        // Clusters are small: lazy (coefficient-wise) products avoid the GEMM dispatch overhead.
+        s.uj.noalias() = d.transpose().lazyProduct(r);
         s.U += s.uj;
         s.ee += r.squaredNorm();
         switch (meat) {
           case MeatKind::Robust:
-            s.H.noalias() += d.transpose() * d;
+            s.H.noalias() += d.transpose().lazyProduct(d);
             break;
           case MeatKind::BiasReduced: {
             s.H.noalias() += d.transpose() * d;
@@ -134,7 +135,7 @@ inline ClusterSums cluster_sums(const StridedMatrixMap& x, const StridedVectorMa
             s.uj = (h_full - s.hj).ldlt().solve(s.uj);
             break;
         }
-        s.M.noalias() += s.uj * s.uj.transpose();
+        s.M.noalias() += s.uj.lazyProduct(s.uj.transpose());
       });
   return ClusterSums{acc.H, acc.U, acc.M, acc.ee, acc.logdet, acc.failed};
 }

@@ -1,0 +1,119 @@
+"""GLS data preparation: formula + data -> response, model matrix, the
+cluster layout the correlation structure needs, and the bound variance function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multilevel.clusters import ClusterLayout, cluster_layout, continuous_time_layout
+from multilevel.correlation import Car1, CorrelationStructure, Exchangeable, Independence
+from multilevel.fixed_effects import FixedDesign, fixed_design, missing_formula_variables
+from multilevel.frames import as_pandas, columns_in, drop_missing, require_columns
+from multilevel.gee.design import _groups_columns, _time_column
+from multilevel.grouping import make_grouping
+from multilevel.variance import BoundVariance, VarianceFunction
+
+#: Largest cluster a correlation built from a dense table (unstructured, banded, fixed) may have.
+MAX_TABLE_CLUSTER = 5000
+
+
+@dataclass
+class GlsDesign:
+    """Arrays of a GLS model (rows in the caller's order).
+
+    Attributes
+    ----------
+    y : (n,) float64
+    X : (n, p) float64
+    names : coefficient names
+    layout : clusters, positions (and continuous times for car1)
+    variance : the variance function bound to the rows
+    cluster_labels : label of each cluster
+    fixed : the formula's fixed design (for prediction)
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    names: list[str]
+    layout: ClusterLayout
+    variance: BoundVariance
+    cluster_labels: pd.Index
+    fixed: FixedDesign | None = None
+    row_index: pd.Index | None = None
+    n_dropped: int = 0
+    formula: str = ""
+    groups: str | None = None
+    time: str | None = None
+
+    @property
+    def nobs(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def max_cluster_size(self) -> int:
+        return int(self.layout.sizes.max()) if self.layout.nclusters else 0
+
+
+def gls_layout(structure: CorrelationStructure, codes: np.ndarray, nclusters: int, time: np.ndarray | None,
+               labels: np.ndarray) -> ClusterLayout:
+    """Positions as nlme's correlation structures read them.
+
+    ar1 and banded: ``time - min(time)`` (integer lags); car1: real times;
+    unstructured and fixed: the rank of the time among its distinct values;
+    without ``time``, the row order within the cluster.
+    """
+    if isinstance(structure, Car1):
+        if time is None:
+            raise ValueError("the car1 correlation needs time= (the continuous time of each row)")
+        return continuous_time_layout(codes, nclusters, time, labels)
+    as_ranks = structure.kind == 3 and structure.name != "m-dependent"
+    return cluster_layout(codes, nclusters, time, labels, time_as_ranks=as_ranks)
+
+
+def gls_design(formula: str, data: Any, *, groups: Any, time: Any, structure: CorrelationStructure,
+               variance: VarianceFunction) -> GlsDesign:
+    """Build a :class:`GlsDesign`; rows with a missing value in a used column are dropped with a warning.
+
+    Without ``groups`` all rows form one cluster, as in nlme (fine for
+    independence, exchangeable and the AR(1) kinds, which cost O(n)).
+    """
+    df = as_pandas(data)
+    group_cols: tuple[str, ...] = ()
+    if groups is not None:
+        df, group_cols = _groups_columns(groups, df)
+        require_columns(group_cols, df, "groups=")
+    df, time_col = _time_column(time, df)
+    if time_col is not None:
+        require_columns([time_col], df, "time=")
+    missing = missing_formula_variables(formula, df)
+    if missing:
+        require_columns(missing, df, f"the formula {formula!r}")
+    used = columns_in(formula, df)
+    used += [c for c in (*group_cols, time_col, *variance.columns) if c and c not in used]
+    df, _, n_dropped = drop_missing(df, used, {})
+
+    fixed = fixed_design(formula, df)
+    if group_cols:
+        grouping = make_grouping(df, group_cols)
+        codes, nclusters, labels, gname = grouping.codes, grouping.nlevels, grouping.levels, grouping.name
+    else:
+        codes, nclusters, labels, gname = np.zeros(len(df), dtype=np.int32), 1, pd.Index(["(all)"]), None
+    time_values = None if time_col is None else df[time_col].to_numpy()
+    layout = gls_layout(structure, codes, nclusters, time_values, np.asarray(labels))
+    if structure.kind == 3 and layout.sizes.max(initial=0) > MAX_TABLE_CLUSTER:
+        raise ValueError(
+            f"the {structure.name} correlation builds a dense matrix per cluster, and the largest cluster has "
+            f"{int(layout.sizes.max())} rows; give groups= or use ar1/car1/exchangeable"
+        )
+    if not isinstance(structure, (Independence, Exchangeable)) and structure.kind != 4 and \
+            structure.uses_positions and layout.npositions > 1 and structure.kind == 3:
+        structure.table(np.zeros(structure.nparams(layout.npositions)), layout.npositions)  # validates Fixed size
+    return GlsDesign(
+        y=fixed.y, X=fixed.X, names=fixed.names, layout=layout, variance=variance.bind(df),
+        cluster_labels=labels, fixed=fixed, row_index=df.index, n_dropped=n_dropped, formula=formula,
+        groups=gname, time=time_col,
+    )

@@ -1,0 +1,321 @@
+"""The fitted GLS model: estimates, t-based inference as nlme, intervals for
+the correlation and variance parameters, likelihood-ratio comparison,
+prediction and residuals."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from multilevel.frames import as_pandas
+from multilevel.inference import standard_errors
+
+if TYPE_CHECKING:
+    from multilevel.correlation import CorrelationStructure
+    from multilevel.gls.design import GlsDesign
+    from multilevel.gls.fit import GlsObjective, GlsProfile
+    from multilevel.gls.summary import GlsSummary
+    from multilevel.optimize import OptSummary
+
+
+class GlsResult:
+    """A fitted GLS model (see :func:`multilevel.gls`).
+
+    Attributes
+    ----------
+    params : Series of coefficients
+    sigma : float, residual standard deviation (``sqrt(rss / (n - p))`` for REML, ``/ n`` for ML)
+    corr_params : ndarray, correlation parameters (nlme's ``coef(corStruct, unconstrained = FALSE)``)
+    variance_params : Series, variance-function parameters
+    loglik, aic, bic : the (restricted) log-likelihood and criteria, as nlme
+    method : "REML" or "ML"
+    converged : bool
+    """
+
+    def __init__(self, design: GlsDesign, structure: CorrelationStructure, objective: GlsObjective,
+                 profile: GlsProfile, unconstrained: np.ndarray, optsum: OptSummary) -> None:
+        self.design = design
+        self.structure = structure
+        self.objective = objective
+        self.profile = profile
+        self.unconstrained = np.asarray(unconstrained, dtype=float)
+        self.optsum = optsum
+        self.method = "REML" if objective.reml else "ML"
+        self.params = pd.Series(profile.beta, index=design.names, name="params")
+        self.sigma = profile.sigma
+        self.corr_params = profile.corr_params
+        self.variance_params = pd.Series(profile.variance_params, index=design.variance.names, name="variance",
+                                         dtype=float)
+        self.loglik = profile.loglik
+
+    # -- sizes and criteria ----------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.design.nobs
+
+    @property
+    def df_resid(self) -> int:
+        return self.nobs - len(self.params)
+
+    @property
+    def df_model(self) -> int:
+        """Parameters counted by AIC: coefficients, correlation, variance, sigma."""
+        return len(self.params) + self.objective.nparams + 1
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.df_model
+
+    @property
+    def bic(self) -> float:
+        n = self.df_resid if self.method == "REML" else self.nobs
+        return -2.0 * self.loglik + np.log(n) * self.df_model
+
+    @property
+    def converged(self) -> bool:
+        return self.optsum.converged
+
+    # -- coefficients ------------------------------------------------------------
+    def cov_params(self, kind: str = "model") -> pd.DataFrame:
+        """``"model"``: ``rss / (n - p) (X' Sigma0^-1 X)^-1`` (nlme's, under ML too); ``"robust"``: the cluster sandwich,
+        valid when the working correlation or variance is wrong."""
+        names = self.design.names
+        h_inv = np.linalg.inv(self.profile.information)
+        if kind == "model":
+            # nlme scales by rss / (n - p) under ML as well as REML.
+            cov = self.profile.rss / self.df_resid * h_inv
+        elif kind == "robust":
+            resid = self.design.y - self.design.X @ self.params.to_numpy()
+            meat = self.objective.core_sums(self.corr_params, self.profile.sd_factors, residual=resid)["M"]
+            cov = h_inv @ meat @ h_inv
+        else:
+            raise ValueError(f"kind must be 'model' or 'robust', not {kind!r}")
+        return pd.DataFrame(0.5 * (cov + cov.T), index=names, columns=names)
+
+    @property
+    def bse(self) -> pd.Series:
+        return standard_errors(self.cov_params()).rename("bse")
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return (self.params / self.bse).rename("t")
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Two-sided p-values from the t distribution with ``n - p`` degrees of freedom (as nlme)."""
+        return pd.Series(2 * stats.t.sf(np.abs(self.tvalues), self.df_resid), index=self.params.index,
+                         name="pvalues")
+
+    def conf_int(self, alpha: float = 0.05, kind: str = "model") -> pd.DataFrame:
+        """t-based intervals for the coefficients (``n - p`` degrees of freedom, as nlme's ``intervals``)."""
+        q = stats.t.ppf(1 - alpha / 2, self.df_resid)
+        se = standard_errors(self.cov_params(kind))
+        return pd.DataFrame({"lower": self.params - q * se, "upper": self.params + q * se})
+
+    def coef_table(self) -> pd.DataFrame:
+        return pd.DataFrame({"Estimate": self.params, "Std. Error": self.bse, "t value": self.tvalues,
+                             "p-value": self.pvalues})
+
+    # -- intervals for the covariance parameters -----------------------------------
+    def approx_cov_theta(self, step: float = 1e-4) -> np.ndarray:
+        """Approximate covariance of (natural correlation parameters, unconstrained variance
+        parameters, log sigma): the inverse negative Hessian of the log-likelihood (nlme's ``apVar``)."""
+        x0 = np.concatenate([self._natural(self.unconstrained), [np.log(self.sigma)]])
+
+        def loglik(x: np.ndarray) -> float:
+            return self._loglik_unprofiled(x)
+
+        k = x0.size
+        hess = np.zeros((k, k))
+        h = step * np.maximum(1.0, np.abs(x0))
+        for i in range(k):
+            for j in range(i, k):
+                ei, ej = np.eye(k)[i] * h[i], np.eye(k)[j] * h[j]
+                val = (loglik(x0 + ei + ej) - loglik(x0 + ei - ej) - loglik(x0 - ei + ej) + loglik(x0 - ei - ej))
+                hess[i, j] = hess[j, i] = val / (4 * h[i] * h[j])
+        return np.linalg.inv(-hess)
+
+    def _natural(self, u: np.ndarray) -> np.ndarray:
+        """nlme's "natural" scale: Fisher z of each correlation for unstructured, else unconstrained."""
+        nc = self.objective.ncorr
+        if self.structure.name == "unstructured" and nc:
+            corr, _ = self.objective.split(u)
+            return np.concatenate([np.log((1 + corr) / (1 - corr)), u[nc:]])
+        return u
+
+    def _from_natural(self, x: np.ndarray) -> np.ndarray:
+        nc = self.objective.ncorr
+        if self.structure.name == "unstructured" and nc:
+            corr = np.tanh(0.5 * x[:nc])
+            return np.concatenate([self.structure.to_unconstrained(corr, self.design.max_cluster_size), x[nc:]])
+        return x
+
+    def _loglik_unprofiled(self, x: np.ndarray) -> float:
+        """Log-likelihood at (natural parameters, log sigma) with beta profiled (REML: integrated)."""
+        prof = self.objective.profile(self._from_natural(x[:-1]))
+        if prof is None:
+            return -np.inf
+        sigma2 = np.exp(2 * x[-1])
+        dof = self.nobs - len(self.params) if self.method == "REML" else self.nobs
+        # Replace the profiled sigma^2 = rss/dof by a free sigma^2.
+        return prof.loglik + 0.5 * dof * (np.log(prof.rss / dof) + 1.0) - 0.5 * dof * np.log(sigma2) \
+            - 0.5 * prof.rss / sigma2
+
+    def intervals(self, level: float = 0.95) -> dict[str, pd.DataFrame]:
+        """Approximate confidence intervals as nlme's ``intervals(gls)``.
+
+        Coefficients: t-based. Correlation and variance parameters and sigma:
+        normal intervals on nlme's unconstrained ("natural") scale from
+        :meth:`approx_cov_theta`, transformed back.
+        """
+        alpha = 1 - level
+        ci = self.conf_int(alpha)
+        out = {"coef": pd.DataFrame({"lower": ci["lower"], "est": self.params, "upper": ci["upper"]})}
+        if self.objective.nparams == 0:  # nlme: the exact chi-square interval for sigma
+            dof = self.df_resid if self.method == "REML" else self.nobs
+            bounds = np.sqrt(dof * self.sigma**2 / stats.chi2.ppf([1 - alpha / 2, alpha / 2], dof))
+            out["sigma"] = pd.DataFrame({"lower": [bounds[0]], "est": [self.sigma], "upper": [bounds[1]]},
+                                        index=["sigma"])
+            return out
+        cov = self.approx_cov_theta()
+        z = stats.norm.ppf(1 - alpha / 2)
+        x = np.concatenate([self._natural(self.unconstrained), [np.log(self.sigma)]])
+        se = np.sqrt(np.diag(cov))
+        lo, hi = x - z * se, x + z * se
+        nc, nv = self.objective.ncorr, self.objective.nvar
+        if nc:
+            lo_c, _ = self.objective.split(self._from_natural(np.concatenate([lo[:nc], x[nc:-1]])))
+            hi_c, _ = self.objective.split(self._from_natural(np.concatenate([hi[:nc], x[nc:-1]])))
+            if self.structure.name == "unstructured":
+                lo_c, hi_c = np.tanh(0.5 * lo[:nc]), np.tanh(0.5 * hi[:nc])
+            names = self.structure.param_names(self.design.layout.npositions)
+            out["corr"] = pd.DataFrame({"lower": lo_c, "est": self.corr_params, "upper": hi_c}, index=names)
+        if nv:
+            to_var = self.design.variance.from_unconstrained
+            out["variance"] = pd.DataFrame({"lower": to_var(lo[nc:nc + nv]), "est": self.variance_params.to_numpy(),
+                                            "upper": to_var(hi[nc:nc + nv])}, index=self.variance_params.index)
+        out["sigma"] = pd.DataFrame({"lower": [np.exp(lo[-1])], "est": [self.sigma], "upper": [np.exp(hi[-1])]},
+                                    index=["sigma"])
+        return out
+
+    # -- comparison ------------------------------------------------------------------
+    def compare(self, other: GlsResult) -> pd.DataFrame:
+        """Likelihood-ratio test of two nested fits (as nlme's ``anova(fit1, fit2)``).
+
+        Both must use the same method; under REML also the same fixed effects.
+        """
+        return lrtest(self, other)
+
+    # -- prediction and residuals ---------------------------------------------------------
+    def fitted(self) -> pd.Series:
+        return pd.Series(self.design.X @ self.params.to_numpy(), index=self.design.row_index, name="fitted")
+
+    def predict(self, newdata: Any = None) -> pd.Series:
+        """``X beta`` for new data (the marginal mean; the correlation does not enter)."""
+        if newdata is None:
+            return self.fitted()
+        df = as_pandas(newdata)
+        return pd.Series(self.design.fixed.model_matrix(df) @ self.params.to_numpy(), index=df.index,
+                         name="predicted")
+
+    def resid(self, kind: str = "response") -> pd.Series:
+        """Residuals: ``"response"`` ``y - X beta``; ``"pearson"`` divided by ``sigma g_i``;
+        ``"normalized"`` whitened within each cluster by the inverse Cholesky factor
+        of ``R_j`` (nlme's ``type = "normalized"``)."""
+        from multilevel import _core
+
+        r = self.design.y - self.design.X @ self.params.to_numpy()
+        if kind == "response":
+            out = r
+        elif kind == "pearson":
+            out = r / (self.sigma * self.profile.sd_factors)
+        elif kind == "normalized":
+            pearson = r / (self.sigma * self.profile.sd_factors)
+            out = self._normalize(pearson)
+        else:
+            raise ValueError(f"kind must be 'response', 'pearson' or 'normalized', not {kind!r}")
+        return pd.Series(out, index=self.design.row_index, name=kind)
+
+    def _normalize(self, pearson: np.ndarray) -> np.ndarray:
+        """Whiten Pearson residuals cluster by cluster with nlme's factor ``F_j`` (``F_j' F_j = R_j^-1``)."""
+        from multilevel import _core
+
+        lay = self.design.layout
+        s = self.structure
+        if s.kind == 0:
+            return pearson
+        if s.kind == 1:
+            return _compound_symmetry_whiten(pearson, lay.order, lay.ptr, float(self.corr_params[0]))
+        alpha = float(self.corr_params[0]) if s.kind in (2, 4) else 0.0
+        table = s.table(self.corr_params, lay.npositions) if s.kind == 3 else np.zeros((0, 0))
+        time = lay.time_values if lay.time_values is not None else np.zeros(0)
+        out, _ = _core.whiten_rows(pearson[:, None], lay.order, lay.ptr, lay.position, s.kind, alpha, table, time)
+        return out[:, 0]
+
+    def summary(self) -> GlsSummary:
+        from multilevel.gls.summary import GlsSummary
+
+        return GlsSummary(self)
+
+    def __repr__(self) -> str:
+        return (f"<GlsResult {self.method}, {self.structure.name}: {self.nobs} rows, "
+                f"logLik {self.loglik:.4f}, converged={self.converged}>")
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+
+def _compound_symmetry_whiten(e: np.ndarray, order: np.ndarray, ptr: np.ndarray, rho: float) -> np.ndarray:
+    """nlme's compound-symmetry factor (Helmert contrasts scaled by the eigenvalues of R_j).
+
+    For a cluster of size n in row order: ``out_1 = sum(e) / sqrt(n (1 + (n-1) rho))`` and
+    ``out_k = ((k-1) e_k - sum_{l<k} e_l) / sqrt((1 - rho) (k-1) k)`` for ``k >= 2``.
+    """
+    sizes = np.diff(ptr)
+    es = e[order]
+    cluster = np.repeat(np.arange(sizes.size), sizes)
+    k = np.arange(es.size) - np.repeat(ptr[:-1], sizes) + 1  # 1-based rank in the cluster
+    running = np.cumsum(es)
+    before = running - es - np.repeat(running[ptr[:-1]] - es[ptr[:-1]], sizes)  # sum of earlier rows
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = ((k - 1) * es - before) / np.sqrt((1 - rho) * (k - 1) * k)
+    first = ptr[:-1][sizes > 0]
+    totals = np.bincount(cluster, weights=es, minlength=sizes.size)[sizes > 0]
+    n = sizes[sizes > 0]
+    out[first] = totals / np.sqrt(n * (1 + (n - 1) * rho))
+    result = np.empty_like(e)
+    result[order] = out
+    return result
+
+
+def lrtest(fit0: GlsResult, fit1: GlsResult) -> pd.DataFrame:
+    """Likelihood-ratio test of nested GLS fits, laid out like nlme's ``anova(fit0, fit1)``.
+
+    Examples
+    --------
+    >>> from multilevel import gls
+    >>> from multilevel.datasets import load_dataset
+    >>> d = load_dataset("Orthodont")
+    >>> cs = gls("distance ~ age * Sex", d, groups="Subject", corr="exchangeable")
+    >>> ind = gls("distance ~ age * Sex", d, groups="Subject")
+    >>> float(lrtest(ind, cs).loc["fit1", "df"])
+    6.0
+    """
+    if fit0.method != fit1.method:
+        raise ValueError(f"cannot compare a {fit0.method} fit with a {fit1.method} fit")
+    if fit0.nobs != fit1.nobs:
+        raise ValueError(f"the fits use different rows ({fit0.nobs} and {fit1.nobs})")
+    if fit0.method == "REML" and list(fit0.params.index) != list(fit1.params.index):
+        raise ValueError("REML fits with different fixed effects cannot be compared; refit both with method='ML'")
+    rows = []
+    for f in (fit0, fit1):
+        rows.append({"df": f.df_model, "AIC": f.aic, "BIC": f.bic, "logLik": f.loglik})
+    table = pd.DataFrame(rows, index=["fit0", "fit1"])
+    ddf = abs(fit1.df_model - fit0.df_model)
+    ratio = 2 * abs(fit1.loglik - fit0.loglik)
+    table["L.Ratio"] = [np.nan, ratio]
+    table["p-value"] = [np.nan, stats.chi2.sf(ratio, ddf) if ddf else np.nan]
+    return table

@@ -1,0 +1,77 @@
+"""Text and HTML summaries of a fitted GLS model, laid out like nlme's ``summary(gls(...))``."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from multilevel.text_table import aligned_table
+
+if TYPE_CHECKING:
+    from multilevel.gls.result import GlsResult
+
+
+class GlsSummary:
+    """Summary of a :class:`~multilevel.gls.result.GlsResult`; ``str()`` gives the text."""
+
+    def __init__(self, res: GlsResult) -> None:
+        self.res = res
+
+    def header(self) -> list[str]:
+        r = self.res
+        d = r.design
+        kind = "REML" if r.method == "REML" else "maximum likelihood"
+        groups = f", clusters ({d.groups}): {d.layout.nclusters}" if d.groups else ""
+        return [line for line in (
+            f"Generalized least squares fit by {kind} [multilevel]",
+            f"Formula: {d.formula}" if d.formula else "",
+            f"Number of obs: {r.nobs}{groups}",
+        ) if line]
+
+    def fit_statistics(self) -> pd.DataFrame:
+        r = self.res
+        return pd.DataFrame([[f"{r.aic:.4f}", f"{r.bic:.4f}", f"{r.loglik:.4f}"]], columns=["AIC", "BIC", "logLik"])
+
+    def structure_table(self) -> pd.DataFrame:
+        r = self.res
+        rows = [[f"correlation ({r.structure.name})", n, f"{v:.6g}"]
+                for n, v in zip(r.structure.param_names(r.design.layout.npositions), r.corr_params)]
+        rows += [["variance function", n, f"{v:.6g}"] for n, v in r.variance_params.items()]
+        rows.append(["residual", "sigma", f"{r.sigma:.6g}"])
+        return pd.DataFrame(rows, columns=["Structure", "Parameter", "Estimate"])
+
+    def notes(self) -> list[str]:
+        r = self.res
+        notes = []
+        if not r.converged:
+            notes.append(f"WARNING: the optimizer did not converge ({r.optsum.message}).")
+        if r.design.fixed is not None and r.design.fixed.dropped:
+            notes.append("NOTE: dropped aliased column(s): " + ", ".join(r.design.fixed.dropped))
+        if r.design.n_dropped:
+            notes.append(f"NOTE: {r.design.n_dropped} row(s) with missing values were dropped.")
+        return notes
+
+    def __str__(self) -> str:
+        r = self.res
+        out = self.header() + ["", self.fit_statistics().to_string(index=False), ""]
+        out += ["Covariance parameters:", aligned_table(self.structure_table(), left=2), ""]
+        out += ["Coefficients:", r.coef_table().to_string(float_format=lambda v: f"{v:.6g}"), ""]
+        out.append(f"Residual standard error: {r.sigma:.6g} on {r.df_resid} degrees of freedom")
+        out.append(f"Optimizer: {r.optsum.optimizer}, {r.optsum.feval} evaluations, {r.optsum.message}; "
+                   f"converged: {r.converged}")
+        out.extend(self.notes())
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        r = self.res
+        parts = [f"<p><b>{html.escape(line)}</b></p>" for line in self.header()]
+        parts.append(self.fit_statistics().to_html(index=False))
+        parts.append(self.structure_table().to_html(index=False))
+        parts.append(r.coef_table().to_html(float_format=lambda v: f"{v:.6g}"))
+        parts.extend(f"<p>{html.escape(n)}</p>" for n in self.notes())
+        return "\n".join(parts)

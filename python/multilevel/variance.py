@@ -1,0 +1,160 @@
+"""Variance functions of GLS: the standard deviation of row ``i`` is
+``sigma * g_i(delta)``, as nlme's ``varFunc`` classes.
+
+- :class:`ConstantVariance`: ``g = 1``;
+- :class:`VarIdent`: a separate ratio per level of a factor (the first level
+  is the reference, ``g = 1``), like ``varIdent(form = ~ 1 | f)``;
+- :class:`VarPower`: ``g = |v|^delta`` for a covariate ``v`` (``varPower(form = ~ v)``);
+- :class:`VarExp`: ``g = exp(delta v)`` (``varExp(form = ~ v)``).
+
+Each is a configuration object; :meth:`VarianceFunction.bind` attaches it to
+the rows of a data set and returns a :class:`BoundVariance` that maps
+parameters to ``g`` and back and forth to the unconstrained scale the
+optimizer works on (nlme's: ``log`` ratios for VarIdent, ``delta`` itself
+otherwise).
+
+Examples
+--------
+>>> import pandas as pd, numpy as np
+>>> df = pd.DataFrame({"sex": ["F", "M", "F"], "age": [8.0, 10.0, 12.0]})
+>>> bound = VarIdent("sex").bind(df)
+>>> bound.names, bound.sd_factors(np.array([1.5])).tolist()
+(['M'], [1.0, 1.5, 1.0])
+>>> VarPower("age").bind(df).sd_factors(np.array([0.5])).round(4).tolist()
+[2.8284, 3.1623, 3.4641]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from multilevel.frames import require_columns
+
+
+@dataclass(frozen=True)
+class BoundVariance:
+    """A variance function attached to data rows.
+
+    Attributes
+    ----------
+    names : labels of the parameters
+    start : starting parameters (constrained scale)
+    sd_factors : params -> (n,) ``g_i``
+    to_unconstrained, from_unconstrained : maps between the parameter scales
+    """
+
+    names: list[str]
+    start: np.ndarray
+    sd_factors: Callable[[np.ndarray], np.ndarray]
+    to_unconstrained: Callable[[np.ndarray], np.ndarray]
+    from_unconstrained: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def nparams(self) -> int:
+        return len(self.names)
+
+
+class VarianceFunction:
+    """Base class of the variance functions."""
+
+    #: Data columns the function reads.
+    columns: tuple[str, ...] = ()
+
+    def bind(self, data: pd.DataFrame) -> BoundVariance:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ConstantVariance(VarianceFunction):
+    """Homoscedastic rows: ``g = 1``."""
+
+    def bind(self, data: pd.DataFrame) -> BoundVariance:
+        n = len(data)
+        return BoundVariance([], np.zeros(0), lambda p: np.ones(n), _identity, _identity)
+
+
+@dataclass(frozen=True)
+class VarIdent(VarianceFunction):
+    """A standard-deviation ratio per level of ``factor``; the level of the first row is the reference (as nlme)."""
+
+    factor: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.factor,)
+
+    def bind(self, data: pd.DataFrame) -> BoundVariance:
+        require_columns([self.factor], data, "VarIdent")
+        codes, levels = pd.factorize(data[self.factor], sort=True)
+        if len(levels) and codes[0] != 0:  # move the first row's level to the front
+            first = codes[0]
+            perm = np.r_[first, np.delete(np.arange(len(levels)), first)]
+            codes = np.argsort(perm)[codes]
+            levels = levels[perm]
+        if len(levels) < 2:
+            raise ValueError(f"VarIdent({self.factor!r}) needs a factor with at least two levels, "
+                             f"not {len(levels)}")
+
+        def sd(params: np.ndarray) -> np.ndarray:
+            return np.concatenate([[1.0], params])[codes]
+
+        names = [str(int(v)) if isinstance(v, float) and float(v).is_integer() else str(v) for v in levels[1:]]
+        return BoundVariance(names, np.ones(len(levels) - 1), sd, np.log, np.exp)
+
+
+@dataclass(frozen=True)
+class VarPower(VarianceFunction):
+    """``g = |v|^delta`` for the covariate ``covariate``."""
+
+    covariate: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.covariate,)
+
+    def bind(self, data: pd.DataFrame) -> BoundVariance:
+        v = np.abs(_numeric_column(data, self.covariate, "VarPower"))
+        if np.any(v == 0):
+            raise ValueError(f"VarPower({self.covariate!r}): the covariate is 0 at row "
+                             f"{int(np.flatnonzero(v == 0)[0])}, where |v|^delta is 0 or undefined")
+        log_v = np.log(v)
+        return BoundVariance(["power"], np.zeros(1), lambda p: np.exp(p[0] * log_v), _identity, _identity)
+
+
+@dataclass(frozen=True)
+class VarExp(VarianceFunction):
+    """``g = exp(delta v)`` for the covariate ``covariate``."""
+
+    covariate: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.covariate,)
+
+    def bind(self, data: pd.DataFrame) -> BoundVariance:
+        v = _numeric_column(data, self.covariate, "VarExp")
+        return BoundVariance(["expon"], np.zeros(1), lambda p: np.exp(p[0] * v), _identity, _identity)
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=float)
+
+
+def _numeric_column(data: pd.DataFrame, name: str, what: str) -> np.ndarray:
+    require_columns([name], data, what)
+    if not pd.api.types.is_numeric_dtype(data[name]):
+        raise ValueError(f"{what}({name!r}) needs a numeric covariate, not {data[name].dtype}")
+    return data[name].to_numpy(dtype=float)
+
+
+def get_variance(variance: VarianceFunction | None) -> VarianceFunction:
+    """A variance function, ``None`` meaning constant."""
+    if variance is None:
+        return ConstantVariance()
+    if not isinstance(variance, VarianceFunction):
+        raise ValueError(f"variance must be VarIdent(f), VarPower(x), VarExp(x) or None, not {variance!r}")
+    return variance
