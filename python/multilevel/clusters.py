@@ -129,7 +129,8 @@ def _positions_from_time(time: np.ndarray, as_ranks: bool) -> np.ndarray:
         raise ValueError("time has non-finite values")
     if np.any(t != np.round(t)):
         row = int(np.flatnonzero(t != np.round(t))[0])
-        raise ValueError(f"time must be integer-valued (row {row} has {t[row]!r}); use ranks or rounded times")
+        raise ValueError(f"time must be integer-valued (row {row} has {float(t[row])}); use ranks or rounded "
+                         "times (GLS: car1 takes continuous times)")
     if as_ranks:
         return np.unique(t, return_inverse=True)[1].astype(np.int32).ravel()
     shifted = (t - t.min()).astype(np.int64)

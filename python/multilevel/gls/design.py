@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from multilevel.clusters import ClusterLayout, cluster_layout, continuous_time_layout
-from multilevel.correlation import Car1, CorrelationStructure, Exchangeable, Independence
+from multilevel.correlation import Car1, CorrelationStructure
 from multilevel.fixed_effects import FixedDesign, fixed_design, missing_formula_variables
 from multilevel.frames import as_pandas, columns_in, drop_missing, require_columns
 from multilevel.gee.design import _groups_columns, _time_column
@@ -19,6 +19,8 @@ from multilevel.variance import BoundVariance, VarianceFunction
 
 #: Largest cluster a correlation built from a dense table (unstructured, banded, fixed) may have.
 MAX_TABLE_CLUSTER = 5000
+#: Most positions an unstructured correlation may have (T (T - 1) / 2 parameters).
+MAX_UNSTRUCTURED_POSITIONS = 50
 
 
 @dataclass
@@ -103,15 +105,26 @@ def gls_design(formula: str, data: Any, *, groups: Any, time: Any, structure: Co
     else:
         codes, nclusters, labels, gname = np.zeros(len(df), dtype=np.int32), 1, pd.Index(["(all)"]), None
     time_values = None if time_col is None else df[time_col].to_numpy()
-    layout = gls_layout(structure, codes, nclusters, time_values, np.asarray(labels))
+    try:
+        layout = gls_layout(structure, codes, nclusters, time_values, np.asarray(labels))
+    except ValueError as exc:
+        if time_col is None:
+            raise
+        raise ValueError(f"time column {time_col!r}: {exc}") from exc
+    if structure.name == "unstructured" and layout.npositions > MAX_UNSTRUCTURED_POSITIONS:
+        raise ValueError(
+            f"the unstructured correlation has a parameter per pair of positions, and the largest cluster has "
+            f"{int(layout.sizes.max())} rows at {layout.npositions} positions ({structure.nparams(layout.npositions)} "
+            f"parameters); it allows at most {MAX_UNSTRUCTURED_POSITIONS} positions: give groups= or time=, or use "
+            "ar1, car1, exchangeable or MDependent(m)"
+        )
     if structure.kind == 3 and layout.sizes.max(initial=0) > MAX_TABLE_CLUSTER:
         raise ValueError(
             f"the {structure.name} correlation builds a dense matrix per cluster, and the largest cluster has "
             f"{int(layout.sizes.max())} rows; give groups= or use ar1/car1/exchangeable"
         )
-    if not isinstance(structure, (Independence, Exchangeable)) and structure.kind != 4 and \
-            structure.uses_positions and layout.npositions > 1 and structure.kind == 3:
-        structure.table(np.zeros(structure.nparams(layout.npositions)), layout.npositions)  # validates Fixed size
+    if structure.kind == 3:
+        structure.table(np.zeros(structure.nparams(layout.npositions)), layout.npositions)  # checks Fixed's size
     return GlsDesign(
         y=fixed.y, X=fixed.X, names=fixed.names, layout=layout, variance=variance.bind(df),
         cluster_labels=labels, fixed=fixed, row_index=df.index, n_dropped=n_dropped, formula=formula,
