@@ -1,8 +1,9 @@
 """Small classic datasets for mixed-model examples and tests.
 
-The datasets bundled here are the teaching and benchmark datasets that ship
-with the R package ``lme4`` (``sleepstudy``, ``Dyestuff``, ``Penicillin``,
-``Pastes``, ``InstEval`` and ``cbpp``).  Each one is stored as a CSV file
+The datasets bundled here are teaching and benchmark datasets that ship with
+R packages: ``lme4`` (``sleepstudy``, ``Dyestuff``, ``Penicillin``, ``Pastes``,
+``InstEval``, ``cbpp``), ``geepack`` (``ohio``, ``dietox``, ``respiratory``),
+``MASS`` (``epil``) and ``nlme`` (``Orthodont``, ``Ovary``, ``BodyWeight``).  Each one is stored as a CSV file
 (``InstEval`` gzip-compressed) together with a JSON schema that records, for
 every column in order, its type (``"factor"``, ``"ordered"``, ``"integer"`` or
 ``"numeric"``) and, for factors, the levels in R's order.  The loader uses the
@@ -62,8 +63,9 @@ def list_datasets() -> list[str]:
     Examples
     --------
     >>> from multilevel.datasets import list_datasets
-    >>> list_datasets()
-    ['cbpp', 'Dyestuff', 'InstEval', 'Pastes', 'Penicillin', 'sleepstudy']
+    >>> list_datasets()  # doctest: +NORMALIZE_WHITESPACE
+    ['BodyWeight', 'cbpp', 'dietox', 'Dyestuff', 'epil', 'InstEval', 'ohio', 'Orthodont', 'Ovary', 'Pastes',
+     'Penicillin', 'respiratory', 'sleepstudy']
     """
     names = [
         entry.name[: -len(".json")]

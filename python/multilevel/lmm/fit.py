@@ -118,7 +118,7 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
     >>> from multilevel import lmm
     >>> from multilevel.datasets import load_dataset
     >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
-    >>> round(fit.params["Days"], 3)
+    >>> round(float(fit.params["Days"]), 3)
     10.467
     """
     design = lmm_design(formula, data, weights=weights, offset=offset)
