@@ -8,8 +8,10 @@ interleaved in the data and results come back in the caller's row order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,43 @@ class ClusterLayout:
     @property
     def sizes(self) -> np.ndarray:
         return np.diff(self.ptr)
+
+
+@dataclass
+class ClusteredDesign:
+    """Arrays shared by the marginal models (GEE, GLS); rows in the caller's order.
+
+    Attributes
+    ----------
+    y : (n,) float64
+    X : (n, p) float64, any memory order
+    names : coefficient names (formulaic's)
+    layout : clusters and positions of the rows
+    cluster_labels : (nclusters,) label of each cluster
+    fixed : the formula's fixed design (term slices, prediction)
+    row_index : index of the kept rows in the caller's data
+    n_dropped : rows dropped for missing values
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    names: list[str]
+    layout: ClusterLayout
+    cluster_labels: pd.Index
+    fixed: Any = None
+    row_index: pd.Index | None = None
+    n_dropped: int = 0
+    formula: str = ""
+    groups: str | None = None
+    time: str | None = None
+
+    @property
+    def nobs(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def max_cluster_size(self) -> int:
+        return int(self.layout.sizes.max()) if self.layout.nclusters else 0
 
 
 def cluster_layout(codes: np.ndarray, nclusters: int, time: np.ndarray | None = None,

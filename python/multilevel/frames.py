@@ -125,3 +125,38 @@ def check_finite(values: np.ndarray, label: str) -> None:
             f"{label} has {rows.size} non-finite value(s) (first at row {int(rows[0])}); "
             "remove or impute them"
         )
+
+
+def column_argument(value: Any, data: pd.DataFrame, what: str) -> tuple[pd.DataFrame, str | None]:
+    """Resolve an argument that names a column or gives one value per row.
+
+    Returns the data (with the values added as a new column if an array was
+    given) and the column's name (None if ``value`` is None).
+
+    Examples
+    --------
+    >>> df, name = column_argument([1, 2], pd.DataFrame({"y": [0.0, 1.0]}), "time")
+    >>> name, df[name].tolist()
+    ('time', [1, 2])
+    """
+    if value is None:
+        return data, None
+    if isinstance(value, str):
+        require_columns([value], data, f"{what}=")
+        return data, value
+    values = np.asarray(value)
+    if values.shape[0] != len(data):
+        raise ValueError(f"{what} has {values.shape[0]} values but the data have {len(data)} rows")
+    name = what
+    while name in data.columns:
+        name = "_" + name
+    return data.assign(**{name: values}), name
+
+
+def groups_argument(groups: Any, data: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Grouping columns from a column name, a list of names, or an array of labels (None: no columns)."""
+    if isinstance(groups, (list, tuple)) and groups and all(isinstance(g, str) for g in groups):
+        require_columns(groups, data, "groups=")
+        return data, tuple(groups)
+    data, name = column_argument(groups, data, "groups")
+    return data, (() if name is None else (name,))

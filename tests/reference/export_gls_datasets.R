@@ -26,37 +26,13 @@
 
 suppressPackageStartupMessages(library(nlme))
 source(file.path("tests", "reference", "exact_json.R"))
+source(file.path("tests", "reference", "dataset_writer.R"))
 
 out_dir <- file.path("python", "multilevel", "datasets", "data")
 dir.create(out_dir, recursive = TRUE, showWarnings = FALSE)
 
 ## dataset name -> grouping factor used by the gls() fits
 datasets <- list(Ovary = "Mare", Orthodont = "Subject", BodyWeight = "Rat")
-
-column_type <- function(x) {
-    if (is.ordered(x)) return("ordered")
-    if (is.factor(x)) return("factor")
-    if (is.integer(x)) return("integer")
-    if (is.double(x)) return("numeric")
-    stop("unsupported column type: ", paste(class(x), collapse = "/"))
-}
-
-csv_field <- function(x) {
-    ## Quote a character field only when CSV requires it.
-    needs_quote <- grepl("[\",\n\r]", x) | x == "NA" | x == ""
-    x <- ifelse(needs_quote, paste0("\"", gsub("\"", "\"\"", x), "\""), x)
-    x
-}
-
-column_text <- function(x) {
-    type <- column_type(x)
-    out <- switch(type,
-        factor = , ordered = csv_field(as.character(x)),
-        integer = as.character(x),
-        numeric = format_exact(x))
-    out[is.na(x)] <- "NA"
-    out
-}
 
 ## The rows in gls()'s fitting order, as a plain data.frame (the groupedData
 ## class and its attributes -- formula, labels, units -- are dropped).
@@ -75,39 +51,7 @@ gls_order_data <- function(name, group) {
 
 for (name in names(datasets)) {
     d <- gls_order_data(name, datasets[[name]])
-    schema <- lapply(names(d), function(col) {
-        x <- d[[col]]
-        entry <- list(name = col, type = column_type(x))
-        if (is.factor(x)) entry$levels <- I(levels(x))
-        entry
-    })
-    cols <- lapply(d, column_text)
-    lines <- c(paste(csv_field(names(d)), collapse = ","),
-               do.call(paste, c(unname(cols), sep = ",")))
-    path <- file.path(out_dir, paste0(name, ".csv"))
-    con <- file(path, open = "wb")
-    writeLines(lines, con, sep = "\n")
-    close(con)
-
-    ## Round-trip check: read the file back with R and compare to the original.
-    back <- utils::read.csv(path, colClasses = "character", na.strings = "NA",
-                            check.names = FALSE)
-    stopifnot(identical(names(back), names(d)), nrow(back) == nrow(d))
-    for (col in names(d)) {
-        x <- d[[col]]
-        y <- back[[col]]
-        ok <- if (is.factor(x)) {
-            identical(as.character(x), y)
-        } else if (is.integer(x)) {
-            identical(x, as.integer(y))
-        } else {
-            identical(x, as.double(y))
-        }
-        if (!ok) stop("round trip failed for ", name, "$", col)
-    }
-
-    schema_path <- file.path(out_dir, paste0(name, ".json"))
-    writeLines(to_json(schema), schema_path)
+    path <- write_dataset(name, d, out_dir)
     cat(sprintf("%-11s %6d rows (sorted by %s) -> %s\n", name, nrow(d),
                 datasets[[name]], path))
 }

@@ -9,48 +9,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.clusters import ClusterLayout, cluster_layout
-from multilevel.fixed_effects import FixedDesign, fixed_design, missing_formula_variables
-from multilevel.frames import as_pandas, check_finite, columns_in, drop_missing, require_columns, vector_argument
+from multilevel.clusters import ClusteredDesign, cluster_layout
+from multilevel.fixed_effects import fixed_design, missing_formula_variables
+from multilevel.frames import (
+    as_pandas,
+    check_finite,
+    column_argument,
+    columns_in,
+    drop_missing,
+    groups_argument,
+    require_columns,
+    vector_argument,
+)
 from multilevel.grouping import make_grouping
 
 
 @dataclass
-class GeeDesign:
-    """Arrays of a marginal model for clustered rows (rows in the caller's order).
+class GeeDesign(ClusteredDesign):
+    """A :class:`~multilevel.clusters.ClusteredDesign` with prior weights and an offset.
 
     Attributes
     ----------
-    y : (n,) float64
-    X : (n, p) float64, any memory order
-    names : coefficient names (formulaic's)
     weights : (n,) prior weights (binomial: trial counts) or None
     offset : (n,) or None
-    layout : clusters and positions of the rows
-    cluster_labels : (nclusters,) label of each cluster
-    fixed : the formula's fixed design (term slices, prediction)
-    row_index : index of the kept rows in the caller's data
-    n_dropped : rows dropped for missing values
+    offset_column : the offset's column, to read it from new data
     """
 
-    y: np.ndarray
-    X: np.ndarray
-    names: list[str]
-    weights: np.ndarray | None
-    offset: np.ndarray | None
-    layout: ClusterLayout
-    cluster_labels: pd.Index
-    fixed: FixedDesign | None = None
-    row_index: pd.Index | None = None
-    n_dropped: int = 0
-    formula: str = ""
-    groups: str = ""
-    time: str | None = None
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
     offset_column: str | None = None
-
-    @property
-    def nobs(self) -> int:
-        return int(self.y.shape[0])
 
     def prior_weights(self) -> np.ndarray:
         """Weights, ones if none were given."""
@@ -58,33 +45,6 @@ class GeeDesign:
 
     def offset_or_zero(self) -> np.ndarray | float:
         return 0.0 if self.offset is None else self.offset
-
-
-def _groups_columns(groups: Any, df: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """Grouping columns from a column name, a list of names, or an array of labels."""
-    if isinstance(groups, str):
-        return df, (groups,)
-    if isinstance(groups, (list, tuple)) and groups and all(isinstance(g, str) for g in groups):
-        return df, tuple(groups)
-    values = np.asarray(groups)
-    if values.shape[0] != len(df):
-        raise ValueError(f"groups has {values.shape[0]} values but the data have {len(df)} rows")
-    name = "groups"
-    while name in df.columns:
-        name = "_" + name
-    return df.assign(**{name: values}), (name,)
-
-
-def _time_column(time: Any, df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
-    if time is None or isinstance(time, str):
-        return df, time
-    values = np.asarray(time)
-    if values.shape[0] != len(df):
-        raise ValueError(f"time has {values.shape[0]} values but the data have {len(df)} rows")
-    name = "time"
-    while name in df.columns:
-        name = "_" + name
-    return df.assign(**{name: values}), name
 
 
 def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weights: Any = None,
@@ -101,11 +61,8 @@ def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weight
     if groups is None:
         raise ValueError("gee needs groups=: the column (or array) that says which cluster each row is in")
     df = as_pandas(data)
-    df, group_cols = _groups_columns(groups, df)
-    df, time_col = _time_column(time, df)
-    require_columns(group_cols, df, "groups=")
-    if time_col is not None:
-        require_columns([time_col], df, "time=")
+    df, group_cols = groups_argument(groups, df)
+    df, time_col = column_argument(time, df, "time")
     missing = missing_formula_variables(formula, df)
     if missing:
         require_columns(missing, df, f"the formula {formula!r}")

@@ -9,11 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.clusters import ClusterLayout, cluster_layout, continuous_time_layout
+from multilevel.clusters import ClusteredDesign, ClusterLayout, cluster_layout, continuous_time_layout
 from multilevel.correlation import Car1, CorrelationStructure
-from multilevel.fixed_effects import FixedDesign, fixed_design, missing_formula_variables
-from multilevel.frames import as_pandas, columns_in, drop_missing, require_columns
-from multilevel.gee.design import _groups_columns, _time_column
+from multilevel.fixed_effects import fixed_design, missing_formula_variables
+from multilevel.frames import as_pandas, column_argument, columns_in, drop_missing, groups_argument, require_columns
 from multilevel.grouping import make_grouping
 from multilevel.variance import BoundVariance, VarianceFunction
 
@@ -24,40 +23,10 @@ MAX_UNSTRUCTURED_POSITIONS = 50
 
 
 @dataclass
-class GlsDesign:
-    """Arrays of a GLS model (rows in the caller's order).
+class GlsDesign(ClusteredDesign):
+    """A :class:`~multilevel.clusters.ClusteredDesign` with the variance function bound to its rows."""
 
-    Attributes
-    ----------
-    y : (n,) float64
-    X : (n, p) float64
-    names : coefficient names
-    layout : clusters, positions (and continuous times for car1)
-    variance : the variance function bound to the rows
-    cluster_labels : label of each cluster
-    fixed : the formula's fixed design (for prediction)
-    """
-
-    y: np.ndarray
-    X: np.ndarray
-    names: list[str]
-    layout: ClusterLayout
-    variance: BoundVariance
-    cluster_labels: pd.Index
-    fixed: FixedDesign | None = None
-    row_index: pd.Index | None = None
-    n_dropped: int = 0
-    formula: str = ""
-    groups: str | None = None
-    time: str | None = None
-
-    @property
-    def nobs(self) -> int:
-        return int(self.y.shape[0])
-
-    @property
-    def max_cluster_size(self) -> int:
-        return int(self.layout.sizes.max()) if self.layout.nclusters else 0
+    variance: BoundVariance | None = None
 
 
 def gls_layout(structure: CorrelationStructure, codes: np.ndarray, nclusters: int, time: np.ndarray | None,
@@ -84,13 +53,8 @@ def gls_design(formula: str, data: Any, *, groups: Any, time: Any, structure: Co
     independence, exchangeable and the AR(1) kinds, which cost O(n)).
     """
     df = as_pandas(data)
-    group_cols: tuple[str, ...] = ()
-    if groups is not None:
-        df, group_cols = _groups_columns(groups, df)
-        require_columns(group_cols, df, "groups=")
-    df, time_col = _time_column(time, df)
-    if time_col is not None:
-        require_columns([time_col], df, "time=")
+    df, group_cols = groups_argument(groups, df)
+    df, time_col = column_argument(time, df, "time")
     missing = missing_formula_variables(formula, df)
     if missing:
         require_columns(missing, df, f"the formula {formula!r}")

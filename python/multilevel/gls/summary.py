@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from multilevel.text_table import aligned_table
+from multilevel.text_table import aligned_table, data_notes, html_report
 
 if TYPE_CHECKING:
     from multilevel.gls.result import GlsResult
@@ -47,11 +46,7 @@ class GlsSummary:
         notes = []
         if not r.converged:
             notes.append(f"WARNING: the optimizer did not converge ({r.optsum.message}).")
-        if r.design.fixed is not None and r.design.fixed.dropped:
-            notes.append("NOTE: dropped aliased column(s): " + ", ".join(r.design.fixed.dropped))
-        if r.design.n_dropped:
-            notes.append(f"NOTE: {r.design.n_dropped} row(s) with missing values were dropped.")
-        return notes
+        return notes + data_notes(r.design.fixed, r.design.n_dropped)
 
     def __str__(self) -> str:
         r = self.res
@@ -68,10 +63,5 @@ class GlsSummary:
         return str(self)
 
     def _repr_html_(self) -> str:
-        r = self.res
-        parts = [f"<p><b>{html.escape(line)}</b></p>" for line in self.header()]
-        parts.append(self.fit_statistics().to_html(index=False))
-        parts.append(self.structure_table().to_html(index=False))
-        parts.append(r.coef_table().to_html(float_format=lambda v: f"{v:.6g}"))
-        parts.extend(f"<p>{html.escape(n)}</p>" for n in self.notes())
-        return "\n".join(parts)
+        return html_report(self.header(), [self.fit_statistics(), self.structure_table(), self.res.coef_table()],
+                           self.notes())

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from multilevel.text_table import aligned_table
+from multilevel.text_table import aligned_table, data_notes
 
 if TYPE_CHECKING:
     from multilevel.lmm.result import LmmResult
@@ -35,11 +35,7 @@ def _notes(res: LmmResult) -> list[str]:
         notes.append(f"WARNING: the optimizer did not converge ({res.optsum.message}).")
     if res.singular:
         notes.append("NOTE: boundary (singular) fit: a variance is (near) zero or a covariance matrix is singular.")
-    if res.design.fixed is not None and res.design.fixed.dropped:
-        notes.append("NOTE: dropped aliased fixed-effect column(s): " + ", ".join(res.design.fixed.dropped))
-    if res.design.n_dropped:
-        notes.append(f"NOTE: {res.design.n_dropped} row(s) with missing values were dropped.")
-    return notes
+    return notes + data_notes(res.design.fixed, res.design.n_dropped)
 
 
 class LmmSummary:
