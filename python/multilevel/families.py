@@ -37,6 +37,12 @@ class Link:
     link: Callable[[Array], Array]
     inverse: Callable[[Array], Array]
     mu_eta: Callable[[Array], Array]
+    #: Optional: both at once when they share work (logit).
+    both: Callable[[Array], tuple[Array, Array]] | None = None
+
+    def inverse_and_mu_eta(self, eta: Array) -> tuple[Array, Array]:
+        """``(mu, dmu/deta)`` at ``eta``."""
+        return self.both(eta) if self.both is not None else (self.inverse(eta), self.mu_eta(eta))
 
     def __repr__(self) -> str:
         return f"Link({self.name!r})"
@@ -51,6 +57,11 @@ def _logit_mu_eta(eta: Array) -> Array:
     return np.maximum(mu * (1 - mu), _EPS)
 
 
+def _logit_both(eta: Array) -> tuple[Array, Array]:
+    mu = special.expit(eta)
+    return np.clip(mu, _EPS, 1 - _EPS), np.maximum(mu * (1 - mu), _EPS)
+
+
 def _cloglog_inverse(eta: Array) -> Array:
     return np.clip(-np.expm1(-np.exp(eta)), _EPS, 1 - _EPS)
 
@@ -63,7 +74,7 @@ def _cloglog_mu_eta(eta: Array) -> Array:
 LINKS: dict[str, Link] = {
     "identity": Link("identity", lambda mu: mu, lambda eta: eta, lambda eta: np.ones_like(eta)),
     "log": Link("log", np.log, lambda eta: np.maximum(np.exp(eta), _EPS), lambda eta: np.maximum(np.exp(eta), _EPS)),
-    "logit": Link("logit", special.logit, _logit_inverse, _logit_mu_eta),
+    "logit": Link("logit", special.logit, _logit_inverse, _logit_mu_eta, _logit_both),
     "probit": Link("probit", stats.norm.ppf, lambda eta: np.clip(special.ndtr(eta), _EPS, 1 - _EPS),
                    lambda eta: np.maximum(stats.norm.pdf(eta), _EPS)),
     "cloglog": Link("cloglog", lambda mu: np.log(-np.log1p(-mu)), _cloglog_inverse, _cloglog_mu_eta),

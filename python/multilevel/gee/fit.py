@@ -43,7 +43,13 @@ class WorkingArrays:
 def working_arrays(design: GeeDesign, family: Family, beta: np.ndarray) -> WorkingArrays:
     """Means, Pearson residuals and whitened derivatives at ``beta`` (with ``phi = 1``)."""
     eta = design.X @ beta + design.offset_or_zero()
-    mu = family.link.inverse(eta)
+    mu, mu_eta = family.link.inverse_and_mu_eta(eta)
+    return arrays_at_mean(design, family, eta, mu, mu_eta)
+
+
+def arrays_at_mean(design: GeeDesign, family: Family, eta: np.ndarray, mu: np.ndarray,
+                   mu_eta: np.ndarray) -> WorkingArrays:
+    """:class:`WorkingArrays` from the linear predictor, the mean and ``dmu/deta``."""
     v = family.variance(mu)
     if not np.all(np.isfinite(mu)) or np.any(v <= 0):
         bad = int(np.flatnonzero(~np.isfinite(mu) | (v <= 0))[0])
@@ -52,7 +58,7 @@ def working_arrays(design: GeeDesign, family: Family, beta: np.ndarray) -> Worki
             f"{family.link.name} link; try another link or starting values"
         )
     root_w_over_v = np.sqrt(design.prior_weights() / v)
-    return WorkingArrays(eta, mu, (design.y - mu) * root_w_over_v, family.link.mu_eta(eta) * root_w_over_v)
+    return WorkingArrays(eta, mu, (design.y - mu) * root_w_over_v, mu_eta * root_w_over_v)
 
 
 def cluster_sums(design: GeeDesign, structure: CorrelationStructure, params: np.ndarray, wa: WorkingArrays,
@@ -86,22 +92,19 @@ def start_beta(design: GeeDesign, family: Family, maxiter: int = 25) -> np.ndarr
     p = design.X.shape[1]
     mu = family.start_mu(design.y)
     eta = family.link.link(mu)
+    wa = arrays_at_mean(design, family, eta, mu, family.link.mu_eta(eta))
     beta = np.zeros(p)
     independence = Independence()
     for _ in range(maxiter):
-        v = family.variance(mu)
-        root_w_over_v = np.sqrt(design.prior_weights() / v)
-        wa = WorkingArrays(eta, mu, (design.y - mu) * root_w_over_v, family.link.mu_eta(eta) * root_w_over_v)
         # Working response z = eta - offset + (y - mu) / mu_eta; X'Wz is the "score" of a*z.
-        z_scaled = wa.root_info * (eta - design.offset_or_zero()) + wa.pearson
+        z_scaled = wa.root_info * (wa.eta - design.offset_or_zero()) + wa.pearson
         sums = cluster_sums(design, independence, np.zeros(0), wa, 1.0, residual=z_scaled)
         new = np.linalg.solve(sums["H"], sums["U"])
-        done = np.max(np.abs(new - beta)) <= 1e-6 * (1.0 + np.max(np.abs(new)))  # GEE steps polish it
+        done = np.max(np.abs(new - beta)) <= 1e-4 * (1.0 + np.max(np.abs(new)))  # GEE steps polish it
         beta = new
-        eta = design.X @ beta + design.offset_or_zero()
-        mu = family.link.inverse(eta)
         if done:
             break
+        wa = working_arrays(design, family, beta)
     return beta
 
 
