@@ -7,6 +7,10 @@
 
 #include "multilevel/types.hpp"
 
+namespace multilevel {
+struct LmmSolution;
+}
+
 namespace multilevel::bindings {
 
 using MatrixArg = Eigen::Ref<const Eigen::MatrixXd, 0, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
@@ -24,5 +28,8 @@ inline StridedVectorMap as_map(const VectorArg& v) {
 inline CodesMap as_map(const CodesArg& v) {
   return CodesMap(v.data(), v.size(), Eigen::InnerStride<Eigen::Dynamic>(v.innerStride()));
 }
+
+/// A linear mixed model's solution as a Python dict (defined in lmm_bindings.cpp).
+pybind11::dict solution_dict(const LmmSolution& sol);
 
 }  // namespace multilevel::bindings

@@ -14,6 +14,23 @@ namespace py = pybind11;
 using namespace multilevel;
 using namespace multilevel::bindings;
 
+namespace multilevel::bindings {
+
+py::dict solution_dict(const LmmSolution& sol) {
+  py::dict d;
+  d["beta"] = sol.beta;
+  d["RX"] = sol.RX;
+  d["pwrss"] = sol.pwrss;
+  d["sigma"] = sol.sigma;
+  d["objective"] = sol.objective;
+  d["logdet_re"] = sol.logdet_re;
+  d["b"] = sol.b;
+  d["u"] = sol.u;
+  return d;
+}
+
+}  // namespace multilevel::bindings
+
 namespace {
 
 std::unique_ptr<LinearMixedModel> make_lmm(const VectorArg& y, const MatrixArg& x,
@@ -88,18 +105,10 @@ storage : {"auto", "dense", "sparse"}
               py::gil_scoped_release release;
               sol = s.solve(theta, reml);
             }
-            py::dict d;
-            d["beta"] = sol.beta;
-            d["RX"] = sol.RX;
-            d["pwrss"] = sol.pwrss;
-            d["sigma"] = sol.sigma;
-            d["objective"] = sol.objective;
-            d["b"] = sol.b;
-            d["u"] = sol.u;
-            return d;
+            return solution_dict(sol);
           },
           py::arg("theta"), py::arg("reml"),
-          "Estimates at theta: beta (p,), RX (p, p), pwrss, sigma, objective, and per term "
+          "Estimates at theta: beta (p,), RX (p, p), pwrss, sigma, objective, logdet_re, and per term "
           "b and u (p_k, nlevels_k).")
       .def(
           "conditional_variance",

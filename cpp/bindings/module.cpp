@@ -7,6 +7,7 @@ namespace py = pybind11;
 
 void bind_lmm(py::module_& m);
 void bind_cluster_sums(py::module_& m);
+void bind_glmm(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "C++/Eigen core of multilevel (sufficient statistics, objectives, factorizations).";
@@ -15,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
         "Set the number of threads of the core; results do not depend on it.");
   bind_lmm(m);
   bind_cluster_sums(m);
+  bind_glmm(m);
 }

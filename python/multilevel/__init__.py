@@ -1,7 +1,8 @@
 """multilevel: fast, exact models for clustered data with a C++/Eigen core.
 
 Linear mixed models (:func:`lmm`), generalized estimating equations
-(:func:`gee`), generalized least squares (:func:`gls`), with an array-level API (:func:`fit_lmm`,
+(:func:`gee`), generalized least squares (:func:`gls`), generalized linear mixed models
+(:func:`glmm`), with an array-level API (:func:`fit_lmm`,
 :class:`RandomTerm`) for other front ends, and bundled classic data sets
 (:func:`multilevel.datasets.load_dataset`).
 """
@@ -10,6 +11,7 @@ from multilevel.correlation import Ar1, Car1, Exchangeable, Fixed, Independence,
 from multilevel.datasets import list_datasets, load_dataset
 from multilevel.families import Family, Link, get_family
 from multilevel.gee import GeeConvergenceWarning, GeeResult, fit_gee, gee
+from multilevel.glmm import GlmmResult, PirlsError, SeparationWarning, glmm
 from multilevel.gls import GlsConvergenceWarning, GlsResult, gls, lrtest
 from multilevel.variance import VarExp, VarIdent, VarPower
 from multilevel.lmm import ConvergenceWarning, LmmDesign, LmmResult, RandomTerm, SingularFitWarning, fit_lmm, lmm
@@ -19,7 +21,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Ar1",
     "Car1",
+    "GlmmResult",
     "GlsConvergenceWarning",
+    "PirlsError",
+    "SeparationWarning",
+    "glmm",
     "GlsResult",
     "VarExp",
     "VarIdent",

@@ -115,6 +115,19 @@ class Family:
         """The variance function ``v(mu)`` (the variance is ``phi v(mu) / w``)."""
         return _VARIANCE[self.name](mu)
 
+    def unit_deviance(self, y: Array, mu: Array) -> Array:
+        """Per-row deviance ``d(y, mu)`` (twice the log-likelihood ratio to the saturated model, ``phi = 1``)."""
+        return _UNIT_DEVIANCE[self.name](y, mu)
+
+    def log_density(self, y: Array, mu: Array, weights: Array) -> Array:
+        """Per-row log-likelihood of binomial (``weights`` trials, ``y`` a proportion) and Poisson rows."""
+        if self.name == "binomial":
+            trials = np.rint(weights)
+            return stats.binom.logpmf(np.rint(y * trials), trials, mu)
+        if self.name == "poisson":
+            return weights * stats.poisson.logpmf(y, mu)
+        raise ValueError(f"the log-likelihood of the {self.name} family needs a dispersion parameter")
+
     def quasi_loglik(self, y: Array, mu: Array) -> Array:
         """Per-row quasi-likelihood ``Q(mu; y)`` with ``phi = 1`` (for QIC)."""
         return _QUASI[self.name](y, mu)
@@ -153,6 +166,20 @@ _VARIANCE: dict[str, Callable[[Array], Array]] = {
 def _binomial_quasi(y: Array, mu: Array) -> Array:
     return y * np.log(mu / (1 - mu)) + np.log1p(-mu)
 
+
+def _binomial_deviance(y: Array, mu: Array) -> Array:
+    # 2 [y log(y/mu) + (1-y) log((1-y)/(1-mu))], with the saturated part only where 0 < y < 1.
+    saturated = np.where((y > 0) & (y < 1), special.xlogy(y, y) + special.xlogy(1 - y, 1 - y), 0.0)
+    return 2.0 * (saturated - y * np.log(mu) - (1 - y) * np.log1p(-mu))
+
+
+_UNIT_DEVIANCE: dict[str, Callable[[Array, Array], Array]] = {
+    "gaussian": lambda y, mu: (y - mu) ** 2,
+    "binomial": _binomial_deviance,
+    "poisson": lambda y, mu: 2.0 * (special.xlogy(y, y / mu) - (y - mu)),
+    "gamma": lambda y, mu: 2.0 * (-np.log(y / mu) + (y - mu) / mu),
+    "inverse_gaussian": lambda y, mu: (y - mu) ** 2 / (y * mu**2),
+}
 
 _QUASI: dict[str, Callable[[Array, Array], Array]] = {
     "gaussian": lambda y, mu: -0.5 * (y - mu) ** 2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import nlopt
 import numpy as np
@@ -60,7 +61,7 @@ def minimize_bobyqa(
     ftol_rel: float = 1e-12,
     ftol_abs: float = 1e-8,
     xtol_abs: float = 1e-10,
-    initial_step: float = 0.75,
+    initial_step: float | np.ndarray = 0.75,
     maxeval: int = 100_000,
 ) -> OptSummary:
     """Minimize ``objective`` over ``x >= lower`` with BOBYQA.
@@ -95,7 +96,7 @@ def minimize_bobyqa(
     opt.set_ftol_abs(ftol_abs)
     opt.set_xtol_abs(xtol_abs)
     opt.set_maxeval(maxeval)
-    opt.set_initial_step(np.full(x0.size, initial_step))
+    opt.set_initial_step(np.broadcast_to(np.asarray(initial_step, dtype=float), x0.shape).copy())
     start = time.perf_counter()
     try:
         opt.optimize(x0)
@@ -120,4 +121,57 @@ def minimize_bobyqa(
         xtol_abs=xtol_abs,
         maxeval=maxeval,
         history=history,
+    )
+
+
+def minimize_quasi_newton(
+    objective: Callable[[np.ndarray], float],
+    x0: np.ndarray,
+    bounds: list[tuple[float | None, float | None]],
+    *,
+    gradient_step: float = 1e-6,
+    ftol: float = 1e-13,
+    gtol: float = 1e-7,
+    maxiter: int = 1000,
+    with_gradient: bool = False,
+) -> OptSummary:
+    """Minimize a smooth ``objective`` with L-BFGS-B.
+
+    With ``with_gradient`` the objective returns ``(value, gradient)``;
+    otherwise gradients are forward differences. For well-scaled smooth
+    problems (coordinates of order one) this needs far fewer evaluations than
+    BOBYQA. Non-finite values are replaced by a large number, as in
+    :func:`minimize_bobyqa`.
+
+    Examples
+    --------
+    >>> s = minimize_quasi_newton(lambda x: float((x[0] - 0.5) ** 2 + (x[1] - 1.5) ** 2), np.array([1.0, 1.0]),
+    ...                           [(0.0, None), (None, None)])
+    >>> np.round(s.final, 4).tolist(), s.converged
+    ([0.5, 1.5], True)
+    """
+    from scipy import optimize
+
+    x0 = np.asarray(x0, dtype=float)
+    history: list[float] = []
+
+    def wrapped(x: np.ndarray) -> Any:
+        out = objective(x)
+        f = float(out[0] if with_gradient else out)
+        history.append(f)
+        if not np.isfinite(f):
+            return (1e300, np.zeros_like(x)) if with_gradient else 1e300
+        return (f, np.asarray(out[1], dtype=float)) if with_gradient else f
+
+    start = time.perf_counter()
+    res = optimize.minimize(wrapped, x0, method="L-BFGS-B", bounds=bounds, jac=with_gradient or None,
+                            options={"ftol": ftol, "gtol": gtol, "eps": gradient_step, "maxiter": maxiter})
+    elapsed = time.perf_counter() - start
+    lower = np.array([-np.inf if lo is None else lo for lo, _ in bounds])
+    code = 1 if res.success else -1
+    return OptSummary(
+        optimizer="L-BFGS-B (SciPy), " + ("exact gradient" if with_gradient else "forward-difference gradient"),
+        initial=x0, lower=lower, final=np.asarray(res.x, dtype=float), fmin=float(res.fun), feval=len(history),
+        return_code=code, message=str(res.message), elapsed=elapsed, ftol_rel=ftol, ftol_abs=0.0,
+        xtol_abs=0.0, maxeval=maxiter, history=history,
     )

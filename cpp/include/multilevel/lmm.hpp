@@ -19,6 +19,7 @@ struct LmmSolution {
   double pwrss = 0.0;          // penalized weighted residual sum of squares
   double sigma = 0.0;          // residual standard deviation
   double objective = 0.0;      // -2 log-likelihood (ML) or REML criterion
+  double logdet_re = 0.0;      // log det(Lambda'Z'WZ Lambda + I) (the Laplace term of GLMMs)
   std::vector<MatrixXd> b;     // per term (p_k, nlevels_k): conditional modes of b
   std::vector<MatrixXd> u;     // per term (p_k, nlevels_k): spherical modes, b = Lambda u
 };
@@ -57,6 +58,7 @@ class LinearMixedModel {
     const Index p = A_.p;
     s.objective = objective_from_factor(reml);
     s.pwrss = chol_.pwrss;
+    s.logdet_re = chol_.logdet_re;
     s.sigma = std::sqrt(s.pwrss / dof(reml));
     s.RX = chol_.LXX.topLeftCorner(p, p);
     // beta solves RX' beta = l, where l is the y row of LXX below RX.

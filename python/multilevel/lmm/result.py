@@ -59,6 +59,9 @@ class LmmResult:
     in ``varcorr``, ``theta`` and ``sigma``; conditional modes in ``ranef``.
     """
 
+    #: Whether the model has a residual variance sigma^2 (GLMMs of binomial and Poisson rows do not).
+    has_residual = True
+
     def __init__(self, design: LmmDesign, core: Any, reml: bool, optsum: OptSummary) -> None:
         self.design = design
         self.reml = reml
@@ -139,7 +142,8 @@ class LmmResult:
                 for i in range(j + 1, t.p):
                     corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
                     rows.append((t.group, t.columns[j], t.columns[i], cov[i, j], np.nan, corr))
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma, np.nan))
+        if self.has_residual:
+            rows.append(("Residual", None, None, self.sigma**2, self.sigma, np.nan))
         return pd.DataFrame(rows, columns=["group", "term1", "term2", "variance", "sd", "corr"])
 
     @property

@@ -25,7 +25,8 @@ def _random_effects_table(res: LmmResult) -> pd.DataFrame:
                 c = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
                 corr.append(f"{c:5.2f}")
             rows.append([t.group if i == 0 else "", t.columns[i], f"{cov[i, i]:.4g}", f"{sd[i]:.4g}", " ".join(corr)])
-    rows.append(["Residual", "", f"{res.sigma**2:.4g}", f"{res.sigma:.4g}", ""])
+    if res.has_residual:
+        rows.append(["Residual", "", f"{res.sigma**2:.4g}", f"{res.sigma:.4g}", ""])
     return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
 
 

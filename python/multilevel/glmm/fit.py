@@ -1,0 +1,132 @@
+"""Fitting generalized linear mixed models, as lme4's ``glmer``.
+
+Stage 1 optimizes the Laplace deviance over ``theta`` with ``beta`` and
+``u`` from PIRLS; stage 2 optimizes over ``(theta, beta)`` jointly with ``u``
+from PIRLS (Laplace, or adaptive Gauss-Hermite quadrature when
+``nagq > 1``), starting from stage 1. ``nagq=0`` stops after stage 1.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from multilevel.families import Family, get_family
+from multilevel.glmm.gradient import has_exact_gradient, laplace_gradient
+from multilevel.glmm.objective import GlmmObjective, check_quadrature
+from multilevel.glmm.result import GlmmResult, rx_covariance
+from multilevel.lmm.design import LmmDesign, lmm_design
+from multilevel.lmm.fit import ConvergenceWarning, SingularFitWarning
+from multilevel.lmm.result import theta_lower_bounds, theta_start
+from multilevel.optimize import minimize_bobyqa, minimize_quasi_newton
+
+
+class SeparationWarning(UserWarning):
+    """Fitted probabilities or rates are numerically at the edge of their range."""
+
+
+def _check_data(design: LmmDesign, family: Family) -> None:
+    family.check_response(design.y, design.response)
+    if family.name not in ("binomial", "poisson"):
+        raise ValueError(
+            f"glmm supports the binomial and poisson families (their dispersion is fixed at 1), not {family.name}"
+        )
+    if family.name == "binomial" and design.weights is not None:
+        successes = design.y * design.weights
+        off = np.abs(successes - np.rint(successes)) > 1e-8
+        if off.any():
+            warnings.warn(f"{int(off.sum())} binomial row(s) have a non-integer number of successes "
+                          "(response x weights); the response should be a proportion of the weights' trials",
+                          UserWarning, stacklevel=4)
+
+
+def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, link: Any = None, nagq: int = 1,
+                    start: dict[str, Any] | None = None, **optimizer_options: Any) -> GlmmResult:
+    """Fit a GLMM from a prepared :class:`~multilevel.lmm.design.LmmDesign` (array-level entry point)."""
+    family = get_family(family, link)
+    _check_data(design, family)
+    check_quadrature(design, nagq)
+    objective = GlmmObjective(design, family, nagq)
+    lower = theta_lower_bounds(design.terms)
+    theta0 = theta_start(design.terms) if not start or "theta" not in start else np.asarray(start["theta"], float)
+    exact = has_exact_gradient(design, family, nagq)
+    # Stage 1 only needs to land near the optimum when stage 2 follows.
+    loose = {"ftol_abs": 1e-2, "xtol_abs": 1e-3} if nagq > 0 else {}
+    stage1 = minimize_bobyqa(objective.stage1, theta0, lower, **{**loose, **optimizer_options})
+    st = objective.pirls.run(stage1.final)
+    optsum = stage1
+    if nagq > 0:
+        # Stage 2 over (theta, beta), beta in units of its stage-1 standard error so that one
+        # trust-region radius fits every coordinate.
+        beta0 = st.beta if not start or "beta" not in start else np.asarray(start["beta"], float)
+        scale = np.sqrt(np.diag(rx_covariance(st.core, stage1.final)))
+        nt = stage1.final.size
+
+        def scaled(x: np.ndarray) -> Any:
+            params = np.concatenate([x[:nt], beta0 + scale * x[nt:]])
+            if not exact:
+                return objective(params)
+            st = objective.state(params[:nt], params[nt:])
+            grad = laplace_gradient(design, family, objective.pirls.prior, float(params[0]), st)
+            return st.laplace, np.concatenate([grad[:nt], grad[nt:] * scale])
+
+        x0 = np.concatenate([stage1.final, np.zeros(beta0.size)])
+        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower] + [(None, None)] * beta0.size
+        optsum = minimize_quasi_newton(scaled, x0, bounds, with_gradient=exact)
+        optsum.final = np.concatenate([optsum.final[:nt], beta0 + scale * optsum.final[nt:]])
+    result = GlmmResult(design, family, objective, optsum, nagq, stage1)
+    if not result.converged:
+        warnings.warn(f"the optimizer did not converge: {optsum.message}", ConvergenceWarning, stacklevel=3)
+    if result.singular:
+        warnings.warn("boundary (singular) fit: see result.singular and result.varcorr", SingularFitWarning,
+                      stacklevel=3)
+    eta = result.state.eta
+    if (family.name == "binomial" and np.max(np.abs(eta)) > 25) or (family.name == "poisson" and np.min(eta) < -25):
+        warnings.warn("fitted probabilities or rates numerically 0 or 1 occurred: the data may be (quasi-)"
+                      "separated, and the estimates and standard errors of the affected effects are unreliable",
+                      SeparationWarning, stacklevel=3)
+    return result
+
+
+def glmm(formula: str, data: Any, *, family: Family | str = "binomial", link: Any = None, nagq: int = 1,
+         weights: Any = None, offset: Any = None, start: dict[str, Any] | None = None,
+         **optimizer_options: Any) -> GlmmResult:
+    """Fit a generalized linear mixed model by Laplace or adaptive Gauss-Hermite quadrature.
+
+    ``g(E[y | b]) = X beta + Z b (+ offset)``, ``b ~ N(0, Sigma_b)``, with
+    lme4's formula syntax for the random part.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x + (1 | g)"``; binomial responses are 0/1 or proportions
+        (with ``weights`` the numbers of trials).
+    data : DataFrame
+    family : "binomial" or "poisson" (or a Family)
+    link : str, optional
+        binomial: logit (default), probit, cloglog; poisson: log.
+    nagq : int
+        1: Laplace; > 1: adaptive Gauss-Hermite points (one scalar term
+        only); 0: stop after the first stage (beta from PIRLS).
+    weights : str or array, optional
+        Prior weights (binomial: trials).
+    offset : str or array, optional
+    start : dict, optional
+        ``{"theta": ..., "beta": ...}``.
+
+    Returns
+    -------
+    GlmmResult
+
+    Examples
+    --------
+    >>> from multilevel.datasets import load_dataset
+    >>> cbpp = load_dataset("cbpp").assign(p=lambda d: d.incidence / d["size"])
+    >>> fit = glmm("p ~ period + (1 | herd)", cbpp, family="binomial", weights="size")
+    >>> round(float(fit.theta.iloc[0]), 3)
+    0.642
+    """
+    design = lmm_design(formula, data, weights=weights, offset=offset)
+    return fit_glmm_design(design, family, link=link, nagq=nagq, start=start, **optimizer_options)

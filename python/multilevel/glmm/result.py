@@ -1,0 +1,211 @@
+"""The fitted GLMM: the linear mixed model's result (theta, varcorr, ranef,
+prediction of the random part) with GLM likelihood, scale and residuals."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multilevel.families import Family
+from multilevel.inference import coefficient_table, normal_pvalues
+from multilevel.lmm.design import LmmDesign
+from multilevel.lmm.result import LmmResult
+from multilevel.optimize import OptSummary
+
+
+def rx_covariance(core: Any, theta: np.ndarray) -> np.ndarray:
+    """``(RX RX')^-1`` from a PIRLS factorization that estimated beta: the covariance given theta."""
+    rx = np.asarray(core.solve(np.asarray(theta, dtype=float), False)["RX"])
+    inv = np.linalg.inv(rx)
+    return inv.T @ inv
+
+
+class GlmmResult(LmmResult):
+    """A fitted generalized linear mixed model (see :func:`multilevel.glmm`).
+
+    Inherits the mixed-model accessors (``theta``, ``varcorr``, ``ranef``,
+    ``ranef_condvar()``, ``ngroups``, ``singular``); the dispersion is 1.
+    """
+
+    has_residual = False
+
+    def __init__(self, design: LmmDesign, family: Family, objective: Any, optsum: OptSummary, nagq: int,
+                 stage1: OptSummary) -> None:
+        self.design = design
+        self.family = family
+        self.reml = False
+        self.nagq = nagq
+        self.optsum = optsum
+        self.stage1 = stage1
+        self._objective = objective
+        nt = design.ntheta
+        self._theta = np.asarray(optsum.final[:nt], dtype=float)
+        if nagq > 0:
+            self.state = objective.state(self._theta, optsum.final[nt:])
+            self.objective = float(objective(optsum.final))
+        else:
+            self.state = objective.pirls.run(self._theta)
+            self.objective = self.state.laplace
+        self._beta = self.state.beta
+        self._b = self.state.b
+        self._core = self.state.core
+        self.sigma = 1.0
+
+    # ----- likelihood -------------------------------------------------------
+    @cached_property
+    def saturated_loglik(self) -> float:
+        """``sum log p(y | saturated)``: the constant between the deviance scale and the log-likelihood."""
+        d, fam = self.design, self.family
+        w = d.weights if d.weights is not None else np.ones(self.nobs)
+        mu = self.state.mu
+        return float(np.sum(fam.log_density(d.y, mu, w) + 0.5 * w * fam.unit_deviance(d.y, mu)))
+
+    @property
+    def loglik(self) -> float:
+        """Laplace (or AGQ) approximation to the marginal log-likelihood."""
+        return self.saturated_loglik - 0.5 * self.objective
+
+    @property
+    def deviance(self) -> float:
+        """``-2 loglik``."""
+        return -2.0 * self.loglik
+
+    @property
+    def df_model(self) -> int:
+        return len(self._beta) + self._theta.size
+
+    @property
+    def aic(self) -> float:
+        return self.deviance + 2.0 * self.df_model
+
+    @property
+    def bic(self) -> float:
+        return self.deviance + np.log(self.nobs) * self.df_model
+
+    # ----- fixed effects ------------------------------------------------------
+    def cov_params(self, kind: str = "hessian") -> pd.DataFrame:
+        """Covariance of the fixed effects.
+
+        ``"hessian"`` (default, as lme4): the beta block of ``2 H^-1`` with
+        ``H`` the finite-difference Hessian of the deviance in
+        ``(theta, beta)``; ``"conditional"``: ``(RX RX')^-1``, the
+        covariance given theta from the PIRLS factorization.
+        """
+        names = self.design.fixed_names
+        if kind == "conditional":
+            joint = self._objective.pirls.run(self._theta)
+            cov = rx_covariance(joint.core, self._theta)
+        elif kind == "hessian":
+            cov = self._hessian_cov
+        else:
+            raise ValueError(f"kind must be 'hessian' or 'conditional', not {kind!r}")
+        return pd.DataFrame(cov, index=names, columns=names)
+
+    @cached_property
+    def _hessian_cov(self) -> np.ndarray:
+        """Beta block of ``2 H^-1``; ``H`` by central differences of the exact gradient where there is
+        one, else of the deviance (steps 1e-4, as lme4's ``deriv12``)."""
+        from multilevel.glmm.gradient import has_exact_gradient, laplace_gradient
+
+        x0 = np.concatenate([self._theta, self._beta])
+        nt, k = self._theta.size, x0.size
+        h = 1e-4 * np.maximum(np.abs(x0), 1.0)
+        f = self._objective
+        hess = np.zeros((k, k))
+        if has_exact_gradient(self.design, self.family, self.nagq):
+            def grad(x: np.ndarray) -> np.ndarray:
+                st = f.state(x[:nt], x[nt:])
+                return laplace_gradient(self.design, self.family, f.pirls.prior, float(x[0]), st)
+
+            for i in range(k):
+                e = np.zeros(k)
+                e[i] = h[i]
+                hess[:, i] = (grad(x0 + e) - grad(x0 - e)) / (2 * h[i])
+            hess = 0.5 * (hess + hess.T)
+        else:
+            f0 = f(x0)
+            for i in range(k):
+                ei = np.zeros(k)
+                ei[i] = h[i]
+                hess[i, i] = (f(x0 + ei) - 2 * f0 + f(x0 - ei)) / h[i] ** 2
+                for j in range(i):
+                    ej = np.zeros(k)
+                    ej[j] = h[j]
+                    hess[i, j] = hess[j, i] = (f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej)
+                                               + f(x0 - ei - ej)) / (4 * h[i] * h[j])
+        f.state(self._theta, self._beta)  # leave PIRLS at the optimum
+        try:
+            cov = 2.0 * np.linalg.inv(hess)
+        except np.linalg.LinAlgError:
+            cov = np.full((k, k), np.nan)
+        block = cov[nt:, nt:]
+        if not np.all(np.isfinite(block)) or np.any(np.diag(block) <= 0):
+            # Not positive definite (a boundary fit): the covariance given theta, as lme4 falls back.
+            joint = f.pirls.run(self._theta)
+            return rx_covariance(joint.core, self._theta)
+        return 0.5 * (block + block.T)
+
+    @property
+    def zvalues(self) -> pd.Series:
+        return (self.params / self.bse).rename("z")
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return self.zvalues
+
+    @property
+    def pvalues(self) -> pd.Series:
+        return normal_pvalues(self.zvalues).rename("pvalues")
+
+    def coef_table(self) -> pd.DataFrame:
+        return coefficient_table(self.params, self.bse, "z value")
+
+    # ----- fitted values, prediction, residuals ----------------------------------
+    def fitted(self) -> pd.Series:
+        """Conditional means ``g^-1(X beta + Z b + offset)`` for the rows used."""
+        return pd.Series(self.state.mu, index=self._index(), name="fitted")
+
+    def predict(self, newdata: Any = None, *, re: bool = True, offset: Any = None,  # type: ignore[override]
+                scale: str = "response") -> pd.Series:
+        """Predictions on the ``"link"`` or ``"response"`` scale (random effects of known levels if ``re``)."""
+        if scale not in ("link", "response"):
+            raise ValueError(f"scale must be 'link' or 'response', not {scale!r}")
+        if newdata is None and re:
+            eta = pd.Series(self.state.eta, index=self._index())
+        else:
+            eta = super().predict(newdata, re=re, offset=offset)
+        values = eta.to_numpy() if scale == "link" else self.family.link.inverse(eta.to_numpy())
+        return pd.Series(values, index=eta.index, name=scale)
+
+    def resid(self, kind: str = "response") -> pd.Series:  # type: ignore[override]
+        """``"response"`` ``y - mu``, ``"pearson"`` ``(y - mu) sqrt(w / v(mu))``,
+        ``"deviance"`` ``sign(y - mu) sqrt(w d(y, mu))``."""
+        d, fam, mu = self.design, self.family, self.state.mu
+        w = d.weights if d.weights is not None else np.ones(self.nobs)
+        if kind == "response":
+            r = d.y - mu
+        elif kind == "pearson":
+            r = (d.y - mu) * np.sqrt(w / fam.variance(mu))
+        elif kind == "deviance":
+            r = np.sign(d.y - mu) * np.sqrt(np.maximum(w * fam.unit_deviance(d.y, mu), 0.0))
+        else:
+            raise ValueError(f"kind must be 'response', 'pearson' or 'deviance', not {kind!r}")
+        return pd.Series(r, index=self._index(), name=kind)
+
+    def icc(self) -> pd.Series:
+        raise ValueError("the intraclass correlation of a GLMM depends on the latent scale; it is not computed")
+
+    def marginal_cov(self, level: Any, group: str | None = None) -> pd.DataFrame:
+        raise ValueError("a GLMM has no closed-form marginal covariance of the responses")
+
+    def summary(self) -> Any:
+        from multilevel.glmm.summary import GlmmSummary
+
+        return GlmmSummary(self)
+
+    def __repr__(self) -> str:
+        return (f"<GlmmResult {self.family.name}({self.family.link.name}), nagq={self.nagq}: "
+                f"{self.design.formula or 'array design'}, nobs={self.nobs}>")
