@@ -122,3 +122,206 @@ def nested_lmm(n_groups: int = 20_000, group_size: int = 50, seed: int = NESTED_
 def numeric_bytes(df: pd.DataFrame, columns: list[str]) -> int:
     """Bytes the given columns take as float64 (``8 * rows * len(columns)``)."""
     return 8 * len(df) * len(columns)
+
+
+# --------------------------------------------------------------------------
+# Clustered panels for GEE (marginal models)
+# --------------------------------------------------------------------------
+
+#: Default seeds of :func:`binary_exch` and :func:`poisson_ar1`.
+BINARY_EXCH_SEED = 20240612
+POISSON_AR1_SEED = 20240613
+
+#: Coefficients (Intercept, x1, x2, t) of the cluster-conditional logit in
+#: :func:`binary_exch`; the marginal (population-averaged) coefficients that a
+#: GEE estimates are these shrunk by about ``1 / sqrt(1 + 0.346 sd^2)``.
+BINARY_EXCH_BETA = (-0.5, 0.5, -0.3, 0.1)
+
+#: Standard deviation of the shared cluster effect on the logit scale in
+#: :func:`binary_exch`.
+BINARY_EXCH_SD_CLUSTER = 1.0
+
+#: Marginal coefficients (Intercept, x1, x2, t) of the log mean in :func:`poisson_ar1`.
+POISSON_AR1_BETA = (0.5, 0.3, -0.2, 0.05)
+
+#: Standard deviation and lag-1 correlation of the stationary Gaussian AR(1)
+#: process on the log scale in :func:`poisson_ar1`.
+POISSON_AR1_SD = 0.5
+POISSON_AR1_RHO = 0.6
+
+
+def _panel(rng: np.random.Generator, n_clusters: int, cluster_size: int) -> dict[str, np.ndarray]:
+    """``id``, ``t`` (0 .. cluster_size - 1) and standard normal ``x1``, ``x2``, rows cluster by cluster."""
+    if n_clusters < 2 or cluster_size < 1:
+        raise ValueError("need n_clusters >= 2 and cluster_size >= 1")
+    n = n_clusters * cluster_size
+    cols = {
+        "id": np.repeat(np.arange(n_clusters, dtype=np.int64), cluster_size),
+        "t": np.tile(np.arange(cluster_size, dtype=np.int64), n_clusters),
+    }
+    for name in ("x1", "x2"):
+        cols[name] = np.empty(n, dtype=np.float64)
+        rng.standard_normal(out=cols[name])
+    return cols
+
+
+def _linear_predictor(cols: dict[str, np.ndarray], beta: tuple[float, ...]) -> np.ndarray:
+    """``beta[0] + beta[1] x1 + beta[2] x2 + beta[3] t`` (one new column, updated in place)."""
+    eta = np.multiply(cols["x1"], beta[1])
+    eta += beta[0]
+    eta += beta[2] * cols["x2"]
+    eta += beta[3] * cols["t"]
+    return eta
+
+
+def binary_exch(n_clusters: int = 200_000, cluster_size: int = 5, seed: int = BINARY_EXCH_SEED) -> pd.DataFrame:
+    """Correlated binary outcomes with an exchangeable within-cluster dependence.
+
+    ``P(y = 1 | u) = logistic(-0.5 + 0.5 x1 - 0.3 x2 + 0.1 t + u[id])`` with
+    ``u ~ N(0, 1)`` shared by the rows of a cluster, so every pair of rows in
+    a cluster is correlated alike (exchangeable). ``t`` is the row's position
+    ``0 .. cluster_size - 1``; ``x1``, ``x2`` are standard normal. Rows are
+    stored cluster by cluster.
+
+    Random numbers are drawn in a fixed order (``x1``, ``x2``, ``u``, the
+    uniforms for ``y``), so a seed and a size always give the same data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``id``, ``t`` (int64), ``x1``, ``x2``, ``y`` (float64, 0/1).
+
+    Examples
+    --------
+    >>> df = binary_exch(n_clusters=3, cluster_size=2, seed=1)
+    >>> list(df.columns), df["id"].tolist(), df["t"].tolist()
+    (['id', 't', 'x1', 'x2', 'y'], [0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1])
+    >>> set(df["y"].unique()) <= {0.0, 1.0}
+    True
+    """
+    rng = np.random.default_rng(seed)
+    cols = _panel(rng, n_clusters, cluster_size)
+    eta = _linear_predictor(cols, BINARY_EXCH_BETA)
+    eta += np.repeat(BINARY_EXCH_SD_CLUSTER * rng.standard_normal(n_clusters), cluster_size)
+    # y = 1 when a uniform falls below logistic(eta), i.e. when logit(uniform) < eta.
+    u = rng.random(eta.shape[0])
+    y = (np.log(u) - np.log1p(-u) < eta).astype(np.float64)
+    del u, eta
+    return pd.DataFrame({**cols, "y": y}, copy=False)
+
+
+def poisson_ar1(n_clusters: int = 20_000, cluster_size: int = 5, seed: int = POISSON_AR1_SEED) -> pd.DataFrame:
+    """Poisson counts whose within-cluster dependence decays with the lag (AR(1)-like).
+
+    ``y | z ~ Poisson(exp(eta + z - sd^2 / 2))`` with
+    ``eta = 0.5 + 0.3 x1 - 0.2 x2 + 0.05 t`` and, in each cluster, ``z`` a
+    stationary Gaussian AR(1) series over ``t`` (standard deviation 0.5,
+    lag-1 correlation 0.6). The ``- sd^2 / 2`` makes the marginal mean exactly
+    ``exp(eta)``, so the marginal log-linear model holds with the
+    coefficients above. Rows are stored cluster by cluster, ``t`` ascending.
+
+    Random numbers are drawn in a fixed order (``x1``, ``x2``, the AR(1)
+    innovations wave by wave, the counts).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``id``, ``t`` (int64), ``x1``, ``x2``, ``y`` (float64 counts).
+
+    Examples
+    --------
+    >>> df = poisson_ar1(n_clusters=3, cluster_size=2, seed=1)
+    >>> list(df.columns), df["t"].tolist()
+    (['id', 't', 'x1', 'x2', 'y'], [0, 1, 0, 1, 0, 1])
+    >>> bool((df["y"] >= 0).all() and (df["y"] == df["y"].round()).all())
+    True
+    """
+    rng = np.random.default_rng(seed)
+    cols = _panel(rng, n_clusters, cluster_size)
+    eta = _linear_predictor(cols, POISSON_AR1_BETA)
+    z = np.empty((n_clusters, cluster_size))
+    z[:, 0] = rng.standard_normal(n_clusters)
+    innovation_sd = np.sqrt(1.0 - POISSON_AR1_RHO**2)
+    for k in range(1, cluster_size):
+        z[:, k] = POISSON_AR1_RHO * z[:, k - 1] + innovation_sd * rng.standard_normal(n_clusters)
+    eta += POISSON_AR1_SD * z.reshape(-1) - 0.5 * POISSON_AR1_SD**2
+    del z
+    y = rng.poisson(np.exp(eta)).astype(np.float64)
+    return pd.DataFrame({**cols, "y": y}, copy=False)
+
+
+# --------------------------------------------------------------------------
+# Panels for GLS (correlated residuals, no random effects)
+# --------------------------------------------------------------------------
+
+#: Default seed of :func:`gls_ar1`.
+GLS_AR1_SEED = 20240614
+
+#: Coefficients (Intercept, t, trt, t:trt) of the mean in :func:`gls_ar1`.
+GLS_AR1_BETA = (1.0, 0.5, 0.3, 0.2)
+
+#: Lag-1 correlation and standard deviation of the stationary AR(1) errors in :func:`gls_ar1`.
+GLS_AR1_PHI = 0.6
+GLS_AR1_SD = 1.0
+
+#: Levels of the treatment factor of :func:`gls_ar1` (the first is the reference).
+GLS_AR1_TRT_LEVELS = ("control", "treated")
+
+
+def gls_ar1(n_clusters: int = 20_000, cluster_size: int = 10, seed: int = GLS_AR1_SEED) -> pd.DataFrame:
+    """A balanced longitudinal panel with AR(1) errors within each subject.
+
+    ``n_clusters`` subjects of ``cluster_size`` times each (the arguments are
+    named as those of the GEE panels above).
+
+    ``y = 1 + 0.5 t + 0.3 trt + 0.2 t trt + e`` for ``t = 0 .. cluster_size - 1``,
+    where ``trt`` (0 for "control", 1 for "treated", each with probability
+    1/2) is fixed per subject and, per subject, ``e`` is a stationary Gaussian
+    AR(1) series over ``t`` (standard deviation 1, lag-1 correlation 0.6).
+    This is the model of ``nlme::gls(y ~ t * trt, correlation = corAR1(form =
+    ~ t | subject))``. Rows are stored subject by subject, ``t`` ascending.
+
+    Random numbers are drawn in a fixed order (the treatment uniforms, then the
+    AR(1) innovations wave by wave), so a seed and a size always give the same
+    data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``subject`` (categorical, categories ``0 .. n_clusters - 1``),
+        ``t`` (int64), ``trt`` (categorical, "control" / "treated") and ``y``
+        (float64).
+
+    Examples
+    --------
+    >>> df = gls_ar1(n_clusters=3, cluster_size=2, seed=1)
+    >>> list(df.columns), df["subject"].cat.codes.tolist(), df["t"].tolist()
+    (['subject', 't', 'trt', 'y'], [0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1])
+    >>> list(df["trt"].cat.categories)
+    ['control', 'treated']
+    """
+    if n_clusters < 2 or cluster_size < 1:
+        raise ValueError("need n_clusters >= 2 and cluster_size >= 1")
+    rng = np.random.default_rng(seed)
+    treated = rng.random(n_clusters) < 0.5
+
+    # y is built as an (n_clusters, cluster_size) array, row-major: subject by subject.
+    y = np.empty((n_clusters, cluster_size), dtype=np.float64)
+    y[:, 0] = rng.standard_normal(n_clusters)
+    innovation_sd = np.sqrt(1.0 - GLS_AR1_PHI**2)
+    for k in range(1, cluster_size):
+        y[:, k] = GLS_AR1_PHI * y[:, k - 1] + innovation_sd * rng.standard_normal(n_clusters)
+    if GLS_AR1_SD != 1.0:
+        y *= GLS_AR1_SD
+    times = np.arange(cluster_size, dtype=np.float64)
+    b0, b_t, b_trt, b_t_trt = GLS_AR1_BETA
+    y += b0 + b_t * times
+    y[treated] += b_trt + b_t_trt * times
+
+    subject = pd.Categorical.from_codes(np.repeat(np.arange(n_clusters, dtype=np.int32), cluster_size),
+                                        categories=pd.RangeIndex(n_clusters), validate=False)
+    trt = pd.Categorical.from_codes(np.repeat(treated.astype(np.int8), cluster_size),
+                                    categories=list(GLS_AR1_TRT_LEVELS), validate=False)
+    data: dict[str, object] = {"subject": subject, "t": np.tile(np.arange(cluster_size, dtype=np.int64), n_clusters),
+                               "trt": trt, "y": y.reshape(-1)}
+    return pd.DataFrame(data, copy=False)
