@@ -1,4 +1,4 @@
-"""Linear mixed models: multilevel against lme4, side by side.
+"""Linear mixed models: multilevel against lme4 and the mixedlm package, side by side.
 
 Problems
 --------
@@ -187,11 +187,42 @@ def _load_problem_data(spec: dict[str, Any]) -> Any:
     return ds.nested_lmm(n_groups=spec["n_groups"], group_size=spec["group_size"], seed=spec["seed"])
 
 
+def run_mixedlm_worker(spec: dict[str, Any], out_path: str) -> None:
+    """Load one problem, fit it once with the ``mixedlm`` package (PyPI) and write a JSON record."""
+    import mixedlm
+
+    t0 = time.perf_counter()
+    df = _load_problem_data(spec)
+    load_seconds = time.perf_counter() - t0
+    gc.collect()
+    rss_before = proc_status_kb("VmRSS")
+    peak_reset = reset_peak_rss()
+    poller = PeakRssPoller(0.005)
+    poller.start()
+    t1 = time.perf_counter()
+    fit = mixedlm.lmer(spec["formula"], df, REML=spec["reml"])
+    fit_seconds = time.perf_counter() - t1
+    peak = max(poller.stop(), (proc_status_kb("VmHWM") or 0) if peak_reset else 0)
+    objective = fit.REMLcrit() if spec["reml"] else fit.deviance
+    objective = objective() if callable(objective) else objective
+    fixef = fit.fixef() if callable(fit.fixef) else fit.fixef
+    record = {
+        "tool": "mixedlm", "mixedlm_version": getattr(mixedlm, "__version__", "?"), "nobs": int(len(df)),
+        "load_seconds": load_seconds, "fit_seconds": fit_seconds, "objective": float(objective),
+        "fixef": {str(k): float(v) for k, v in fixef.items()}, "feval": int(getattr(fit, "function_evals", -1) or -1),
+        "rss_before_fit_kb": rss_before, "peak_rss_fit_kb": peak,
+    }
+    Path(out_path).write_text(json.dumps(record, indent=1))
+
+
 def run_worker(spec_path: str, out_path: str) -> None:
-    """Load one problem, fit it once with ``multilevel.lmm`` and write a JSON record."""
+    """Load one problem, fit it once with ``multilevel.lmm`` (or ``mixedlm``) and write a JSON record."""
     import numpy as np
 
     spec = json.loads(Path(spec_path).read_text())
+    if spec.get("tool") == "mixedlm":
+        run_mixedlm_worker(spec, out_path)
+        return
     multilevel = _import_multilevel()
     from multilevel import lmm
 
@@ -337,6 +368,18 @@ def fit_ours(spec: dict[str, Any], workdir: Path, tag: str, threads: int | None 
     return rec
 
 
+def fit_mixedlm(spec: dict[str, Any], workdir: Path, tag: str, timeout: float) -> dict[str, Any]:
+    """One fit with the ``mixedlm`` package in a fresh process (same worker entry point as ours)."""
+    spec_path = workdir / f"{tag}.mixedlm.spec.json"
+    out_path = workdir / f"{tag}.mixedlm.json"
+    spec_path.write_text(json.dumps({**spec, "tool": "mixedlm"}))
+    child = run_child([sys.executable, str(Path(__file__).resolve()), "--_worker", str(spec_path), str(out_path)],
+                      timeout=timeout)
+    if child["returncode"] != 0 or not out_path.exists():
+        return {"error": f"mixedlm worker {describe_exit(child['returncode'])}", **child}
+    return json.loads(out_path.read_text())
+
+
 def fit_lme4(rscript: str, csv: Path, formula: str, reml: bool, factors: list[str], workdir: Path,
              tag: str, timeout: float) -> dict[str, Any]:
     out_path = workdir / f"{tag}.lme4.json"
@@ -393,6 +436,21 @@ def _median(xs: list[float]) -> float | None:
 
 def _mb(kb: float | None) -> float | None:
     return None if kb is None else kb / 1024.0
+
+
+def summarize_mixedlm(s: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """Add the mixedlm peer's median time, ratio and objective to a problem's summary."""
+    ok = [r for r in records if "error" not in r]
+    s["mixedlm_errors"] = [r for r in records if "error" in r]
+    if not ok:
+        return
+    s["mixedlm_version"] = ok[0]["mixedlm_version"]
+    s["mixedlm_median_s"] = _median([r["fit_seconds"] for r in ok])
+    s["mixedlm_objective"] = ok[0]["objective"]
+    s["mixedlm_fit_increase_mb"] = _mb(max(r["peak_rss_fit_kb"] - r["rss_before_fit_kb"] for r in ok))
+    if s.get("ours_median_s"):
+        s["ratio_mixedlm_over_ours"] = s["mixedlm_median_s"] / s["ours_median_s"]
+        s["objective_diff_ours_minus_mixedlm"] = s["ours_objective"] - s["mixedlm_objective"]
 
 
 def summarize(problem: str, spec: dict[str, Any], ours: list[dict[str, Any]], theirs: list[dict[str, Any]],
@@ -544,12 +602,13 @@ def _fmt(x: Any, spec: str = ".3g") -> str:
 
 
 def print_table(summaries: list[dict[str, Any]]) -> None:
-    rows = [("problem", "rows", "ours s", "lme4 s", "lme4/ours", "obj ours", "obj lme4", "diff",
-             "max|dB|/SE", "feval o/l")]
+    rows = [("problem", "rows", "ours s", "lme4 s", "lme4/ours", "mixedlm s", "mixedlm/ours", "obj ours", "obj lme4",
+             "diff", "max|dB|/SE", "feval o/l")]
     for s in summaries:
         rows.append((
             s["problem"], _fmt(s.get("nobs"), ","), _fmt(s.get("ours_median_s"), ".2f"),
             _fmt(s.get("lme4_median_s"), ".2f"), _fmt(s.get("ratio_lme4_over_ours"), ".1f"),
+            _fmt(s.get("mixedlm_median_s"), ".2f"), _fmt(s.get("ratio_mixedlm_over_ours"), ".1f"),
             _fmt(s.get("ours_objective"), ".4f"), _fmt(s.get("lme4_objective"), ".4f"),
             _fmt(s.get("objective_diff_ours_minus_lme4"), ".2e"), _fmt(s.get("max_abs_dbeta_over_se"), ".1e"),
             f"{_fmt(s.get('ours_feval'))}/{_fmt(s.get('lme4_feval'))}",
@@ -612,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="groups of the large problem (default 200000)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the generated data")
     parser.add_argument("--no-lme4", action="store_true", help="skip lme4")
+    parser.add_argument("--no-mixedlm", action="store_true", help="skip the mixedlm package (PyPI)")
     parser.add_argument("--large-lme4", action="store_true",
                         help="also fit the large problem with lme4 (writes a ~1.2 GB CSV; slow)")
     parser.add_argument("--ours-threads", type=int, default=None,
@@ -655,6 +715,10 @@ def main(argv: list[str] | None = None) -> int:
     if lme4_note:
         print(lme4_note)
 
+    use_mixedlm = not args.no_mixedlm and importlib.util.find_spec("mixedlm") is not None
+    if not use_mixedlm:
+        print("mixedlm skipped: " + ("--no-mixedlm" if args.no_mixedlm else "the mixedlm package is not installed"))
+
     specs = {
         "insteval": {"problem": "insteval", "formula": INSTEVAL_FORMULA, "reml": False,
                      "numeric_columns": ["y"], "factors": INSTEVAL_FACTORS},
@@ -681,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
             elif rscript is not None:
                 csv, secs = write_csv(spec, workdir)
                 print(f"   data for R: {csv} ({csv.stat().st_size / 2**20:.0f} MB, written in {secs:.1f} s)")
-            ours, theirs = [], []
+            ours, theirs, peers = [], [], []
             for rep in range(args.repeats):
                 rec = fit_ours(spec, workdir, f"{problem}{rep}", args.ours_threads)
                 ours.append(rec)
@@ -698,7 +762,15 @@ def main(argv: list[str] | None = None) -> int:
                         f"objective {rec['objective']:.6f}, feval {rec['feval']}"
                         if "error" not in rec else f"ERROR {rec['error']}: {rec['stderr_tail'][-800:]}"),
                         flush=True)
-            summaries.append(summarize(problem, spec, ours, theirs, note))
+                if use_mixedlm and (problem != "large" or args.large_lme4):
+                    rec = fit_mixedlm(spec, workdir, f"{problem}{rep}", args.r_timeout)
+                    peers.append(rec)
+                    print(f"   [{rep + 1}/{args.repeats}] mixedlm: " + (
+                        f"{rec['fit_seconds']:.2f} s, objective {rec['objective']:.6f}"
+                        if "error" not in rec else f"ERROR {rec['error']}: {rec['stderr_tail'][-800:]}"), flush=True)
+            summary = summarize(problem, spec, ours, theirs, note)
+            summarize_mixedlm(summary, peers)
+            summaries.append(summary)
 
     print()
     print_table(summaries)
