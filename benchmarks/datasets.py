@@ -325,3 +325,119 @@ def gls_ar1(n_clusters: int = 20_000, cluster_size: int = 10, seed: int = GLS_AR
     data: dict[str, object] = {"subject": subject, "t": np.tile(np.arange(cluster_size, dtype=np.int64), n_clusters),
                                "trt": trt, "y": y.reshape(-1)}
     return pd.DataFrame(data, copy=False)
+
+
+# --------------------------------------------------------------------------
+# Binary outcomes with random intercepts for GLMMs
+# --------------------------------------------------------------------------
+
+#: Default seeds of :func:`glmm_logit` and :func:`glmm_crossed_binomial`.
+GLMM_LOGIT_SEED = 20240615
+GLMM_CROSSED_SEED = 20240616
+
+#: Fixed effects (Intercept, x1, x2) and random-intercept standard deviation of :func:`glmm_logit`.
+GLMM_LOGIT_BETA = (-0.5, 0.6, -0.4)
+GLMM_LOGIT_SD = 0.8
+
+#: Fixed effects (Intercept, x), the standard deviations of the random
+#: intercepts of ``a`` and ``b``, and the number of levels of ``b`` in
+#: :func:`glmm_crossed_binomial`.
+GLMM_CROSSED_BETA = (-0.3, 0.5)
+GLMM_CROSSED_SD_A = 0.6
+GLMM_CROSSED_SD_B = 0.4
+GLMM_CROSSED_N_B = 200
+
+
+def _bernoulli_logit(rng: np.random.Generator, eta: np.ndarray) -> np.ndarray:
+    """0/1 draws with ``P(y = 1) = logistic(eta)``: 1 where ``logit(uniform) < eta``."""
+    u = rng.random(eta.shape[0])
+    return (np.log(u) - np.log1p(-u) < eta).astype(np.float64)
+
+
+def _factor(codes: np.ndarray, n_levels: int) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, categories=pd.RangeIndex(n_levels), validate=False)
+
+
+def glmm_logit(n_clusters: int = 5_000, cluster_size: int = 20, seed: int = GLMM_LOGIT_SEED) -> pd.DataFrame:
+    """Binary outcomes with a random intercept per group (a logistic GLMM).
+
+    ``P(y = 1 | b) = logistic(-0.5 + 0.6 x1 - 0.4 x2 + b[g])`` with
+    ``b ~ N(0, 0.8^2)`` per group and ``x1``, ``x2`` standard normal: the
+    model of ``lme4::glmer(y ~ x1 + x2 + (1 | g), family = binomial)``.
+    Rows are stored group by group.
+
+    Random numbers are drawn in a fixed order (``x1``, ``x2``, ``b``, the
+    uniforms for ``y``), so a seed and a size always give the same data.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``g`` (categorical, categories ``0 .. n_clusters - 1``),
+        ``x1``, ``x2`` and ``y`` (float64, 0/1).
+
+    Examples
+    --------
+    >>> df = glmm_logit(n_clusters=3, cluster_size=2, seed=1)
+    >>> list(df.columns), df["g"].cat.codes.tolist()
+    (['g', 'x1', 'x2', 'y'], [0, 0, 1, 1, 2, 2])
+    >>> set(df["y"].unique()) <= {0.0, 1.0}
+    True
+    """
+    if n_clusters < 2 or cluster_size < 1:
+        raise ValueError("need n_clusters >= 2 and cluster_size >= 1")
+    n = n_clusters * cluster_size
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
+    codes = np.repeat(np.arange(n_clusters, dtype=np.int32), cluster_size)
+    eta = np.take(GLMM_LOGIT_SD * rng.standard_normal(n_clusters), codes)
+    eta += GLMM_LOGIT_BETA[0]
+    eta += GLMM_LOGIT_BETA[1] * x1
+    eta += GLMM_LOGIT_BETA[2] * x2
+    y = _bernoulli_logit(rng, eta)
+    del eta
+    return pd.DataFrame({"g": _factor(codes, n_clusters), "x1": x1, "x2": x2, "y": y}, copy=False)
+
+
+def glmm_crossed_binomial(n_clusters: int = 2_000, cluster_size: int = 100, seed: int = GLMM_CROSSED_SEED,
+                          n_b: int = GLMM_CROSSED_N_B) -> pd.DataFrame:
+    """Binary outcomes with random intercepts of two crossed factors.
+
+    ``n_clusters`` levels of ``a`` with ``cluster_size`` rows each (rows are
+    stored ``a`` by ``a``); each row also belongs to one of ``n_b`` levels of
+    ``b``, assigned as a random permutation of a balanced sequence (every
+    level of ``b`` gets ``n / n_b`` rows, up to one, spread over the levels
+    of ``a``). ``P(y = 1) = logistic(-0.3 + 0.5 x + u[a] + v[b])`` with
+    ``u ~ N(0, 0.6^2)``, ``v ~ N(0, 0.4^2)`` and ``x`` standard normal: the
+    model of ``glmer(y ~ x + (1 | a) + (1 | b), family = binomial)``.
+
+    Random numbers are drawn in a fixed order (``x``, the permutation for
+    ``b``, ``u``, ``v``, the uniforms for ``y``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``a``, ``b`` (categorical, integer categories from 0), ``x``
+        and ``y`` (float64, 0/1).
+
+    Examples
+    --------
+    >>> df = glmm_crossed_binomial(n_clusters=3, cluster_size=4, seed=1, n_b=2)
+    >>> list(df.columns), df["a"].cat.codes.tolist()
+    (['a', 'b', 'x', 'y'], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    >>> df["b"].value_counts().tolist()
+    [6, 6]
+    """
+    n = n_clusters * cluster_size
+    if n_clusters < 2 or n_b < 2 or n < n_b:
+        raise ValueError("need n_clusters >= 2, n_b >= 2 and at least n_b rows")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n)
+    a = np.repeat(np.arange(n_clusters, dtype=np.int32), cluster_size)
+    b = rng.permutation(np.arange(n, dtype=np.int32) % n_b)
+    eta = np.take(GLMM_CROSSED_SD_A * rng.standard_normal(n_clusters), a)
+    eta += np.take(GLMM_CROSSED_SD_B * rng.standard_normal(n_b), b)
+    eta += GLMM_CROSSED_BETA[0]
+    eta += GLMM_CROSSED_BETA[1] * x
+    y = _bernoulli_logit(rng, eta)
+    del eta
+    return pd.DataFrame({"a": _factor(a, n_clusters), "b": _factor(b, n_b), "x": x, "y": y}, copy=False)

@@ -73,8 +73,12 @@ def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, lin
             return st.laplace, np.concatenate([grad[:nt], grad[nt:] * scale])
 
         x0 = np.concatenate([stage1.final, np.zeros(beta0.size)])
-        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower] + [(None, None)] * beta0.size
-        optsum = minimize_quasi_newton(scaled, x0, bounds, with_gradient=exact)
+        if exact:
+            bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower] + [(None, None)] * beta0.size
+            optsum = minimize_quasi_newton(scaled, x0, bounds, with_gradient=True)
+        else:  # derivative-free: forward-difference gradients of PIRLS-based deviances cost more evaluations
+            options = {"initial_step": 0.2, "ftol_abs": 1e-9, "xtol_abs": 1e-8, **optimizer_options}
+            optsum = minimize_bobyqa(scaled, x0, np.concatenate([lower, np.full(beta0.size, -np.inf)]), **options)
         optsum.final = np.concatenate([optsum.final[:nt], beta0 + scale * optsum.final[nt:]])
     result = GlmmResult(design, family, objective, optsum, nagq, stage1)
     if not result.converged:
