@@ -209,6 +209,15 @@ struct NormalEquations {
         MatrixXd& diag = (k == 0) ? A00 : rest_blocks[k];
         MatrixXd& cross = (k == 0) ? AX0 : AXR;
         const Index base = (k == 0) ? 0 : terms[k].offset;
+        if (pk == 1) {  // scalar terms (random intercepts): plain loops, no small dynamic products
+          for (Index r = 0; r < m; ++r) {
+            const Index g = in[k].codes[begin + r];
+            const double zr = zs(r, 0);
+            diag(0, g) += zr * zr;
+            cross.col(base + g) += zr * xy.row(r).transpose();
+          }
+          continue;
+        }
         for (Index r = 0; r < m; ++r) {
           const Index g = in[k].codes[begin + r];
           diag.middleCols(g * pk, pk).noalias() += zs.row(r).transpose() * zs.row(r);

@@ -53,7 +53,7 @@ def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, lin
     theta0 = theta_start(design.terms) if not start or "theta" not in start else np.asarray(start["theta"], float)
     exact = has_exact_gradient(design, family, nagq)
     # Stage 1 only needs to land near the optimum when stage 2 follows.
-    loose = {"ftol_abs": 1e-2, "xtol_abs": 1e-3} if nagq > 0 else {}
+    loose = {"ftol_abs": 1e-2, "xtol_abs": 1e-2} if nagq > 0 else {}
     stage1 = minimize_bobyqa(objective.stage1, theta0, lower, **{**loose, **optimizer_options})
     st = objective.pirls.run(stage1.final)
     optsum = stage1
