@@ -58,7 +58,7 @@ def minimize_bobyqa(
     x0: np.ndarray,
     lower: np.ndarray,
     *,
-    ftol_rel: float = 1e-12,
+    ftol_rel: float = 1e-14,
     ftol_abs: float = 1e-8,
     xtol_abs: float = 1e-10,
     initial_step: float | np.ndarray = 0.75,
