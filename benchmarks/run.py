@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import subprocess
 import sys
 import time
@@ -222,9 +223,11 @@ def gather() -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for path in sorted(RESULTS_DIR.glob("lmm_*.json")):
         rows += lmm_rows(json.loads(path.read_text()).get("problems", {}))
-    for family in ("gee", "gls", "glmm"):
-        path = RESULTS_DIR / f"{family}.json"
-        if path.exists():
+    # run.py's own outputs, else the family scripts' defaults
+    for family, default in (("gee", "gee_vs_geepack.json"), ("gls", "gls_vs_nlme.json"),
+                            ("glmm", "glmm_vs_lme4.json")):
+        path = next((p for p in (RESULTS_DIR / f"{family}.json", RESULTS_DIR / default) if p.exists()), None)
+        if path is not None:
             rows += family_rows(family, json.loads(path.read_text()).get("problems", {}))
     return rows
 
@@ -249,6 +252,13 @@ def write_outputs(rows: list[dict[str, Any]]) -> None:
     plot(rows)
 
 
+def _series(problem: str) -> str:
+    """The model behind a problem label, without its size (``gls ar1_10M`` -> ``ar1``)."""
+    name = problem.split(" ", 1)[1]
+    name = re.sub(r"_?\d+[kM]$", "", name)
+    return "nested" if name.startswith(("nested", "large")) else name
+
+
 def plot(rows: list[dict[str, Any]]) -> None:
     """Log-log time versus rows per family and tool (skipped without matplotlib)."""
     try:
@@ -262,11 +272,12 @@ def plot(rows: list[dict[str, Any]]) -> None:
     families = sorted({r["family"] for r in rows})
     fig, axes = plt.subplots(1, len(families), figsize=(4.5 * len(families), 4), squeeze=False)
     for ax, family in zip(axes[0], families):
-        for tool in sorted({r["tool"] for r in rows if r["family"] == family}):
-            pts = sorted((r["rows"], r["seconds"]) for r in rows
-                         if r["family"] == family and r["tool"] == tool and r["seconds"] and r["rows"])
+        # One line per tool and model (the same model at several sizes), never across models.
+        for tool, series in sorted({(r["tool"], _series(r["problem"])) for r in rows if r["family"] == family}):
+            pts = sorted((r["rows"], r["seconds"]) for r in rows if r["family"] == family and r["tool"] == tool
+                         and _series(r["problem"]) == series and r["seconds"] and r["rows"])
             if pts:
-                ax.loglog(*zip(*pts), marker="o", label=tool)
+                ax.loglog(*zip(*pts), marker="o", label=f"{tool}: {series}")
         ax.set_title(family)
         ax.set_xlabel("rows")
         ax.set_ylabel("seconds")
