@@ -87,6 +87,27 @@ class ClusteredDesign:
         return int(self.layout.sizes.max()) if self.layout.nclusters else 0
 
 
+def clustered_columns(formula: str, data: Any, groups: Any, time: Any) -> tuple[pd.DataFrame, tuple[str, ...],
+                                                                                str | None, list[str]]:
+    """Resolve the columns of a marginal model: data frame, grouping columns, time column, used columns.
+
+    ``groups``/``time`` may be column names or arrays (added as columns);
+    a column the formula needs but the data lack is a ValueError naming it.
+    """
+    from multilevel.fixed_effects import missing_formula_variables
+    from multilevel.frames import as_pandas, column_argument, columns_in, groups_argument, require_columns
+
+    df = as_pandas(data)
+    df, group_cols = groups_argument(groups, df)
+    df, time_col = column_argument(time, df, "time")
+    missing = missing_formula_variables(formula, df)
+    if missing:
+        require_columns(missing, df, f"the formula {formula!r}")
+    used = columns_in(formula, df)
+    used += [c for c in (*group_cols, time_col) if c and c not in used]
+    return df, group_cols, time_col, used
+
+
 def cluster_layout(codes: np.ndarray, nclusters: int, time: np.ndarray | None = None,
                    labels: np.ndarray | None = None, time_as_ranks: bool = False) -> ClusterLayout:
     """Build a :class:`ClusterLayout` from cluster codes and optional integer times.

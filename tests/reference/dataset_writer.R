@@ -1,6 +1,7 @@
-## Writing a bundled dataset: CSV (exact doubles, factors by label) plus a JSON
-## column schema, with a round-trip check. Shared by the export_*.R scripts.
-## Needs format_exact() and to_json() from exact_json.R.
+## Bundled datasets: writing a CSV (exact doubles, factors by label) plus a
+## JSON column schema with a round-trip check (the export_*.R scripts), and
+## reading one back as R columns (the *_reference.R scripts).
+## Needs format_exact() and to_json() from exact_json.R, and jsonlite.
 
 column_type <- function(x) {
     if (is.ordered(x)) return("ordered")
@@ -66,4 +67,36 @@ write_dataset <- function(name, d, out_dir, compressed = FALSE) {
     }
     writeLines(to_json(schema), file.path(out_dir, paste0(name, ".json")))
     path
+}
+
+## Read <data_dir>/<name>.csv with its schema back into R columns of the recorded types.
+read_dataset <- function(name, data_dir) {
+    schema <- jsonlite::fromJSON(file.path(data_dir, paste0(name, ".json")),
+                                 simplifyVector = FALSE)
+    raw <- utils::read.csv(file.path(data_dir, paste0(name, ".csv")),
+                           colClasses = "character", na.strings = "NA",
+                           check.names = FALSE)
+    cols <- lapply(schema, function(s) {
+        x <- raw[[s$name]]
+        switch(s$type,
+               factor = factor(x, levels = unlist(s$levels)),
+               ordered = factor(x, levels = unlist(s$levels), ordered = TRUE),
+               integer = as.integer(x),
+               numeric = as.double(x))
+    })
+    names(cols) <- vapply(schema, function(s) s$name, "")
+    data.frame(cols, check.names = FALSE)
+}
+
+## Whether two data frames hold the same columns, values and factor levels.
+same_values <- function(a, b) {
+    a <- as.data.frame(a); b <- as.data.frame(b)
+    identical(names(a), names(b)) && nrow(a) == nrow(b) &&
+        all(vapply(names(a), function(n) {
+            x <- a[[n]]; y <- b[[n]]
+            if (is.factor(x)) identical(as.character(x), as.character(y)) &&
+                                  identical(levels(x), levels(y)) &&
+                                  identical(is.ordered(x), is.ordered(y))
+            else identical(as.double(x), as.double(y))
+        }, TRUE))
 }

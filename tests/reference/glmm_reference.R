@@ -30,43 +30,15 @@ suppressPackageStartupMessages({
     library(jsonlite)
 })
 source(file.path("tests", "reference", "exact_json.R"))
+source(file.path("tests", "reference", "dataset_writer.R"))
 source(file.path("tests", "reference", "glmm_reimpl.R"))
 
 out_path <- file.path("tests", "reference", "glmm.json")
 data_dir <- file.path("python", "multilevel", "datasets", "data")
 
-## ---------------------------------------------------------------------------
-## Data: read the bundled CSV + schema, rebuild R columns, compare to source.
-## ---------------------------------------------------------------------------
-read_bundled <- function(name) {
-    schema <- jsonlite::fromJSON(file.path(data_dir, paste0(name, ".json")),
-                                 simplifyVector = FALSE)
-    raw <- utils::read.csv(file.path(data_dir, paste0(name, ".csv")),
-                           colClasses = "character", na.strings = "NA",
-                           check.names = FALSE)
-    cols <- lapply(schema, function(s) {
-        x <- raw[[s$name]]
-        switch(s$type,
-               factor = factor(x, levels = unlist(s$levels)),
-               ordered = factor(x, levels = unlist(s$levels), ordered = TRUE),
-               integer = as.integer(x),
-               numeric = as.double(x))
-    })
-    names(cols) <- vapply(schema, function(s) s$name, "")
-    data.frame(cols, check.names = FALSE)
-}
+## Data: the bundled CSV + schema, rebuilt as R columns (dataset_writer.R).
+read_bundled <- function(name) read_dataset(name, data_dir)
 
-same_values <- function(a, b) {
-    a <- as.data.frame(a); b <- as.data.frame(b)
-    identical(names(a), names(b)) && nrow(a) == nrow(b) &&
-        all(vapply(names(a), function(n) {
-            x <- a[[n]]; y <- b[[n]]
-            if (is.factor(x)) identical(as.character(x), as.character(y)) &&
-                                  identical(levels(x), levels(y)) &&
-                                  identical(is.ordered(x), is.ordered(y))
-            else identical(as.double(x), as.double(y))
-        }, TRUE))
-}
 
 sources <- list(cbpp = lme4::cbpp, epil = MASS::epil,
                 VerbAgg = lme4::VerbAgg,

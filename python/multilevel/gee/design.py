@@ -7,20 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from multilevel.clusters import ClusteredDesign, cluster_layout
-from multilevel.fixed_effects import fixed_design, missing_formula_variables
-from multilevel.frames import (
-    as_pandas,
-    check_finite,
-    column_argument,
-    columns_in,
-    drop_missing,
-    groups_argument,
-    require_columns,
-    vector_argument,
-)
+from multilevel.clusters import ClusteredDesign, cluster_layout, clustered_columns
+from multilevel.fixed_effects import fixed_design
+from multilevel.frames import check_finite, drop_missing, vector_argument
 from multilevel.grouping import make_grouping
 
 
@@ -53,6 +43,7 @@ def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weight
 
     Examples
     --------
+    >>> import pandas as pd
     >>> df = pd.DataFrame({"y": [1.0, 0.0, 1.0, 1.0], "x": [0.1, 0.4, 0.2, 0.9], "id": [1, 1, 2, 2]})
     >>> d = gee_design("y ~ x", df, groups="id")
     >>> d.names, d.layout.nclusters
@@ -60,16 +51,10 @@ def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weight
     """
     if groups is None:
         raise ValueError("gee needs groups=: the column (or array) that says which cluster each row is in")
-    df = as_pandas(data)
-    df, group_cols = groups_argument(groups, df)
-    df, time_col = column_argument(time, df, "time")
-    missing = missing_formula_variables(formula, df)
-    if missing:
-        require_columns(missing, df, f"the formula {formula!r}")
+    df, group_cols, time_col, used = clustered_columns(formula, data, groups, time)
     w, w_col = vector_argument(weights, df, "weights")
     off, off_col = vector_argument(offset, df, "offset")
-    used = columns_in(formula, df)
-    used += [c for c in (*group_cols, time_col, w_col, off_col) if c and c not in used]
+    used += [c for c in (w_col, off_col) if c and c not in used]
     df, keep, n_dropped = drop_missing(df, used, {"weights": w, "offset": off})
     if n_dropped:
         w = None if w is None else w[keep]

@@ -9,10 +9,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.clusters import ClusteredDesign, ClusterLayout, cluster_layout, continuous_time_layout
+from multilevel.clusters import (
+    ClusteredDesign,
+    ClusterLayout,
+    cluster_layout,
+    clustered_columns,
+    continuous_time_layout,
+)
 from multilevel.correlation import Car1, CorrelationStructure
-from multilevel.fixed_effects import fixed_design, missing_formula_variables
-from multilevel.frames import as_pandas, column_argument, columns_in, drop_missing, groups_argument, require_columns
+from multilevel.fixed_effects import fixed_design
+from multilevel.frames import drop_missing
 from multilevel.grouping import make_grouping
 from multilevel.variance import BoundVariance, VarianceFunction
 
@@ -52,14 +58,8 @@ def gls_design(formula: str, data: Any, *, groups: Any, time: Any, structure: Co
     Without ``groups`` all rows form one cluster, as in nlme (fine for
     independence, exchangeable and the AR(1) kinds, which cost O(n)).
     """
-    df = as_pandas(data)
-    df, group_cols = groups_argument(groups, df)
-    df, time_col = column_argument(time, df, "time")
-    missing = missing_formula_variables(formula, df)
-    if missing:
-        require_columns(missing, df, f"the formula {formula!r}")
-    used = columns_in(formula, df)
-    used += [c for c in (*group_cols, time_col, *variance.columns) if c and c not in used]
+    df, group_cols, time_col, used = clustered_columns(formula, data, groups, time)
+    used += [c for c in variance.columns if c not in used]
     df, _, n_dropped = drop_missing(df, used, {})
 
     fixed = fixed_design(formula, df)

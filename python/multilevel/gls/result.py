@@ -225,8 +225,6 @@ class GlsResult:
         """Residuals: ``"response"`` ``y - X beta``; ``"pearson"`` divided by ``sigma g_i``;
         ``"normalized"`` whitened within each cluster by the inverse Cholesky factor
         of ``R_j`` (nlme's ``type = "normalized"``)."""
-        from multilevel import _core
-
         r = self.design.y - self.design.X @ self.params.to_numpy()
         if kind == "response":
             out = r

@@ -4,7 +4,7 @@ predictions and diagnostics, named as lme4 and statsmodels users expect."""
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,9 @@ from multilevel.lmm.design import LmmDesign, RandomTerm
 from multilevel.optimize import OptSummary
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal elements
+
+if TYPE_CHECKING:
+    from multilevel.lmm.summary import LmmSummary
 
 
 def theta_names(terms: list[RandomTerm]) -> list[str]:
