@@ -111,3 +111,16 @@ def test_non_convergence_is_reported(df: pd.DataFrame) -> None:
         fit = ml.gee("y ~ x", df, groups="id", family="binomial", corr="exchangeable", maxiter=1)
     assert not fit.converged
     assert "did not converge" in str(fit.summary())
+
+
+def test_a_single_cluster_is_refused(df: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="groups column 'one' has 1 level: GEE needs several clusters"):
+        ml.gee("y ~ x", df.assign(one=1), groups="one", family="binomial")
+
+
+def test_a_working_correlation_that_is_not_positive_definite_is_reported(df: pd.DataFrame) -> None:
+    from multilevel.gee import gee_design, gee_result_at
+
+    design = gee_design("y ~ x", df, groups="id")
+    with pytest.raises(FloatingPointError, match="not positive definite for cluster"):
+        gee_result_at(design, "binomial", "exchangeable", [0.0, 0.0], [-0.9], 1.0)

@@ -67,6 +67,11 @@ def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weight
 
     fixed = fixed_design(formula, df)
     grouping = make_grouping(df, group_cols)
+    if grouping.nlevels < 2:
+        raise ValueError(
+            f"groups column {grouping.name!r} has {grouping.nlevels} level: GEE needs several clusters (its "
+            "sandwich variance is estimated from the spread between clusters); check the groups= column"
+        )
     time_values = None if time_col is None else df[time_col].to_numpy()
     layout = cluster_layout(grouping.codes, grouping.nlevels, time_values, np.asarray(grouping.levels),
                             time_as_ranks=True)
