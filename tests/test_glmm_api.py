@@ -100,15 +100,23 @@ def test_missing_values_dropped_and_counted() -> None:
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"nagq": 5, "formula": "y ~ x + (1 + x | g)"}, r"nagq = 5 .* single scalar random-effect term"),
-    ({"family": "gaussian"}, "glmm supports the binomial and poisson families"),
+    ({"family": "gaussian"}, "glmm supports the binomial, poisson, gamma and negative_binomial families"),
+    ({"family": "negative_binomial", "nagq": 5}, "nagq > 1 is not available for the negative_binomial family"),
+    ({"family": "negative_binomial", "mutate": "half"}, "outside the support of the negative_binomial family"),
+    ({"family": "gamma", "link": "inverse"}, "glmm fits the gamma family with the log link"),
     ({"family": "poisson", "link": "logit"}, "link 'logit' is not available for the poisson"),
     ({"nagq": -1}, "nagq must be a non-negative integer"),
     ({"mutate": "two"}, r"response 'y' has 1 value\(s\) outside the support of the binomial"),
 ])
 def test_bad_input(kwargs: dict, match: str) -> None:
     df = logistic_groups()
-    if kwargs.pop("mutate", None) == "two":
+    mutate = kwargs.pop("mutate", None)
+    if mutate == "two":
         df.loc[7, "y"] = 2.0
+    if mutate == "half":
+        df.loc[7, "y"] = 0.5
+    if kwargs.get("family") == "gamma":
+        df["y"] = df["y"] + 1.0
     formula = kwargs.pop("formula", "y ~ x + (1 | g)")
     with pytest.raises(ValueError, match=match):
         ml.glmm(formula, df, **kwargs)

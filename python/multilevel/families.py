@@ -17,7 +17,7 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -110,23 +110,46 @@ class Family:
     name: str
     link: Link
     allowed_links: tuple[str, ...]
+    #: Negative binomial shape ``k`` (``Var = mu + mu^2 / k``); None for the other families.
+    shape: float | None = None
+
+    def with_shape(self, shape: float) -> Family:
+        """The same family with negative binomial shape ``k``."""
+        return replace(self, shape=float(shape))
 
     def variance(self, mu: Array) -> Array:
         """The variance function ``v(mu)`` (the variance is ``phi v(mu) / w``)."""
+        if self.name == "negative_binomial":
+            return mu + mu**2 / self._shape()
         return _VARIANCE[self.name](mu)
 
     def unit_deviance(self, y: Array, mu: Array) -> Array:
         """Per-row deviance ``d(y, mu)`` (twice the log-likelihood ratio to the saturated model, ``phi = 1``)."""
+        if self.name == "negative_binomial":
+            k = self._shape()
+            return 2.0 * (special.xlogy(y, y / mu) - (y + k) * np.log((y + k) / (mu + k)))
         return _UNIT_DEVIANCE[self.name](y, mu)
 
-    def log_density(self, y: Array, mu: Array, weights: Array) -> Array:
-        """Per-row log-likelihood of binomial (``weights`` trials, ``y`` a proportion) and Poisson rows."""
+    def log_density(self, y: Array, mu: Array, weights: Array, dispersion: float | None = None) -> Array:
+        """Per-row log-likelihood: binomial (``weights`` trials, ``y`` a proportion), Poisson, negative
+        binomial (shape ``k``), Gamma (``dispersion`` phi: variance ``phi mu^2``)."""
         if self.name == "binomial":
             trials = np.rint(weights)
             return stats.binom.logpmf(np.rint(y * trials), trials, mu)
         if self.name == "poisson":
             return weights * stats.poisson.logpmf(y, mu)
+        if self.name == "negative_binomial":
+            k = self._shape()
+            return weights * stats.nbinom.logpmf(y, k, k / (k + mu))
+        if self.name == "gamma" and dispersion is not None:
+            nu = 1.0 / dispersion
+            return weights * stats.gamma.logpdf(y, nu, scale=mu / nu)
         raise ValueError(f"the log-likelihood of the {self.name} family needs a dispersion parameter")
+
+    def _shape(self) -> float:
+        if self.shape is None:
+            raise ValueError("the negative binomial family needs its shape k: family.with_shape(k)")
+        return self.shape
 
     def quasi_loglik(self, y: Array, mu: Array) -> Array:
         """Per-row quasi-likelihood ``Q(mu; y)`` with ``phi = 1`` (for QIC)."""
@@ -146,7 +169,7 @@ class Family:
         """Starting means for the first iteration, as R's ``family$initialize``."""
         if self.name == "binomial":
             return (y + 0.5) / 2.0
-        if self.name == "poisson":
+        if self.name in ("poisson", "negative_binomial"):
             return y + 0.1
         return np.where(y == 0, 0.1, y) if self.name in ("gamma", "inverse_gaussian") else y.astype(float)
 
@@ -195,6 +218,7 @@ _OUTSIDE: dict[str, Callable[[Array], Array]] = {
     "poisson": lambda y: y < 0,
     "gamma": lambda y: y <= 0,
     "inverse_gaussian": lambda y: y <= 0,
+    "negative_binomial": lambda y: (y < 0) | (y != np.rint(y)),
 }
 
 _SUPPORT = {
@@ -203,6 +227,7 @@ _SUPPORT = {
     "poisson": "non-negative counts",
     "gamma": "positive values",
     "inverse_gaussian": "positive values",
+    "negative_binomial": "non-negative integer counts",
 }
 
 _FAMILY_LINKS: dict[str, tuple[str, ...]] = {
@@ -211,9 +236,11 @@ _FAMILY_LINKS: dict[str, tuple[str, ...]] = {
     "poisson": ("log", "identity", "sqrt"),
     "gamma": ("inverse", "log", "identity"),
     "inverse_gaussian": ("1/mu^2", "inverse", "log", "identity"),
+    "negative_binomial": ("log",),
 }
 
-_FAMILY_ALIASES = {"Gamma": "gamma", "inverse.gaussian": "inverse_gaussian", "normal": "gaussian"}
+_FAMILY_ALIASES = {"Gamma": "gamma", "inverse.gaussian": "inverse_gaussian", "normal": "gaussian",
+                   "nbinom2": "negative_binomial", "negbin": "negative_binomial"}
 
 
 def get_family(family: str | Family | Any = "gaussian", link: str | Link | None = None) -> Family:

@@ -15,7 +15,7 @@ import numpy as np
 
 from multilevel.families import Family, get_family
 from multilevel.glmm.gradient import has_exact_gradient, laplace_gradient
-from multilevel.glmm.objective import GlmmObjective, check_quadrature
+from multilevel.glmm.objective import DISPERSION_FAMILIES, GlmmObjective, check_quadrature
 from multilevel.glmm.result import GlmmResult, rx_covariance
 from multilevel.lmm.design import LmmDesign, lmm_design
 from multilevel.lmm.fit import ConvergenceWarning, SingularFitWarning
@@ -29,10 +29,12 @@ class SeparationWarning(UserWarning):
 
 def _check_data(design: LmmDesign, family: Family) -> None:
     family.check_response(design.y, design.response)
-    if family.name not in ("binomial", "poisson"):
+    if family.name not in ("binomial", "poisson") + DISPERSION_FAMILIES:
         raise ValueError(
-            f"glmm supports the binomial and poisson families (their dispersion is fixed at 1), not {family.name}"
+            f"glmm supports the binomial, poisson, gamma and negative_binomial families, not {family.name}"
         )
+    if family.name in DISPERSION_FAMILIES and family.link.name != "log":
+        raise ValueError(f"glmm fits the {family.name} family with the log link, not {family.link.name}")
     if family.name == "binomial" and design.weights is not None:
         successes = design.y * design.weights
         off = np.abs(successes - np.rint(successes)) > 1e-8
@@ -42,16 +44,47 @@ def _check_data(design: LmmDesign, family: Family) -> None:
                           UserWarning, stacklevel=4)
 
 
+def glm_means(design: LmmDesign, family: Family, iterations: int = 25) -> np.ndarray:
+    """Means of the fixed-effects-only GLM (log link), by iteratively reweighted least squares."""
+    y, X = design.y, np.asarray(design.X, dtype=float)
+    offset = design.offset if design.offset is not None else 0.0
+    mu = family.start_mu(y)
+    eta = np.log(mu)
+    for _ in range(iterations):
+        w = mu if family.name == "negative_binomial" else np.ones_like(mu)  # mu_eta^2 / v, up to scale
+        z = eta - offset + (y - mu) / mu
+        root = np.sqrt(w)
+        beta = np.linalg.lstsq(X * root[:, None], z * root, rcond=None)[0]
+        eta = X @ beta + offset
+        mu = np.exp(eta)
+    return mu
+
+
+def moment_dispersion(family: Family, design: LmmDesign, mu: np.ndarray) -> float:
+    """A moment estimate to start from: Gamma phi = mean squared relative residual; negative binomial
+    k from the excess of the squared residuals over the Poisson variance."""
+    y = design.y
+    if family.name == "gamma":
+        return float(max(np.mean(((y - mu) / mu) ** 2), 1e-6))
+    excess = float(np.sum((y - mu) ** 2 - mu))
+    return float(np.sum(mu**2) / excess) if excess > 0 else 100.0
+
+
 def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, link: Any = None, nagq: int = 1,
                     start: dict[str, Any] | None = None, **optimizer_options: Any) -> GlmmResult:
     """Fit a GLMM from a prepared :class:`~multilevel.lmm.design.LmmDesign` (array-level entry point)."""
+    if link is None and str(getattr(family, "name", family)).lower() in ("gamma", "negative_binomial"):
+        link = "log"  # the link glmm fits for the families with a dispersion
     family = get_family(family, link)
     _check_data(design, family)
     check_quadrature(design, nagq)
     objective = GlmmObjective(design, family, nagq)
+    if objective.has_dispersion:
+        objective.set_dispersion(start["dispersion"] if start and "dispersion" in start
+                                 else moment_dispersion(family, design, glm_means(design, family)))
     lower = theta_lower_bounds(design.terms)
     theta0 = theta_start(design.terms) if not start or "theta" not in start else np.asarray(start["theta"], float)
-    exact = has_exact_gradient(design, family, nagq)
+    exact = has_exact_gradient(design, family, nagq) and not objective.has_dispersion
     # Stage 1 only needs to land near the optimum when stage 2 follows.
     loose = {"ftol_abs": 1e-2, "xtol_abs": 1e-2} if nagq > 0 else {}
     stage1 = minimize_bobyqa(objective.stage1, theta0, lower, **{**loose, **optimizer_options})
@@ -64,22 +97,29 @@ def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, lin
         scale = np.sqrt(np.diag(rx_covariance(st.core, stage1.final)))
         nt = stage1.final.size
 
+        p = beta0.size
+
         def scaled(x: np.ndarray) -> Any:
-            params = np.concatenate([x[:nt], beta0 + scale * x[nt:]])
+            params = np.concatenate([x[:nt], beta0 + scale * x[nt:nt + p], x[nt + p:]])  # tail: log dispersion
             if not exact:
                 return objective(params)
             st = objective.state(params[:nt], params[nt:])
             grad = laplace_gradient(design, family, objective.pirls.prior, float(params[0]), st)
             return st.laplace, np.concatenate([grad[:nt], grad[nt:] * scale])
 
-        x0 = np.concatenate([stage1.final, np.zeros(beta0.size)])
+        x0 = np.concatenate([stage1.final, np.zeros(p)])
+        bounds = np.concatenate([lower, np.full(p, -np.inf)])
+        if objective.has_dispersion:  # re-estimated at the stage-1 modes; joins as its logarithm
+            x0 = np.concatenate([x0, [np.log(moment_dispersion(family, design, st.mu))]])
+            bounds = np.concatenate([bounds, [-np.inf]])
         if exact:
-            bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower] + [(None, None)] * beta0.size
-            optsum = minimize_quasi_newton(scaled, x0, bounds, with_gradient=True)
+            optsum = minimize_quasi_newton(scaled, x0, [(lo if np.isfinite(lo) else None, None) for lo in bounds],
+                                           with_gradient=True)
         else:  # derivative-free: forward-difference gradients of PIRLS-based deviances cost more evaluations
             options = {"initial_step": 0.2, "ftol_abs": 1e-9, "xtol_abs": 1e-8, **optimizer_options}
-            optsum = minimize_bobyqa(scaled, x0, np.concatenate([lower, np.full(beta0.size, -np.inf)]), **options)
-        optsum.final = np.concatenate([optsum.final[:nt], beta0 + scale * optsum.final[nt:]])
+            optsum = minimize_bobyqa(scaled, x0, bounds, **options)
+        x = optsum.final
+        optsum.final = np.concatenate([x[:nt], beta0 + scale * x[nt:nt + p], x[nt + p:]])
     result = GlmmResult(design, family, objective, optsum, nagq, stage1)
     if not result.converged:
         warnings.warn(f"the optimizer did not converge: {optsum.message}", ConvergenceWarning, stacklevel=3)
@@ -108,9 +148,11 @@ def glmm(formula: str, data: Any, *, family: Family | str = "binomial", link: An
         ``"y ~ x + (1 | g)"``; binomial responses are 0/1 or proportions
         (with ``weights`` the numbers of trials).
     data : DataFrame
-    family : "binomial" or "poisson" (or a Family)
+    family : "binomial", "poisson", "negative_binomial" or "gamma" (or a Family)
+        The negative binomial (NB2) shape ``k`` and the Gamma dispersion ``phi`` are
+        estimated with the other parameters (``result.dispersion``).
     link : str, optional
-        binomial: logit (default), probit, cloglog; poisson: log.
+        binomial: logit (default), probit, cloglog; poisson, negative_binomial and gamma: log.
     nagq : int
         1: Laplace; > 1: adaptive Gauss-Hermite points (one scalar term
         only); 0: stop after the first stage (beta from PIRLS).

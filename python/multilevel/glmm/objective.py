@@ -13,9 +13,13 @@ import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
 
+from multilevel import _core
 from multilevel.families import Family
 from multilevel.glmm.pirls import Pirls, PirlsState
 from multilevel.lmm.design import LmmDesign
+
+#: Families whose dispersion (Gamma phi, negative binomial shape k) is estimated with the other parameters.
+DISPERSION_FAMILIES = ("gamma", "negative_binomial")
 
 
 def check_quadrature(design: LmmDesign, nagq: int) -> None:
@@ -41,6 +45,12 @@ class GlmmObjective:
         self.nagq = max(int(nagq), 1)
         self.pirls = Pirls(design, family)
         self.ntheta = design.ntheta
+        #: Gamma and negative binomial carry a dispersion parameter, last in the parameter vector as its
+        #: logarithm; their objective is the full -2 log-likelihood (it depends on the dispersion).
+        self.has_dispersion = family.name in DISPERSION_FAMILIES
+        if self.has_dispersion and self.nagq > 1:
+            raise ValueError(f"nagq > 1 is not available for the {family.name} family; use nagq=1 (Laplace)")
+        self.dispersion = 1.0
         if self.nagq > 1:
             nodes, weights = hermegauss(self.nagq)
             self.nodes, self.log_weights = nodes, np.log(weights / np.sqrt(2 * np.pi))
@@ -52,11 +62,43 @@ class GlmmObjective:
     def state(self, theta: np.ndarray, beta: np.ndarray) -> PirlsState:
         return self.pirls.run(np.asarray(theta, dtype=float), np.asarray(beta, dtype=float))
 
+    def set_dispersion(self, value: float) -> None:
+        self.dispersion = float(value)
+        self.pirls.set_dispersion(self.dispersion)
+
     def __call__(self, params: np.ndarray) -> float:
-        """Deviance at ``params = (theta, beta)`` (Laplace, or AGQ when nagq > 1)."""
+        """Deviance at ``params = (theta, beta[, log dispersion])`` (Laplace, or AGQ when nagq > 1)."""
+        params = np.asarray(params, dtype=float)
+        if self.has_dispersion:
+            self.set_dispersion(float(np.exp(params[-1])))
+            params = params[:-1]
         theta, beta = params[: self.ntheta], params[self.ntheta:]
         st = self.state(theta, beta)
+        if self.has_dispersion:
+            return self.full_laplace(theta, st)
         return st.laplace if self.nagq == 1 else self.agq(theta, beta, st)
+
+    def full_laplace(self, theta: np.ndarray, st: PirlsState) -> float:
+        """-2 log-likelihood by Laplace with every constant: -2 sum log p(y | modes) + ||u||^2 + log det L^2.
+
+        The log link is not canonical for these families, so the Laplace term takes the observed
+        information at the modes (as glmmTMB), not PIRLS's expected weights: for the negative binomial
+        ``mu k (y + k) / (mu + k)^2``, for the Gamma ``y / (phi mu)``.
+        """
+        fam, d, prior = self.pirls.family, self.design, self.pirls.prior
+        y, mu = d.y, st.mu
+        if fam.name == "gamma":
+            logp = fam.log_density(y, mu, prior, self.dispersion)
+            observed = prior * y / (self.dispersion * mu)
+        else:
+            logp = fam.log_density(y, mu, prior)
+            k = fam.shape
+            observed = prior * mu * k * (y + k) / (mu + k) ** 2
+        # Only the random-effects factor matters; any response with a positive residual will do.
+        core = _core.LmmCore(np.ones(d.nobs), np.zeros((d.nobs, 0)), observed, [t.codes for t in d.terms],
+                             [t.z for t in d.terms], [t.nlevels for t in d.terms])
+        logdet = float(core.solve(np.asarray(theta, dtype=float), False)["logdet_re"])
+        return float(-2.0 * np.sum(logp) + st.u @ st.u + logdet)
 
     def agq(self, theta: np.ndarray, beta: np.ndarray, st: PirlsState) -> float:
         """Adaptive Gauss-Hermite deviance for one scalar term ``(z | g)``."""

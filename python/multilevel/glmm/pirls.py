@@ -46,7 +46,7 @@ class PirlsState:
         return self.deviance + float(self.u @ self.u) + self.logdet
 
 
-_FAMILY_CODES = {"binomial": 0, "poisson": 1}
+_FAMILY_CODES = {"binomial": 0, "poisson": 1, "gamma": 2, "negative_binomial": 3}
 _LINK_CODES = {"logit": 0, "probit": 1, "cloglog": 2, "log": 3, "identity": 4, "sqrt": 5}
 
 
@@ -55,7 +55,7 @@ class Pirls:
 
     def __init__(self, design: LmmDesign, family: Family, tol: float = 1e-10, maxiter: int = 200) -> None:
         if family.name not in _FAMILY_CODES or family.link.name not in _LINK_CODES:
-            raise ValueError(f"PIRLS supports the binomial and poisson families with the "
+            raise ValueError(f"PIRLS supports the binomial, poisson, gamma and negative_binomial families with the "
                              f"{', '.join(_LINK_CODES)} links, not {family.name}({family.link.name})")
         self.design = design
         self.family = family
@@ -70,6 +70,19 @@ class Pirls:
                                     _LINK_CODES[family.link.name])
         self.eta = family.link.link(family.start_mu(design.y))
         self.zb = np.zeros(n)  # random part of the last modes, to warm-start a new beta
+        if family.name == "negative_binomial":
+            self.set_dispersion(family.shape if family.shape is not None else 1.0)
+
+    def set_dispersion(self, value: float) -> None:
+        """Gamma: the dispersion phi (the conditional log-likelihood is sum -d_i / (2 phi));
+        negative binomial: the shape k of the variance function."""
+        if self.family.name == "gamma":
+            self.core.set_prior(self.prior / value)
+        elif self.family.name == "negative_binomial":
+            self.core.set_shape(value)
+            self.family = self.family.with_shape(value)
+        else:
+            raise ValueError(f"the {self.family.name} family has no dispersion parameter")
 
     def run(self, theta: np.ndarray, beta: np.ndarray | None = None) -> PirlsState:
         """Conditional modes at ``theta``; ``beta`` fixed if given, else estimated jointly."""

@@ -41,11 +41,12 @@ class GlmmResult(LmmResult):
         self.optsum = optsum
         self.stage1 = stage1
         self._objective = objective
-        nt = design.ntheta
+        nt, p = design.ntheta, design.X.shape[1]
         self._theta = np.asarray(optsum.final[:nt], dtype=float)
+        self._log_dispersion = np.asarray(optsum.final[nt + p:], dtype=float)  # empty without a dispersion
         if nagq > 0:
-            self.state = objective.state(self._theta, optsum.final[nt:])
-            self.objective = float(objective(optsum.final))
+            self.objective = float(objective(optsum.final))  # also leaves PIRLS at the optimum
+            self.state = objective.state(self._theta, optsum.final[nt:nt + p])
         else:
             self.state = objective.pirls.run(self._theta)
             self.objective = self.state.laplace
@@ -55,9 +56,17 @@ class GlmmResult(LmmResult):
         self.sigma = 1.0
 
     # ----- likelihood -------------------------------------------------------
+    @property
+    def dispersion(self) -> float | None:
+        """Gamma: phi (variance phi mu^2); negative binomial: the shape k (variance mu + mu^2/k); else None."""
+        return float(np.exp(self._log_dispersion[0])) if self._log_dispersion.size else None
+
     @cached_property
     def saturated_loglik(self) -> float:
-        """``sum log p(y | saturated)``: the constant between the deviance scale and the log-likelihood."""
+        """``sum log p(y | saturated)``: the constant between the deviance scale and the log-likelihood
+        (0 for families with a dispersion, whose objective is already the full -2 log-likelihood)."""
+        if self._objective.has_dispersion:
+            return 0.0
         d, fam = self.design, self.family
         w = d.weights if d.weights is not None else np.ones(self.nobs)
         mu = self.state.mu
@@ -75,7 +84,7 @@ class GlmmResult(LmmResult):
 
     @property
     def df_model(self) -> int:
-        return len(self._beta) + self._theta.size
+        return len(self._beta) + self._theta.size + self._log_dispersion.size
 
     @property
     def aic(self) -> float:
@@ -110,8 +119,8 @@ class GlmmResult(LmmResult):
         one, else of the deviance (steps 1e-4, as lme4's ``deriv12``)."""
         from multilevel.glmm.gradient import has_exact_gradient, laplace_gradient
 
-        x0 = np.concatenate([self._theta, self._beta])
-        nt, k = self._theta.size, x0.size
+        x0 = np.concatenate([self._theta, self._beta, self._log_dispersion])
+        nt, p, k = self._theta.size, self._beta.size, x0.size
         h = 1e-4 * np.maximum(np.abs(x0), 1.0)
         f = self._objective
         hess = np.zeros((k, k))
@@ -136,12 +145,12 @@ class GlmmResult(LmmResult):
                     ej[j] = h[j]
                     hess[i, j] = hess[j, i] = (f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej)
                                                + f(x0 - ei - ej)) / (4 * h[i] * h[j])
-        f.state(self._theta, self._beta)  # leave PIRLS at the optimum
+        f(x0)  # leave PIRLS (and the dispersion) at the optimum
         try:
             cov = 2.0 * np.linalg.inv(hess)
         except np.linalg.LinAlgError:
             cov = np.full((k, k), np.nan)
-        block = cov[nt:, nt:]
+        block = cov[nt:nt + p, nt:nt + p]
         if not np.all(np.isfinite(block)) or np.any(np.diag(block) <= 0):
             # Not positive definite (a boundary fit): the covariance given theta, as lme4 falls back.
             joint = f.pirls.run(self._theta)
@@ -183,7 +192,7 @@ class GlmmResult(LmmResult):
     def resid(self, kind: str = "response") -> pd.Series:  # type: ignore[override]
         """``"response"`` ``y - mu``, ``"pearson"`` ``(y - mu) sqrt(w / v(mu))``,
         ``"deviance"`` ``sign(y - mu) sqrt(w d(y, mu))``."""
-        d, fam, mu = self.design, self.family, self.state.mu
+        d, fam, mu = self.design, self._objective.pirls.family, self.state.mu
         w = d.weights if d.weights is not None else np.ones(self.nobs)
         if kind == "response":
             r = d.y - mu

@@ -16,6 +16,10 @@ class GlmmSummary(LmmSummary):
         method = "Laplace approximation" if r.nagq <= 1 else f"adaptive Gauss-Hermite quadrature (nAGQ = {r.nagq})"
         lines = [f"Generalized linear mixed model fit by maximum likelihood ({method}) [multilevel]",
                  f"Family: {r.family.name} ({r.family.link.name})"]
+        if r.dispersion is not None:
+            what = "dispersion phi (variance phi mu^2)" if r.family.name == "gamma" else \
+                "shape k (variance mu + mu^2 / k)"
+            lines.append(f"{what}: {r.dispersion:.6g}")
         if r.design.formula:
             lines.append(f"Formula: {r.design.formula}")
         return lines
