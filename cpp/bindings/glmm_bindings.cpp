@@ -25,14 +25,15 @@ offset : (n,) float64
 codes : list of (n,) int32, one per term
 z : list of (n, p_k) float64, one per term
 nlevels : list of int
-family : 0 binomial, 1 poisson
+family : 0 binomial, 1 poisson, 2 Gamma, 3 negative binomial (shape via set_shape)
 link : 0 logit, 1 probit, 2 cloglog, 3 log, 4 identity, 5 sqrt
 )doc")
       .def(py::init([](const Eigen::VectorXd& y, const Eigen::MatrixXd& x, const Eigen::VectorXd& prior,
                        const Eigen::VectorXd& offset,
                        std::vector<Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>> codes,
                        std::vector<Eigen::MatrixXd> z, std::vector<Index> nlevels, int family, int link) {
-             if (family < 0 || family > 1) throw std::invalid_argument("family must be 0 (binomial) or 1 (poisson)");
+             if (family < 0 || family > 3)
+               throw std::invalid_argument("family must be 0 (binomial), 1 (poisson), 2 (Gamma) or 3 (negative binomial)");
              if (link < 0 || link > 5) throw std::invalid_argument("link must be 0..5");
              return std::make_unique<GlmmPirls>(y, x, prior, offset, std::move(codes), std::move(z),
                                                 std::move(nlevels),
@@ -63,6 +64,9 @@ link : 0 logit, 1 probit, 2 cloglog, 3 log, 4 identity, 5 sqrt
           py::arg("maxiter"),
           "Conditional modes at theta from eta_start (n,); beta (p,) fixed if fixed_beta. Returns eta, beta, "
           "u, b (per term (p_k, nlevels_k)), deviance, logdet, iterations.")
+      .def("set_prior", &GlmmPirls::set_prior, py::arg("prior"),
+           "Replace the prior weights (n,) (the Gamma dispersion enters as prior / phi).")
+      .def("set_shape", &GlmmPirls::set_shape, py::arg("shape"), "Set the negative binomial shape k > 0.")
       .def(
           "solve",
           [](GlmmPirls& g, const Eigen::VectorXd& theta, bool reml) {

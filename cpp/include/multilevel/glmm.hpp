@@ -20,13 +20,14 @@
 
 namespace multilevel {
 
-enum class GlmFamily : int { Binomial = 0, Poisson = 1 };
+enum class GlmFamily : int { Binomial = 0, Poisson = 1, Gamma = 2, NegativeBinomial = 3 };
 enum class GlmLink : int { Logit = 0, Probit = 1, Cloglog = 2, Log = 3, Identity = 4, Sqrt = 5 };
 
 /// Elementwise GLM quantities (R's conventions, probabilities kept inside (eps, 1 - eps)).
 struct Glm {
   GlmFamily family;
   GlmLink link;
+  double shape = 1.0;  ///< negative binomial k: Var = mu + mu^2 / k
 
   /// Mean and d mu / d eta at eta.
   void mean(double eta, double& mu, double& dmu) const {
@@ -64,7 +65,15 @@ struct Glm {
     }
   }
 
-  double variance(double mu) const { return family == GlmFamily::Binomial ? mu * (1.0 - mu) : mu; }
+  double variance(double mu) const {
+    switch (family) {
+      case GlmFamily::Binomial: return mu * (1.0 - mu);
+      case GlmFamily::Poisson: return mu;
+      case GlmFamily::Gamma: return mu * mu;
+      case GlmFamily::NegativeBinomial: return mu + mu * mu / shape;
+    }
+    return mu;
+  }
 
   /// Unit deviance d(y, mu) (per unit prior weight).
   double deviance(double y, double mu) const {
@@ -74,6 +83,9 @@ struct Glm {
       if (y < 1.0) d += (1.0 - y) * std::log((1.0 - y) / (1.0 - mu));
       return 2.0 * d;
     }
+    if (family == GlmFamily::Gamma) return 2.0 * (-std::log(y / mu) + (y - mu) / mu);
+    if (family == GlmFamily::NegativeBinomial)
+      return 2.0 * ((y > 0.0 ? y * std::log(y / mu) : 0.0) - (y + shape) * std::log((y + shape) / (mu + shape)));
     return 2.0 * ((y > 0.0 ? y * std::log(y / mu) : 0.0) - (y - mu));
   }
 };
@@ -114,6 +126,18 @@ class GlmmPirls {
   }
 
   Index nobs() const { return y_.size(); }
+
+  /// Replace the prior weights (n,): the dispersion of the Gamma family enters as prior / phi.
+  void set_prior(const VectorXd& prior) {
+    if (prior.size() != nobs()) throw std::invalid_argument("prior weights must have one value per row");
+    prior_ = prior;
+  }
+
+  /// The negative binomial shape k (> 0).
+  void set_shape(double shape) {
+    if (!(shape > 0.0)) throw std::invalid_argument("the negative binomial shape must be positive");
+    glm_.shape = shape;
+  }
 
   /// Conditional modes at theta, from the linear predictor eta_start (n,).
   /// beta (p,) is held fixed when fixed_beta, else estimated jointly.
@@ -263,6 +287,11 @@ class GlmmPirls {
       dmu_ = mu_;
     } else {
       for (Index i = 0; i < n; ++i) glm_.mean(eta[i], mu_[i], dmu_[i]);
+    }
+    if (glm_.family == GlmFamily::Gamma || glm_.family == GlmFamily::NegativeBinomial) {
+      double total = 0.0;
+      for (Index i = 0; i < n; ++i) total += prior_[i] * glm_.deviance(y_[i], mu_[i]);
+      return total;
     }
     const Eigen::ArrayXd mu = mu_.array(), y = y_.array();
     Eigen::ArrayXd d;
