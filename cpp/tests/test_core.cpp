@@ -14,6 +14,7 @@ using namespace multilevel;
 using namespace multilevel::testing;
 
 void test_cluster_sums(std::mt19937& rng);  // test_cluster_sums.cpp
+void test_glmm_pirls(std::mt19937& rng);   // test_glmm_pirls.cpp
 
 namespace {
 
@@ -180,6 +181,7 @@ int main() {
   std::mt19937 rng(20261125);
   for (int trial = 0; trial < 40; ++trial) test_against_dense(rng, trial);
   test_cluster_sums(rng);
+  test_glmm_pirls(rng);
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
