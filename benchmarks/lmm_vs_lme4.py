@@ -2,7 +2,9 @@
 
 Problems
 --------
-insteval  InstEval (73,421 rows), ``y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)``, ML.
+sleepstudy     sleepstudy (180 rows), ``Reaction ~ Days + (Days | Subject)``, REML.
+insteval       InstEval (73,421 rows), ``y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)``, ML.
+insteval_dept  InstEval, ``y ~ service * dept + (1 | s) + (1 | d)`` (28 fixed effects), ML.
 nested    generated, 20,000 groups of 50 (1,000,000 rows),
           ``y ~ x1 + x2 + x3 + x4 + x5 + (1 + x1 | g)``, REML.
 large     as ``nested`` with 200,000 groups (10,000,000 rows); ours only,
@@ -62,6 +64,8 @@ DEFAULT_OUT = RESULTS_DIR / "lmm_vs_lme4.json"
 
 INSTEVAL_FORMULA = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)"
 INSTEVAL_FACTORS = ["s", "d", "dept", "service"]
+INSTEVAL_DEPT_FORMULA = "y ~ service * dept + (1 | s) + (1 | d)"
+SLEEPSTUDY_FORMULA = "Reaction ~ Days + (Days | Subject)"
 NESTED_FORMULA = "y ~ x1 + x2 + x3 + x4 + x5 + (1 + x1 | g)"
 NESTED_NUMERIC = ["y", "x1", "x2", "x3", "x4", "x5"]
 GROUP_SIZE = 50
@@ -178,11 +182,25 @@ def core_fingerprint(path: Path | None = None) -> dict[str, Any]:
     }
 
 
+def _r_level_order(df: Any, factors: list[str]) -> Any:
+    """Factor levels in the order R's ``factor()`` gives the CSV columns (numeric if the labels are
+    numbers), so both tools drop the same reference level and their coefficients compare."""
+    import pandas as pd
+
+    for col in factors:
+        if isinstance(df[col].dtype, pd.CategoricalDtype):
+            cats = list(df[col].cat.categories)
+            numeric = all(str(c).lstrip("-").replace(".", "", 1).isdigit() for c in cats)
+            order = sorted(cats, key=lambda c: float(c)) if numeric else sorted(cats)
+            df[col] = df[col].cat.reorder_categories(order)
+    return df
+
+
 def _load_problem_data(spec: dict[str, Any]) -> Any:
-    if spec["problem"] == "insteval":
+    if "dataset" in spec:  # a bundled data set
         from multilevel.datasets import load_dataset
 
-        return load_dataset("InstEval")
+        return _r_level_order(load_dataset(spec["dataset"]), spec["factors"])
     ds = _load_datasets_module()
     return ds.nested_lmm(n_groups=spec["n_groups"], group_size=spec["group_size"], seed=spec["seed"])
 
@@ -396,8 +414,8 @@ def fit_lme4(rscript: str, csv: Path, formula: str, reml: bool, factors: list[st
 
 def csv_path(spec: dict[str, Any]) -> Path:
     """Where a problem's data for R go."""
-    if spec["problem"] == "insteval":
-        return DATA_DIR / "InstEval.csv"
+    if "dataset" in spec:
+        return DATA_DIR / f"{spec['dataset']}.csv"
     return DATA_DIR / f"nested_{spec['n_groups']}x{spec['group_size']}_seed{spec['seed']}.csv"
 
 
@@ -418,11 +436,11 @@ def run_write_csv(spec_path: str) -> None:
     """Worker: generate or load a problem's data and write its CSV for R."""
     spec = json.loads(Path(spec_path).read_text())
     path = csv_path(spec)
-    if spec["problem"] == "insteval":
+    if "dataset" in spec:
         _import_multilevel()
         from multilevel.datasets import load_dataset
 
-        load_dataset("InstEval").to_csv(path, index=False)
+        load_dataset(spec["dataset"]).to_csv(path, index=False)
     else:
         ds = _load_datasets_module()
         df = ds.nested_lmm(n_groups=spec["n_groups"], group_size=spec["group_size"], seed=spec["seed"])
@@ -436,6 +454,13 @@ def _median(xs: list[float]) -> float | None:
 
 def _mb(kb: float | None) -> float | None:
     return None if kb is None else kb / 1024.0
+
+
+def _coef_key(name: str) -> str:
+    """A coefficient name in a form both tools share: formulaic's ``dept[T.2]:service[T.1]`` and R's
+    ``service1:dept2`` both become ``dept2:service1``."""
+    name = "Intercept" if name == "(Intercept)" else name.replace("[T.", "").replace("]", "")
+    return ":".join(sorted(name.split(":")))
 
 
 def summarize_mixedlm(s: dict[str, Any], records: list[dict[str, Any]]) -> None:
@@ -527,10 +552,12 @@ def summarize(problem: str, spec: dict[str, Any], ours: list[dict[str, Any]], th
     if ok_ours and ok_theirs:
         s["ratio_lme4_over_ours"] = s["lme4_median_s"] / s["ours_median_s"]
         s["objective_diff_ours_minus_lme4"] = s["ours_objective"] - s["lme4_objective"]
-        ob, tb, se = list(s["ours_fixef"].values()), list(s["lme4_fixef"].values()), list(s["ours_se"].values())
         s["fixef_names"] = {"ours": list(s["ours_fixef"]), "lme4": list(s["lme4_fixef"])}
-        if len(ob) == len(tb):
-            s["max_abs_dbeta_over_se"] = max(abs(a - b) / e for a, b, e in zip(ob, tb, se))
+        theirs_by_key = {_coef_key(k): v for k, v in s["lme4_fixef"].items()}
+        diffs = [abs(v - theirs_by_key[_coef_key(k)]) / s["ours_se"][k] for k, v in s["ours_fixef"].items()
+                 if _coef_key(k) in theirs_by_key]
+        if len(diffs) == len(s["ours_fixef"]):
+            s["max_abs_dbeta_over_se"] = max(diffs)
         ot, tt = list(s["ours_theta"].values()), list(s["lme4_theta"].values())
         if len(ot) == len(tt):
             s["max_abs_dtheta"] = max(abs(a - b) for a, b in zip(ot, tt))
@@ -665,7 +692,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2, help="fits per tool, alternating (default 2)")
     parser.add_argument("--large", action="store_true", help="also run the 10,000,000-row problem (ours only)")
-    parser.add_argument("--only", choices=["insteval", "nested", "large"], help="run one problem only")
+    parser.add_argument("--only", choices=["sleepstudy", "insteval", "insteval_dept", "nested", "large"],
+                        help="run one problem only")
     parser.add_argument("--n-groups", type=int, default=20_000, help="groups of the nested problem (default 20000)")
     parser.add_argument("--large-groups", type=int, default=200_000,
                         help="groups of the large problem (default 200000)")
@@ -700,7 +728,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         problems = [args.only]
     else:
-        problems = ["insteval", "nested"] + (["large"] if args.large else [])
+        problems = ["sleepstudy", "insteval", "insteval_dept", "nested"] + (["large"] if args.large else [])
 
     rscript: str | None = None
     lme4_note: str | None = None
@@ -720,8 +748,12 @@ def main(argv: list[str] | None = None) -> int:
         print("mixedlm skipped: " + ("--no-mixedlm" if args.no_mixedlm else "the mixedlm package is not installed"))
 
     specs = {
-        "insteval": {"problem": "insteval", "formula": INSTEVAL_FORMULA, "reml": False,
+        "sleepstudy": {"problem": "sleepstudy", "dataset": "sleepstudy", "formula": SLEEPSTUDY_FORMULA,
+                       "reml": True, "numeric_columns": ["Reaction", "Days"], "factors": ["Subject"]},
+        "insteval": {"problem": "insteval", "dataset": "InstEval", "formula": INSTEVAL_FORMULA, "reml": False,
                      "numeric_columns": ["y"], "factors": INSTEVAL_FACTORS},
+        "insteval_dept": {"problem": "insteval_dept", "dataset": "InstEval", "formula": INSTEVAL_DEPT_FORMULA,
+                          "reml": False, "numeric_columns": ["y"], "factors": INSTEVAL_FACTORS},
         "nested": {"problem": "nested", "formula": NESTED_FORMULA, "reml": True, "n_groups": args.n_groups,
                    "group_size": GROUP_SIZE, "seed": seed, "numeric_columns": NESTED_NUMERIC, "factors": ["g"]},
         "large": {"problem": "large", "formula": NESTED_FORMULA, "reml": True, "n_groups": args.large_groups,

@@ -4,8 +4,8 @@ Full mode runs the per-family scripts (each fits every installed peer on the
 same data in the same run, alternating the tools, each fit in a fresh
 process) and gathers their records into one table:
 
-* ``lmm_vs_lme4.py``: lme4 and mixedlm; InstEval, nested LMMs of 10^4..10^6
-  rows (``--large``: 10^7, ours only);
+* ``lmm_vs_lme4.py``: lme4 and mixedlm; sleepstudy, InstEval (two models),
+  nested LMMs of 10^4..10^6 rows (``--large``: 10^7, ours only);
 * ``gee_vs_geepack.py``: geepack and statsmodels; binary exchangeable
   (10^6 rows) and Poisson AR(1) (10^5 rows);
 * ``gls_vs_nlme.py``: nlme; AR(1) at 2x10^5 rows (``--large``: 10^7, ours only);
@@ -164,8 +164,11 @@ def family_runs(repeats: int, large: bool) -> list[tuple[str, list[str], Path]]:
     """(label, command, JSON output) for every family script run of the full benchmark."""
     py = [sys.executable]
     rep = ["--repeats", str(repeats)]
-    runs = [("lmm", py + [str(BENCH_DIR / "lmm_vs_lme4.py"), *rep, "--only", "insteval",
-                          "--out", str(RESULTS_DIR / "lmm_insteval.json")], RESULTS_DIR / "lmm_insteval.json")]
+    runs = []
+    for problem in ("sleepstudy", "insteval", "insteval_dept"):
+        out = RESULTS_DIR / f"lmm_{problem}.json"
+        runs.append(("lmm", py + [str(BENCH_DIR / "lmm_vs_lme4.py"), *rep, "--only", problem, "--out", str(out)],
+                     out))
     for groups in NESTED_GROUPS:
         out = RESULTS_DIR / f"lmm_nested_{groups * 50}.json"
         runs.append(("lmm", py + [str(BENCH_DIR / "lmm_vs_lme4.py"), *rep, "--only", "nested", "--n-groups",
