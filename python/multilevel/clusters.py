@@ -49,6 +49,10 @@ class ClusterLayout:
     def sizes(self) -> np.ndarray:
         return np.diff(self.ptr)
 
+    def time_or_empty(self) -> np.ndarray:
+        """The continuous times, or an empty array (as the C++ core takes "no times")."""
+        return self.time_values if self.time_values is not None else np.zeros(0)
+
 
 @dataclass
 class ClusteredDesign:

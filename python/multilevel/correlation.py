@@ -44,8 +44,9 @@ class CorrelationStructure:
     kind: ClassVar[int] = KIND_TABLE
     #: Pair grouping whose residual cross-products estimate the parameters (None: no parameters).
     pair_grouping: ClassVar[int | None] = None
-    #: Whether the positions of rows within a cluster matter.
-    uses_positions: ClassVar[bool] = False
+    #: Whether a position names a category (unstructured, fixed: a time's rank among the distinct
+    #: times) rather than a point on a time axis whose differences are lags (ar1, banded).
+    positions_are_labels: ClassVar[bool] = False
 
     def nparams(self, npositions: int) -> int:
         """Number of correlation parameters for clusters with positions ``0..npositions-1``."""
@@ -76,6 +77,21 @@ class CorrelationStructure:
 
     def to_unconstrained(self, params: np.ndarray, max_size: int) -> np.ndarray:
         return np.zeros(0)
+
+    # nlme's "natural" scale for intervals: the unconstrained one, except for unstructured.
+    def to_natural(self, params: np.ndarray, max_size: int) -> np.ndarray:
+        """Parameters on the scale where normal intervals are formed (nlme's ``natural``)."""
+        return self.to_unconstrained(params, max_size)
+
+    def from_natural(self, x: np.ndarray, max_size: int) -> np.ndarray:
+        return self.from_unconstrained(x, max_size)
+
+    def core_arguments(self, params: np.ndarray, npositions: int) -> tuple[int, float, np.ndarray]:
+        """``(kind, alpha, table)`` as the C++ core's working correlation takes them."""
+        if self.kind == KIND_TABLE:
+            return self.kind, 0.0, self.table(params, npositions)
+        alpha = float(params[0]) if self.kind in (KIND_EXCHANGEABLE, KIND_AR1, KIND_CAR1) else 0.0
+        return self.kind, alpha, np.zeros((0, 0))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -129,7 +145,6 @@ class Ar1(CorrelationStructure):
     name: ClassVar[str] = "ar1"
     kind: ClassVar[int] = KIND_AR1
     pair_grouping: ClassVar[int | None] = PAIRS_BY_LAG
-    uses_positions: ClassVar[bool] = True
 
     def nparams(self, npositions: int) -> int:
         return 1
@@ -172,7 +187,6 @@ class Car1(CorrelationStructure):
 
     name: ClassVar[str] = "car1"
     kind: ClassVar[int] = KIND_CAR1
-    uses_positions: ClassVar[bool] = True
 
     def nparams(self, npositions: int) -> int:
         return 1
@@ -195,7 +209,6 @@ class MDependent(CorrelationStructure):
     m: int = 1
     name: ClassVar[str] = "m-dependent"
     pair_grouping: ClassVar[int | None] = PAIRS_BY_LAG
-    uses_positions: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if int(self.m) != self.m or self.m < 1:
@@ -233,7 +246,7 @@ class Unstructured(CorrelationStructure):
 
     name: ClassVar[str] = "unstructured"
     pair_grouping: ClassVar[int | None] = PAIRS_BY_POSITION
-    uses_positions: ClassVar[bool] = True
+    positions_are_labels: ClassVar[bool] = True
 
     def nparams(self, npositions: int) -> int:
         return npositions * (npositions - 1) // 2
@@ -284,6 +297,14 @@ class Unstructured(CorrelationStructure):
                 u.append(np.log(angle / (np.pi - angle)))
         return np.array(u)
 
+    def to_natural(self, params: np.ndarray, max_size: int) -> np.ndarray:
+        """Fisher z of each correlation, ``log((1 + r) / (1 - r))`` (nlme's ``corNatural``)."""
+        params = np.asarray(params, dtype=float)
+        return np.log((1 + params) / (1 - params))
+
+    def from_natural(self, x: np.ndarray, max_size: int) -> np.ndarray:
+        return np.tanh(0.5 * np.asarray(x, dtype=float))
+
 
 @dataclass(frozen=True, repr=False)
 class Fixed(CorrelationStructure):
@@ -291,7 +312,7 @@ class Fixed(CorrelationStructure):
 
     matrix: Any = field(default=None)
     name: ClassVar[str] = "fixed"
-    uses_positions: ClassVar[bool] = True
+    positions_are_labels: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         r = np.asarray(self.matrix, dtype=float)

@@ -48,16 +48,8 @@ class Link:
         return f"Link({self.name!r})"
 
 
-def _logit_inverse(eta: Array) -> Array:
-    return np.clip(special.expit(eta), _EPS, 1 - _EPS)
-
-
-def _logit_mu_eta(eta: Array) -> Array:
-    mu = special.expit(eta)
-    return np.maximum(mu * (1 - mu), _EPS)
-
-
 def _logit_both(eta: Array) -> tuple[Array, Array]:
+    """Mean and dmu/deta of the logit link from one logistic evaluation."""
     mu = special.expit(eta)
     return np.clip(mu, _EPS, 1 - _EPS), np.maximum(mu * (1 - mu), _EPS)
 
@@ -74,7 +66,8 @@ def _cloglog_mu_eta(eta: Array) -> Array:
 LINKS: dict[str, Link] = {
     "identity": Link("identity", lambda mu: mu, lambda eta: eta, lambda eta: np.ones_like(eta)),
     "log": Link("log", np.log, lambda eta: np.maximum(np.exp(eta), _EPS), lambda eta: np.maximum(np.exp(eta), _EPS)),
-    "logit": Link("logit", special.logit, _logit_inverse, _logit_mu_eta, _logit_both),
+    "logit": Link("logit", special.logit, lambda eta: _logit_both(eta)[0], lambda eta: _logit_both(eta)[1],
+                  _logit_both),
     "probit": Link("probit", stats.norm.ppf, lambda eta: np.clip(special.ndtr(eta), _EPS, 1 - _EPS),
                    lambda eta: np.maximum(stats.norm.pdf(eta), _EPS)),
     "cloglog": Link("cloglog", lambda mu: np.log(-np.log1p(-mu)), _cloglog_inverse, _cloglog_mu_eta),

@@ -10,10 +10,10 @@
 #pragma once
 
 #include <Eigen/Dense>
-#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "multilevel/parallel.hpp"
 #include "multilevel/types.hpp"
@@ -55,11 +55,34 @@ struct ClusterSums {
 
 namespace detail {
 
+/// Positions (and continuous times) of one cluster's rows, reused across clusters.
+struct ClusterRows {
+  Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1> pos;
+  VectorXd times;
+
+  /// Fill pos/times for cluster j; returns its data rows (layout.size(j) of them).
+  const std::int32_t* gather(const ClusterLayout& layout, Index j) {
+    const Index nj = layout.size(j);
+    const std::int32_t* rows = layout.order.data() + layout.ptr[j];
+    pos.resize(nj);
+    times.resize(layout.time.size() ? nj : 0);
+    for (Index i = 0; i < nj; ++i) {
+      pos[i] = layout.position[rows[i]];
+      if (times.size()) times[i] = layout.time[rows[i]];
+    }
+    return rows;
+  }
+
+  bool whiten(const WorkingCorrelation& corr, Eigen::Ref<MatrixXd> block, double& logdet) const {
+    return corr.whiten(pos.data(), times.data(), block, logdet);
+  }
+};
+
 /// Accumulator of one chunk of clusters, with its own scratch block.
 struct ClusterAccumulator {
   MatrixXd H, M, block, hj;                    // sums, and scratch reused across clusters
-  VectorXd U, uj, times;
-  Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1> pos;
+  VectorXd U, uj;
+  ClusterRows cluster;
   double ee = 0.0, logdet = 0.0;
   Index failed = -1;
   explicit ClusterAccumulator(Index p)
@@ -97,43 +120,30 @@ inline ClusterSums cluster_sums(const StridedMatrixMap& x, const StridedVectorMa
       layout.nclusters(), chunk, [p] { return detail::ClusterAccumulator(p); },
       [&](detail::ClusterAccumulator& s, Index j) {
         const Index nj = layout.size(j);
-        const std::int32_t* rows = layout.order.data() + layout.ptr[j];
+        const std::int32_t* rows = s.cluster.gather(layout, j);
         s.block.resize(nj, p + 1);
-        s.pos.resize(nj);
-        s.times.resize(layout.time.size() ? nj : 0);
         for (Index i = 0; i < nj; ++i) {
-          const Index r = rows[i];
-          s.block.row(i).head(p) = a[r] * x.row(r);
-          s.block(i, p) = e[r];
-          s.pos[i] = layout.position[r];
-          if (s.times.size()) s.times[i] = layout.time[r];
+          s.block.row(i).head(p) = a[rows[i]] * x.row(rows[i]);
+          s.block(i, p) = e[rows[i]];
         }
-        if (!corr.whiten(s.pos.data(), s.times.data(), s.block, s.logdet)) {
+        if (!s.cluster.whiten(corr, s.block, s.logdet)) {
           if (s.failed < 0) s.failed = j;
           return;
         }
         const auto d = s.block.leftCols(p);
         const auto r = s.block.col(p);
         // Clusters are small: lazy (coefficient-wise) products avoid the GEMM dispatch overhead.
+        s.hj.noalias() = d.transpose().lazyProduct(d);
         s.uj.noalias() = d.transpose().lazyProduct(r);
+        s.H += s.hj;
         s.U += s.uj;
         s.ee += r.squaredNorm();
-        switch (meat) {
-          case MeatKind::Robust:
-            s.H.noalias() += d.transpose().lazyProduct(d);
-            break;
-          case MeatKind::BiasReduced: {
-            s.H.noalias() += d.transpose() * d;
-            MatrixXd g = -d * h_inv * d.transpose();
-            g.diagonal().array() += 1.0;
-            s.uj.noalias() = d.transpose() * g.partialPivLu().solve(r);
-            break;
-          }
-          case MeatKind::OneStepJack:
-            s.hj.noalias() = d.transpose() * d;
-            s.H += s.hj;
-            s.uj = (h_full - s.hj).ldlt().solve(s.uj);
-            break;
+        if (meat == MeatKind::BiasReduced) {
+          MatrixXd g = -d * h_inv * d.transpose();
+          g.diagonal().array() += 1.0;
+          s.uj.noalias() = d.transpose() * g.partialPivLu().solve(r);
+        } else if (meat == MeatKind::OneStepJack) {
+          s.uj = (h_full - s.hj).ldlt().solve(s.uj);
         }
         s.M.noalias() += s.uj.lazyProduct(s.uj.transpose());
       });
@@ -197,34 +207,32 @@ inline PairMoments pair_moments(const StridedVectorMap& r, const ClusterLayout& 
 inline MatrixXd whiten_rows(const StridedMatrixMap& values, const ClusterLayout& layout,
                             const WorkingCorrelation& corr, Index& failed_cluster) {
   MatrixXd out(values.rows(), values.cols());
-  std::atomic<Index> failed{-1};
-  const Index nclusters = layout.nclusters();
+  const Index nclusters = layout.nclusters(), chunk = 1024;
+  const Index nchunks = (nclusters + chunk - 1) / chunk;
+  std::vector<Index> failed(static_cast<std::size_t>(nchunks), -1);  // per chunk: deterministic first failure
   ML_PARALLEL_FOR_DYNAMIC
-  for (Index c = 0; c < (nclusters + 1023) / 1024; ++c) {
+  for (Index c = 0; c < nchunks; ++c) {
     MatrixXd block;
-    VectorXd times;
-    Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1> pos;
-    for (Index j = c * 1024; j < std::min(nclusters, (c + 1) * 1024); ++j) {
+    detail::ClusterRows cluster;
+    for (Index j = c * chunk; j < std::min(nclusters, (c + 1) * chunk); ++j) {
+      const std::int32_t* rows = cluster.gather(layout, j);
       const Index nj = layout.size(j);
-      const std::int32_t* rows = layout.order.data() + layout.ptr[j];
       block.resize(nj, values.cols());
-      pos.resize(nj);
-      times.resize(layout.time.size() ? nj : 0);
-      for (Index i = 0; i < nj; ++i) {
-        block.row(i) = values.row(rows[i]);
-        pos[i] = layout.position[rows[i]];
-        if (times.size()) times[i] = layout.time[rows[i]];
-      }
+      for (Index i = 0; i < nj; ++i) block.row(i) = values.row(rows[i]);
       double logdet = 0.0;
-      if (!corr.whiten(pos.data(), times.data(), block, logdet)) {
-        Index expected = -1;
-        failed.compare_exchange_strong(expected, j);
+      if (!cluster.whiten(corr, block, logdet)) {
+        if (failed[static_cast<std::size_t>(c)] < 0) failed[static_cast<std::size_t>(c)] = j;
         continue;
       }
       for (Index i = 0; i < nj; ++i) out.row(rows[i]) = block.row(i);
     }
   }
-  failed_cluster = failed.load();
+  failed_cluster = -1;
+  for (Index f : failed)
+    if (f >= 0) {
+      failed_cluster = f;
+      break;
+    }
   return out;
 }
 

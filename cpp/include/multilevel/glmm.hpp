@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "multilevel/lmm.hpp"
+#include "multilevel/relative_covariance.hpp"
 #include "multilevel/types.hpp"
 
 namespace multilevel {
@@ -237,14 +238,11 @@ class GlmmPirls {
   /// b_k = Lambda_k u_k per term, from the concatenated spherical modes.
   std::vector<MatrixXd> random_effects(const VectorXd& theta, const VectorXd& u) const {
     std::vector<MatrixXd> out;
-    Index off = 0, toff = 0;
+    Index off = 0;
     for (std::size_t k = 0; k < z_.size(); ++k) {
-      const Index pk = z_[k].cols(), qk = nlevels_[k];
-      MatrixXd lam = MatrixXd::Zero(pk, pk);
-      for (Index c = 0; c < pk; ++c)
-        for (Index r = c; r < pk; ++r) lam(r, c) = theta[toff++];
-      out.push_back(lam * Eigen::Map<const MatrixXd>(u.data() + off, pk, qk));
-      off += pk * qk;
+      const TermLayout& t = last_->normal_equations().terms[k];
+      out.push_back(term_lambda(t, theta) * Eigen::Map<const MatrixXd>(u.data() + off, t.p, t.nlevels));
+      off += t.p * t.nlevels;
     }
     return out;
   }

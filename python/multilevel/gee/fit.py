@@ -71,13 +71,11 @@ def cluster_sums(design: GeeDesign, structure: CorrelationStructure, params: np.
     """
     lay = design.layout
     root_scale = np.sqrt(scale)
-    table = structure.table(params, lay.npositions) if structure.kind == 3 else np.zeros((0, 0))
-    alpha = float(params[0]) if structure.kind in (1, 2) else 0.0
     e = (wa.pearson if residual is None else residual) / root_scale
     p = design.X.shape[1]
     out = _core.cluster_sums(design.X, wa.root_info / root_scale, e, lay.order, lay.ptr, lay.position,
-                                 structure.kind, alpha, table, meat,
-                                 np.zeros((p, p)) if h_full is None else h_full)
+                             *structure.core_arguments(params, lay.npositions), meat,
+                             np.zeros((p, p)) if h_full is None else h_full)
     if out["failed_cluster"] >= 0:
         label = design.cluster_labels[out["failed_cluster"]]
         raise FloatingPointError(

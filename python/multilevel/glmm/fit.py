@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from multilevel.families import Family, get_family
-from multilevel.glmm.gradient import has_exact_gradient, laplace_gradient
 from multilevel.glmm.objective import DISPERSION_FAMILIES, GlmmObjective, check_quadrature
 from multilevel.glmm.result import GlmmResult, rx_covariance
 from multilevel.lmm.design import LmmDesign, lmm_design
@@ -84,7 +83,6 @@ def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, lin
                                  else moment_dispersion(family, design, glm_means(design, family)))
     lower = theta_lower_bounds(design.terms)
     theta0 = theta_start(design.terms) if not start or "theta" not in start else np.asarray(start["theta"], float)
-    exact = has_exact_gradient(design, family, nagq) and not objective.has_dispersion
     # Stage 1 only needs to land near the optimum when stage 2 follows.
     loose = {"ftol_abs": 1e-2, "xtol_abs": 1e-2} if nagq > 0 else {}
     stage1 = minimize_bobyqa(objective.stage1, theta0, lower, **{**loose, **optimizer_options})
@@ -101,18 +99,17 @@ def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, lin
 
         def scaled(x: np.ndarray) -> Any:
             params = np.concatenate([x[:nt], beta0 + scale * x[nt:nt + p], x[nt + p:]])  # tail: log dispersion
-            if not exact:
+            if not objective.has_gradient:
                 return objective(params)
-            st = objective.state(params[:nt], params[nt:])
-            grad = laplace_gradient(design, family, objective.pirls.prior, float(params[0]), st)
-            return st.laplace, np.concatenate([grad[:nt], grad[nt:] * scale])
+            value, grad = objective.value_and_gradient(params)
+            return value, np.concatenate([grad[:nt], grad[nt:] * scale])
 
         x0 = np.concatenate([stage1.final, np.zeros(p)])
         bounds = np.concatenate([lower, np.full(p, -np.inf)])
         if objective.has_dispersion:  # re-estimated at the stage-1 modes; joins as its logarithm
             x0 = np.concatenate([x0, [np.log(moment_dispersion(family, design, st.mu))]])
             bounds = np.concatenate([bounds, [-np.inf]])
-        if exact:
+        if objective.has_gradient:
             optsum = minimize_quasi_newton(scaled, x0, [(lo if np.isfinite(lo) else None, None) for lo in bounds],
                                            with_gradient=True)
         else:  # derivative-free: forward-difference gradients of PIRLS-based deviances cost more evaluations

@@ -15,6 +15,7 @@ from scipy.special import logsumexp
 
 from multilevel import _core
 from multilevel.families import Family
+from multilevel.glmm.gradient import has_exact_gradient, laplace_gradient
 from multilevel.glmm.pirls import Pirls, PirlsState
 from multilevel.lmm.design import LmmDesign
 
@@ -51,6 +52,10 @@ class GlmmObjective:
         if self.has_dispersion and self.nagq > 1:
             raise ValueError(f"nagq > 1 is not available for the {family.name} family; use nagq=1 (Laplace)")
         self.dispersion = 1.0
+        #: Whether :meth:`value_and_gradient` applies (one scalar term, canonical link, Laplace).
+        self.has_gradient = has_exact_gradient(design, family, nagq)
+        #: The modes of the last evaluation (at the optimum once the optimizer is done).
+        self.last_state: PirlsState | None = None
         if self.nagq > 1:
             nodes, weights = hermegauss(self.nagq)
             self.nodes, self.log_weights = nodes, np.log(weights / np.sqrt(2 * np.pi))
@@ -60,7 +65,14 @@ class GlmmObjective:
         return self.pirls.run(np.asarray(theta, dtype=float)).laplace
 
     def state(self, theta: np.ndarray, beta: np.ndarray) -> PirlsState:
-        return self.pirls.run(np.asarray(theta, dtype=float), np.asarray(beta, dtype=float))
+        self.last_state = self.pirls.run(np.asarray(theta, dtype=float), np.asarray(beta, dtype=float))
+        return self.last_state
+
+    def value_and_gradient(self, params: np.ndarray) -> tuple[float, np.ndarray]:
+        """Laplace deviance and its exact gradient in ``(theta, beta)`` (requires :attr:`has_gradient`)."""
+        theta, beta = params[: self.ntheta], params[self.ntheta:]
+        st = self.state(theta, beta)
+        return st.laplace, laplace_gradient(self.design, self.family, self.pirls.prior, float(theta[0]), st)
 
     def set_dispersion(self, value: float) -> None:
         self.dispersion = float(value)

@@ -13,6 +13,7 @@ from multilevel.families import Family
 from multilevel.inference import coefficient_table, normal_pvalues
 from multilevel.lmm.design import LmmDesign
 from multilevel.lmm.result import LmmResult
+from multilevel.numdiff import hessian, hessian_from_gradient
 from multilevel.optimize import OptSummary
 
 
@@ -45,8 +46,8 @@ class GlmmResult(LmmResult):
         self._theta = np.asarray(optsum.final[:nt], dtype=float)
         self._log_dispersion = np.asarray(optsum.final[nt + p:], dtype=float)  # empty without a dispersion
         if nagq > 0:
-            self.objective = float(objective(optsum.final))  # also leaves PIRLS at the optimum
-            self.state = objective.state(self._theta, optsum.final[nt:nt + p])
+            self.objective = float(objective(optsum.final))  # leaves PIRLS and its modes at the optimum
+            self.state = objective.last_state
         else:
             self.state = objective.pirls.run(self._theta)
             self.objective = self.state.laplace
@@ -117,39 +118,18 @@ class GlmmResult(LmmResult):
     def _hessian_cov(self) -> np.ndarray:
         """Beta block of ``2 H^-1``; ``H`` by central differences of the exact gradient where there is
         one, else of the deviance (steps 1e-4, as lme4's ``deriv12``)."""
-        from multilevel.glmm.gradient import has_exact_gradient, laplace_gradient
-
-        x0 = np.concatenate([self._theta, self._beta, self._log_dispersion])
-        nt, p, k = self._theta.size, self._beta.size, x0.size
-        h = 1e-4 * np.maximum(np.abs(x0), 1.0)
         f = self._objective
-        hess = np.zeros((k, k))
-        if has_exact_gradient(self.design, self.family, self.nagq):
-            def grad(x: np.ndarray) -> np.ndarray:
-                st = f.state(x[:nt], x[nt:])
-                return laplace_gradient(self.design, self.family, f.pirls.prior, float(x[0]), st)
-
-            for i in range(k):
-                e = np.zeros(k)
-                e[i] = h[i]
-                hess[:, i] = (grad(x0 + e) - grad(x0 - e)) / (2 * h[i])
-            hess = 0.5 * (hess + hess.T)
+        x0 = np.concatenate([self._theta, self._beta, self._log_dispersion])
+        nt, p = self._theta.size, self._beta.size
+        if f.has_gradient:
+            hess = hessian_from_gradient(lambda x: f.value_and_gradient(x)[1], x0)
         else:
-            f0 = f(x0)
-            for i in range(k):
-                ei = np.zeros(k)
-                ei[i] = h[i]
-                hess[i, i] = (f(x0 + ei) - 2 * f0 + f(x0 - ei)) / h[i] ** 2
-                for j in range(i):
-                    ej = np.zeros(k)
-                    ej[j] = h[j]
-                    hess[i, j] = hess[j, i] = (f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej)
-                                               + f(x0 - ei - ej)) / (4 * h[i] * h[j])
+            hess = hessian(f, x0)
         f(x0)  # leave PIRLS (and the dispersion) at the optimum
         try:
             cov = 2.0 * np.linalg.inv(hess)
         except np.linalg.LinAlgError:
-            cov = np.full((k, k), np.nan)
+            cov = np.full(hess.shape, np.nan)
         block = cov[nt:nt + p, nt:nt + p]
         if not np.all(np.isfinite(block)) or np.any(np.diag(block) <= 0):
             # Not positive definite (a boundary fit): the covariance given theta, as lme4 falls back.

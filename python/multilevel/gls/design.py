@@ -16,7 +16,7 @@ from multilevel.clusters import (
     clustered_columns,
     continuous_time_layout,
 )
-from multilevel.correlation import Car1, CorrelationStructure
+from multilevel.correlation import KIND_TABLE, Car1, CorrelationStructure
 from multilevel.fixed_effects import fixed_design
 from multilevel.frames import drop_missing
 from multilevel.grouping import make_grouping
@@ -47,8 +47,7 @@ def gls_layout(structure: CorrelationStructure, codes: np.ndarray, nclusters: in
         if time is None:
             raise ValueError("the car1 correlation needs time= (the continuous time of each row)")
         return continuous_time_layout(codes, nclusters, time, labels)
-    as_ranks = structure.kind == 3 and structure.name != "m-dependent"
-    return cluster_layout(codes, nclusters, time, labels, time_as_ranks=as_ranks)
+    return cluster_layout(codes, nclusters, time, labels, time_as_ranks=structure.positions_are_labels)
 
 
 def gls_design(formula: str, data: Any, *, groups: Any, time: Any, structure: CorrelationStructure,
@@ -82,12 +81,12 @@ def gls_design(formula: str, data: Any, *, groups: Any, time: Any, structure: Co
             f"parameters); it allows at most {MAX_UNSTRUCTURED_POSITIONS} positions: give groups= or time=, or use "
             "ar1, car1, exchangeable or MDependent(m)"
         )
-    if structure.kind == 3 and layout.sizes.max(initial=0) > MAX_TABLE_CLUSTER:
+    if structure.kind == KIND_TABLE and layout.sizes.max(initial=0) > MAX_TABLE_CLUSTER:
         raise ValueError(
             f"the {structure.name} correlation builds a dense matrix per cluster, and the largest cluster has "
             f"{int(layout.sizes.max())} rows; give groups= or use ar1/car1/exchangeable"
         )
-    if structure.kind == 3:
+    if structure.kind == KIND_TABLE:
         structure.table(np.zeros(structure.nparams(layout.npositions)), layout.npositions)  # checks Fixed's size
     return GlsDesign(
         y=fixed.y, X=fixed.X, names=fixed.names, layout=layout, variance=variance.bind(df),

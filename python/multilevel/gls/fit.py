@@ -41,7 +41,6 @@ class GlsProfile:
     beta: np.ndarray
     information: np.ndarray  # X' Sigma0^-1 X
     rss: float  # (y - X beta)' Sigma0^-1 (y - X beta)
-    log_det: float  # log det Sigma0
     sigma: float
     loglik: float
 
@@ -79,15 +78,11 @@ class GlsObjective:
                   meat: int = 0) -> dict[str, Any]:
         """The core's whitened sums with rows scaled by ``1/g``; ``residual`` replaces ``y``."""
         lay = self.design.layout
-        s = self.structure
-        table = s.table(corr, lay.npositions) if s.kind == 3 else np.zeros((0, 0))
-        alpha = float(corr[0]) if s.kind in (1, 2, 4) else 0.0
         inv_g = 1.0 / g
         e = (self.design.y if residual is None else residual) * inv_g
-        time = lay.time_values if lay.time_values is not None else np.zeros(0)
-        out = _core.cluster_sums(self.design.X, inv_g, e, lay.order, lay.ptr, lay.position, s.kind, alpha, table,
-                                 meat, np.zeros((len(self.design.names),) * 2), time)
-        return out
+        return _core.cluster_sums(self.design.X, inv_g, e, lay.order, lay.ptr, lay.position,
+                                  *self.structure.core_arguments(corr, lay.npositions), meat,
+                                  np.zeros((len(self.design.names),) * 2), lay.time_or_empty())
 
     def profile(self, u: np.ndarray) -> GlsProfile | None:
         """Estimates and log-likelihood at ``u``; None where ``Sigma`` is not positive definite."""
@@ -112,7 +107,7 @@ class GlsObjective:
         if self.reml:
             # nlme's restricted likelihood: -0.5 log det X' Sigma0^-1 X (no 0.5 log det X'X term).
             loglik += -np.sum(np.log(np.diag(chol)))
-        return GlsProfile(corr, var, g, beta, H, rss, log_det, float(np.sqrt(rss / dof)), float(loglik))
+        return GlsProfile(corr, var, g, beta, H, rss, float(np.sqrt(rss / dof)), float(loglik))
 
     def __call__(self, u: np.ndarray) -> float:
         prof = self.profile(u)

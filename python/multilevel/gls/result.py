@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from multilevel import _core
+from multilevel.correlation import KIND_EXCHANGEABLE, KIND_INDEPENDENCE
 from multilevel.frames import as_pandas
 from multilevel.inference import standard_errors
+from multilevel.numdiff import hessian
 
 if TYPE_CHECKING:
     from multilevel.correlation import CorrelationStructure
@@ -123,39 +126,20 @@ class GlsResult:
     def approx_cov_theta(self, step: float = 1e-4) -> np.ndarray:
         """Approximate covariance of (natural correlation parameters, unconstrained variance
         parameters, log sigma): the inverse negative Hessian of the log-likelihood (nlme's ``apVar``)."""
-        x0 = np.concatenate([self._natural(self.unconstrained), [np.log(self.sigma)]])
+        return np.linalg.inv(-hessian(self._loglik_unprofiled, self._natural_estimates(), step))
 
-        def loglik(x: np.ndarray) -> float:
-            return self._loglik_unprofiled(x)
-
-        k = x0.size
-        hess = np.zeros((k, k))
-        h = step * np.maximum(1.0, np.abs(x0))
-        for i in range(k):
-            for j in range(i, k):
-                ei, ej = np.eye(k)[i] * h[i], np.eye(k)[j] * h[j]
-                val = (loglik(x0 + ei + ej) - loglik(x0 + ei - ej) - loglik(x0 - ei + ej) + loglik(x0 - ei - ej))
-                hess[i, j] = hess[j, i] = val / (4 * h[i] * h[j])
-        return np.linalg.inv(-hess)
-
-    def _natural(self, u: np.ndarray) -> np.ndarray:
-        """nlme's "natural" scale: Fisher z of each correlation for unstructured, else unconstrained."""
+    def _natural_estimates(self) -> np.ndarray:
+        """(correlation parameters on nlme's natural scale, unconstrained variance parameters, log sigma)."""
         nc = self.objective.ncorr
-        if self.structure.name == "unstructured" and nc:
-            corr, _ = self.objective.split(u)
-            return np.concatenate([np.log((1 + corr) / (1 - corr)), u[nc:]])
-        return u
-
-    def _from_natural(self, x: np.ndarray) -> np.ndarray:
-        nc = self.objective.ncorr
-        if self.structure.name == "unstructured" and nc:
-            corr = np.tanh(0.5 * x[:nc])
-            return np.concatenate([self.structure.to_unconstrained(corr, self.design.max_cluster_size), x[nc:]])
-        return x
+        corr = self.structure.to_natural(self.corr_params, self.design.max_cluster_size) if nc else np.zeros(0)
+        return np.concatenate([corr, self.unconstrained[nc:], [np.log(self.sigma)]])
 
     def _loglik_unprofiled(self, x: np.ndarray) -> float:
         """Log-likelihood at (natural parameters, log sigma) with beta profiled (REML: integrated)."""
-        prof = self.objective.profile(self._from_natural(x[:-1]))
+        nc = self.objective.ncorr
+        corr = self.structure.from_natural(x[:nc], self.design.max_cluster_size) if nc else np.zeros(0)
+        var = self.design.variance.from_unconstrained(x[nc:-1])
+        prof = self.objective.profile(self.objective.join(corr, var))
         if prof is None:
             return -np.inf
         sigma2 = np.exp(2 * x[-1])
@@ -182,17 +166,16 @@ class GlsResult:
             return out
         cov = self.approx_cov_theta()
         z = stats.norm.ppf(1 - alpha / 2)
-        x = np.concatenate([self._natural(self.unconstrained), [np.log(self.sigma)]])
+        x = self._natural_estimates()
         se = np.sqrt(np.diag(cov))
         lo, hi = x - z * se, x + z * se
         nc, nv = self.objective.ncorr, self.objective.nvar
         if nc:
-            lo_c, _ = self.objective.split(self._from_natural(np.concatenate([lo[:nc], x[nc:-1]])))
-            hi_c, _ = self.objective.split(self._from_natural(np.concatenate([hi[:nc], x[nc:-1]])))
-            if self.structure.name == "unstructured":
-                lo_c, hi_c = np.tanh(0.5 * lo[:nc]), np.tanh(0.5 * hi[:nc])
+            back = self.structure.from_natural
+            size = self.design.max_cluster_size
             names = self.structure.param_names(self.design.layout.npositions)
-            out["corr"] = pd.DataFrame({"lower": lo_c, "est": self.corr_params, "upper": hi_c}, index=names)
+            out["corr"] = pd.DataFrame({"lower": back(lo[:nc], size), "est": self.corr_params,
+                                        "upper": back(hi[:nc], size)}, index=names)
         if nv:
             to_var = self.design.variance.from_unconstrained
             out["variance"] = pd.DataFrame({"lower": to_var(lo[nc:nc + nv]), "est": self.variance_params.to_numpy(),
@@ -239,18 +222,14 @@ class GlsResult:
 
     def _normalize(self, pearson: np.ndarray) -> np.ndarray:
         """Whiten Pearson residuals cluster by cluster with nlme's factor ``F_j`` (``F_j' F_j = R_j^-1``)."""
-        from multilevel import _core
-
         lay = self.design.layout
         s = self.structure
-        if s.kind == 0:
+        if s.kind == KIND_INDEPENDENCE:
             return pearson
-        if s.kind == 1:
+        if s.kind == KIND_EXCHANGEABLE:  # nlme's Helmert factor, not a Cholesky one
             return _compound_symmetry_whiten(pearson, lay.order, lay.ptr, float(self.corr_params[0]))
-        alpha = float(self.corr_params[0]) if s.kind in (2, 4) else 0.0
-        table = s.table(self.corr_params, lay.npositions) if s.kind == 3 else np.zeros((0, 0))
-        time = lay.time_values if lay.time_values is not None else np.zeros(0)
-        out, _ = _core.whiten_rows(pearson[:, None], lay.order, lay.ptr, lay.position, s.kind, alpha, table, time)
+        out, _ = _core.whiten_rows(pearson[:, None], lay.order, lay.ptr, lay.position,
+                                   *s.core_arguments(self.corr_params, lay.npositions), lay.time_or_empty())
         return out[:, 0]
 
     def summary(self) -> GlsSummary:
