@@ -441,3 +441,63 @@ def glmm_crossed_binomial(n_clusters: int = 2_000, cluster_size: int = 100, seed
     y = _bernoulli_logit(rng, eta)
     del eta
     return pd.DataFrame({"a": _factor(a, n_clusters), "b": _factor(b, n_b), "x": x, "y": y}, copy=False)
+
+
+# --------------------------------------------------------------------------
+# Crossed linear mixed model
+# --------------------------------------------------------------------------
+
+#: Default seed of :func:`crossed_lmm`.
+CROSSED_LMM_SEED = 20240617
+
+#: True fixed effects (Intercept, x), random-intercept standard deviations of
+#: ``a`` and ``b``, and the residual standard deviation of :func:`crossed_lmm`.
+CROSSED_LMM_BETA = (2.0, 0.5)
+CROSSED_LMM_SD_A = 0.8
+CROSSED_LMM_SD_B = 0.5
+CROSSED_LMM_SIGMA = 1.0
+
+
+def crossed_lmm(n_a: int = 50_000, rows_per_a: int = 20, n_b: int = 5_000,
+                seed: int = CROSSED_LMM_SEED) -> pd.DataFrame:
+    """Gaussian outcomes with random intercepts of two crossed factors.
+
+    ``n_a`` levels of ``a`` with ``rows_per_a`` rows each (stored ``a`` by
+    ``a``); each row also belongs to one of ``n_b`` levels of ``b``, assigned
+    as a random permutation of a balanced sequence, so ``b`` is crossed with
+    ``a`` (a level of ``b`` meets about ``n / n_b`` levels of ``a``).
+    ``y = 2 + 0.5 x + u[a] + v[b] + e`` with ``u ~ N(0, 0.8^2)``,
+    ``v ~ N(0, 0.5^2)``, ``e ~ N(0, 1)`` and ``x`` standard normal: the model
+    of ``lmer(y ~ x + (1 | a) + (1 | b))``. The defaults give 1,000,000 rows
+    with 50,000 x 5,000 levels.
+
+    Random numbers are drawn in a fixed order (``x``, the permutation for
+    ``b``, ``u``, ``v``, ``e``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``a``, ``b`` (categorical, integer categories from 0), ``x``
+        and ``y`` (float64).
+
+    Examples
+    --------
+    >>> df = crossed_lmm(n_a=3, rows_per_a=4, n_b=2, seed=1)
+    >>> list(df.columns), df["a"].cat.codes.tolist()
+    (['a', 'b', 'x', 'y'], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    >>> df["b"].value_counts().tolist()
+    [6, 6]
+    """
+    n = n_a * rows_per_a
+    if n_a < 2 or n_b < 2 or n < n_b:
+        raise ValueError("need n_a >= 2, n_b >= 2 and at least n_b rows")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(n)
+    a = np.repeat(np.arange(n_a, dtype=np.int32), rows_per_a)
+    b = rng.permutation(np.arange(n, dtype=np.int32) % n_b)
+    y = np.take(CROSSED_LMM_SD_A * rng.standard_normal(n_a), a)
+    y += np.take(CROSSED_LMM_SD_B * rng.standard_normal(n_b), b)
+    y += CROSSED_LMM_BETA[0]
+    y += CROSSED_LMM_BETA[1] * x
+    y += CROSSED_LMM_SIGMA * rng.standard_normal(n)
+    return pd.DataFrame({"a": _factor(a, n_a), "b": _factor(b, n_b), "x": x, "y": y}, copy=False)

@@ -3,10 +3,12 @@
 Problems (``benchmarks/datasets.py``, fixed seeds; ``--quick`` takes a tenth
 of the clusters)
 --------
-binary_exch  1,000,000 rows in 200,000 clusters of 5, ``y ~ x1 + x2 + t``,
+binary_exch_100k, binary_exch_1M
+             100,000 / 1,000,000 rows in clusters of 5, ``y ~ x1 + x2 + t``,
              binomial / logit, exchangeable working correlation (the data
              have a shared cluster effect on the logit scale).
-poisson_ar1  100,000 rows in 20,000 clusters of 5, ``y ~ x1 + x2 + t``,
+poisson_ar1_100k, poisson_ar1_1M
+             100,000 / 1,000,000 rows in clusters of 5, ``y ~ x1 + x2 + t``,
              Poisson / log, AR(1) working correlation over ``t`` (the data
              have a latent Gaussian AR(1) series per cluster).
 
@@ -40,7 +42,7 @@ of ``lmm_vs_lme4.py``).
 Usage::
 
     PYTHONPATH=python python benchmarks/gee_vs_geepack.py [--repeats N] [--quick]
-        [--only binary_exch|poisson_ar1] [--sm-timeout S] [--no-geepack] [--no-statsmodels]
+        [--only binary_exch_1M|poisson_ar1_100k|...] [--sm-timeout S] [--no-geepack] [--no-statsmodels]
 
 Results: a table on stdout and ``benchmarks/results/gee_vs_geepack.json``
 (problems run now replace their earlier entries; ``--quick`` runs are kept
@@ -89,12 +91,17 @@ FORMULA = "y ~ x1 + x2 + t"
 NUMERIC_COLUMNS = ["id", "t", "x1", "x2", "y"]
 TOOLS = ("multilevel", "geepack", "statsmodels")
 
-#: name -> generator in datasets.py, size, family and working correlation.
+#: name -> generator in datasets.py, size, family and working correlation:
+#: each model at 10^5 and 10^6 rows (clusters of 5).
 PROBLEMS: dict[str, dict[str, Any]] = {
-    "binary_exch": {"generator": "binary_exch", "seed_name": "BINARY_EXCH_SEED", "n_clusters": 200_000,
-                    "cluster_size": 5, "family": "binomial", "corr": "exchangeable", "time": None},
-    "poisson_ar1": {"generator": "poisson_ar1", "seed_name": "POISSON_AR1_SEED", "n_clusters": 20_000,
-                    "cluster_size": 5, "family": "poisson", "corr": "ar1", "time": "t"},
+    f"{model}_{label}": {**spec, "n_clusters": n_clusters, "cluster_size": 5}
+    for model, spec in {
+        "binary_exch": {"generator": "binary_exch", "seed_name": "BINARY_EXCH_SEED", "family": "binomial",
+                        "corr": "exchangeable", "time": None},
+        "poisson_ar1": {"generator": "poisson_ar1", "seed_name": "POISSON_AR1_SEED", "family": "poisson",
+                        "corr": "ar1", "time": "t"},
+    }.items()
+    for label, n_clusters in (("100k", 20_000), ("1M", 200_000))
 }
 
 #: Seconds a statsmodels process may take beyond its fit limit (imports, data) before the parent kills it.

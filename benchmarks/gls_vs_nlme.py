@@ -61,7 +61,12 @@ R_SCRIPT = lmm.BENCH_DIR / "r" / "gls_fit.R"
 DEFAULT_OUT = lmm.RESULTS_DIR / "gls_vs_nlme.json"
 FORMULA = "y ~ t * trt"
 NUMERIC_COLUMNS = ["t", "y"]
-TOOLS = ("multilevel", "nlme")
+TOOLS = ("multilevel", "nlme", "statsmodels")
+
+#: Why statsmodels is listed but never run: none of its GLS classes fits this model.
+STATSMODELS_NOTE = ("statsmodels has no GLS that estimates a within-cluster correlation by ML/REML: "
+                    "sm.GLS takes a known dense n x n Sigma (2x10^5 rows: 320 GB) and GLSAR one AR "
+                    "series over all rows")
 
 #: |logLik difference| below which both tools are taken to have reached the same optimum.
 SAME_OPTIMUM_TOL = 1e-4
@@ -301,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
           f"load {machine['loadavg_at_start'][0]}; git {machine.get('git_commit')}"
           f"{' + changes in cpp/ or python/' if machine.get('git_dirty_cpp_python') else ''}; "
           f"core {machine['core_sha256']} built {machine['core_mtime']}")
-    notes: dict[str, str | None] = {"multilevel": None, "nlme": "--no-nlme" if args.no_nlme else None}
+    notes: dict[str, str | None] = {"multilevel": None, "nlme": "--no-nlme" if args.no_nlme else None,
+                                    "statsmodels": STATSMODELS_NOTE}
     rscript = None
     if not args.no_nlme and any(PROBLEMS[p]["nlme"] for p in problems):
         rscript, why = gee.find_rscript(("nlme", "data.table", "jsonlite"))

@@ -1,24 +1,35 @@
-"""Linear mixed models: multilevel against lme4 and the mixedlm package, side by side.
+"""Linear mixed models: multilevel against lme4, the mixedlm package and statsmodels MixedLM, side by side.
 
 Problems
 --------
 sleepstudy     sleepstudy (180 rows), ``Reaction ~ Days + (Days | Subject)``, REML.
 insteval       InstEval (73,421 rows), ``y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)``, ML.
 insteval_dept  InstEval, ``y ~ service * dept + (1 | s) + (1 | d)`` (28 fixed effects), ML.
-nested    generated, 20,000 groups of 50 (1,000,000 rows),
+nested    generated, 20,000 groups of 50 (1,000,000 rows; ``--n-groups`` sets the size),
           ``y ~ x1 + x2 + x3 + x4 + x5 + (1 + x1 | g)``, REML.
+crossed   generated, 1,000,000 rows, two crossed factors with 50,000 and
+          5,000 levels, ``y ~ x + (1 | a) + (1 | b)``, ML.
 large     as ``nested`` with 200,000 groups (10,000,000 rows); ours only,
           data generated in the fitting process (no CSV). Only with ``--large``
           or ``--only large``; ``--large-lme4`` adds lme4 (CSV of ~1.2 GB).
 
-For insteval and nested the data are written once to a CSV that R reads, and
-the tools alternate (ours, lme4, ours, lme4, ...) ``--repeats`` times, each
-fit in a fresh process:
+For every problem but ``large`` the data are written once to a CSV that R
+reads, and the tools alternate (ours, lme4, mixedlm, statsmodels, ours, ...)
+``--repeats`` times, each fit in a fresh process:
 
 * ours: a subprocess of this script loads the data, then times
   ``multilevel.lmm(formula, df, reml=...)`` (formula handling included);
 * lme4: ``Rscript r/lmm_fit.R`` reads the CSV, makes the grouping columns
-  factors (timed separately as load time), then times ``lmer(...)``.
+  factors (timed separately as load time), then times ``lmer(...)``;
+* mixedlm (PyPI): a subprocess loads the same data frame and times
+  ``mixedlm.lmer(formula, df, REML=...)``;
+* statsmodels: a subprocess times ``smf.mixedlm(fixed part, df, groups=...,
+  re_formula=...).fit(reml=...)`` with its defaults, on the nested problems and
+  sleepstudy; it is not run on crossed designs (the reason is written into the
+  results). Its objective is ``-2 llf``, lme4's deviance / REML criterion.
+
+A Python peer's process is killed after ``--py-timeout`` seconds and recorded
+as timed out.
 
 Memory: in each fitting process, RSS just before the fit and the peak RSS
 during it (``VmHWM`` after resetting it through ``/proc/self/clear_refs``,
@@ -28,7 +39,8 @@ process's ``ru_maxrss`` from ``os.wait4``.
 Usage::
 
     PYTHONPATH=python python benchmarks/lmm_vs_lme4.py [--repeats N] [--large]
-        [--only insteval|nested|large] [--large-lme4] [--no-lme4] [--out PATH]
+        [--only sleepstudy|insteval|insteval_dept|nested|crossed|large] [--large-lme4]
+        [--no-lme4] [--no-mixedlm] [--no-statsmodels] [--out PATH]
 
 Results: a table on stdout and ``benchmarks/results/lmm_vs_lme4.json``
 (problems run now replace their earlier entries; others are kept).
@@ -68,6 +80,12 @@ INSTEVAL_DEPT_FORMULA = "y ~ service * dept + (1 | s) + (1 | d)"
 SLEEPSTUDY_FORMULA = "Reaction ~ Days + (Days | Subject)"
 NESTED_FORMULA = "y ~ x1 + x2 + x3 + x4 + x5 + (1 + x1 | g)"
 NESTED_NUMERIC = ["y", "x1", "x2", "x3", "x4", "x5"]
+CROSSED_FORMULA = "y ~ x + (1 | a) + (1 | b)"
+
+#: Why statsmodels MixedLM is not run on crossed designs.
+STATSMODELS_CROSSED_NOTE = (
+    "statsmodels not run: MixedLM fits crossed factors only as variance components inside one group "
+    "holding every row, with that group's dense n x q design (InstEval: 73,421 x 4,114 doubles, 2.4 GB)")
 GROUP_SIZE = 50
 
 #: |objective difference| (deviance units) below which both tools are taken
@@ -201,14 +219,50 @@ def _load_problem_data(spec: dict[str, Any]) -> Any:
         from multilevel.datasets import load_dataset
 
         return _r_level_order(load_dataset(spec["dataset"]), spec["factors"])
-    ds = _load_datasets_module()
-    return ds.nested_lmm(n_groups=spec["n_groups"], group_size=spec["group_size"], seed=spec["seed"])
+    return getattr(_load_datasets_module(), spec["generator"])(**spec["kwargs"])
 
 
-def run_mixedlm_worker(spec: dict[str, Any], out_path: str) -> None:
-    """Load one problem, fit it once with the ``mixedlm`` package (PyPI) and write a JSON record."""
+def problem_rows(spec: dict[str, Any]) -> int | None:
+    """Rows of a generated problem (None for a bundled data set)."""
+    kw = spec.get("kwargs", {})
+    if "n_groups" in kw:
+        return kw["n_groups"] * kw["group_size"]
+    if "n_a" in kw:
+        return kw["n_a"] * kw["rows_per_a"]
+    return None
+
+
+def _fit_mixedlm(spec: dict[str, Any], df: Any) -> dict[str, Any]:
+    """One ``mixedlm.lmer`` fit (the Rust-backed lme4 port on PyPI); its objective and fixed effects."""
     import mixedlm
 
+    fit = mixedlm.lmer(spec["formula"], df, REML=spec["reml"])
+    objective = fit.REMLcrit() if spec["reml"] else fit.deviance
+    objective = objective() if callable(objective) else objective
+    fixef = fit.fixef() if callable(fit.fixef) else fit.fixef
+    return {"version": getattr(mixedlm, "__version__", "?"), "objective": float(objective),
+            "fixef": {str(k): float(v) for k, v in fixef.items()},
+            "feval": int(getattr(fit, "function_evals", -1) or -1)}
+
+
+def _fit_statsmodels(spec: dict[str, Any], df: Any) -> dict[str, Any]:
+    """One ``statsmodels`` ``MixedLM`` fit with its defaults; -2 log-likelihood is lme4's objective."""
+    import statsmodels
+    import statsmodels.formula.api as smf
+
+    call = spec["statsmodels"]
+    fit = smf.mixedlm(call["formula"], df, groups=call["groups"], re_formula=call["re_formula"]).fit(
+        reml=spec["reml"])
+    return {"version": statsmodels.__version__, "objective": -2.0 * float(fit.llf),
+            "fixef": {str(k): float(v) for k, v in fit.fe_params.items()}, "converged": bool(fit.converged)}
+
+
+#: Python peers fitted in a worker process of this script: tool -> fit function.
+PYTHON_PEERS = {"mixedlm": _fit_mixedlm, "statsmodels": _fit_statsmodels}
+
+
+def run_peer_worker(spec: dict[str, Any], out_path: str) -> None:
+    """Load one problem, fit it once with a Python peer (``spec["tool"]``) and write a JSON record."""
     t0 = time.perf_counter()
     df = _load_problem_data(spec)
     load_seconds = time.perf_counter() - t0
@@ -217,29 +271,25 @@ def run_mixedlm_worker(spec: dict[str, Any], out_path: str) -> None:
     peak_reset = reset_peak_rss()
     poller = PeakRssPoller(0.005)
     poller.start()
-    t1 = time.perf_counter()
-    fit = mixedlm.lmer(spec["formula"], df, REML=spec["reml"])
-    fit_seconds = time.perf_counter() - t1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t1 = time.perf_counter()
+        fitted = PYTHON_PEERS[spec["tool"]](spec, df)
+        fit_seconds = time.perf_counter() - t1
     peak = max(poller.stop(), (proc_status_kb("VmHWM") or 0) if peak_reset else 0)
-    objective = fit.REMLcrit() if spec["reml"] else fit.deviance
-    objective = objective() if callable(objective) else objective
-    fixef = fit.fixef() if callable(fit.fixef) else fit.fixef
-    record = {
-        "tool": "mixedlm", "mixedlm_version": getattr(mixedlm, "__version__", "?"), "nobs": int(len(df)),
-        "load_seconds": load_seconds, "fit_seconds": fit_seconds, "objective": float(objective),
-        "fixef": {str(k): float(v) for k, v in fixef.items()}, "feval": int(getattr(fit, "function_evals", -1) or -1),
-        "rss_before_fit_kb": rss_before, "peak_rss_fit_kb": peak,
-    }
+    record = {"tool": spec["tool"], "nobs": int(len(df)), "load_seconds": load_seconds, "fit_seconds": fit_seconds,
+              **fitted, "rss_before_fit_kb": rss_before, "peak_rss_fit_kb": peak,
+              "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught})[:5]}
     Path(out_path).write_text(json.dumps(record, indent=1))
 
 
 def run_worker(spec_path: str, out_path: str) -> None:
-    """Load one problem, fit it once with ``multilevel.lmm`` (or ``mixedlm``) and write a JSON record."""
+    """Load one problem, fit it once with ``multilevel.lmm`` (or a Python peer) and write a JSON record."""
     import numpy as np
 
     spec = json.loads(Path(spec_path).read_text())
-    if spec.get("tool") == "mixedlm":
-        run_mixedlm_worker(spec, out_path)
+    if spec.get("tool") in PYTHON_PEERS:
+        run_peer_worker(spec, out_path)
         return
     multilevel = _import_multilevel()
     from multilevel import lmm
@@ -386,15 +436,18 @@ def fit_ours(spec: dict[str, Any], workdir: Path, tag: str, threads: int | None 
     return rec
 
 
-def fit_mixedlm(spec: dict[str, Any], workdir: Path, tag: str, timeout: float) -> dict[str, Any]:
-    """One fit with the ``mixedlm`` package in a fresh process (same worker entry point as ours)."""
-    spec_path = workdir / f"{tag}.mixedlm.spec.json"
-    out_path = workdir / f"{tag}.mixedlm.json"
-    spec_path.write_text(json.dumps({**spec, "tool": "mixedlm"}))
+def fit_python_peer(tool: str, spec: dict[str, Any], workdir: Path, tag: str, timeout: float) -> dict[str, Any]:
+    """One fit with a Python peer in a fresh process (same worker entry point as ours); killed after
+    ``timeout`` seconds and then recorded as timed out."""
+    spec_path = workdir / f"{tag}.{tool}.spec.json"
+    out_path = workdir / f"{tag}.{tool}.json"
+    spec_path.write_text(json.dumps({**spec, "tool": tool}))
     child = run_child([sys.executable, str(Path(__file__).resolve()), "--_worker", str(spec_path), str(out_path)],
                       timeout=timeout)
     if child["returncode"] != 0 or not out_path.exists():
-        return {"error": f"mixedlm worker {describe_exit(child['returncode'])}", **child}
+        if child["returncode"] == -signal.SIGKILL and child["wall_seconds"] >= timeout:
+            return {"error": f"timed out (> {timeout:.0f} s)", "timed_out": True, **child}
+        return {"error": f"{tool} worker {describe_exit(child['returncode'])}", **child}
     return json.loads(out_path.read_text())
 
 
@@ -416,7 +469,7 @@ def csv_path(spec: dict[str, Any]) -> Path:
     """Where a problem's data for R go."""
     if "dataset" in spec:
         return DATA_DIR / f"{spec['dataset']}.csv"
-    return DATA_DIR / f"nested_{spec['n_groups']}x{spec['group_size']}_seed{spec['seed']}.csv"
+    return DATA_DIR / (spec["generator"] + "".join(f"_{k}{v}" for k, v in sorted(spec["kwargs"].items())) + ".csv")
 
 
 def write_csv(spec: dict[str, Any], workdir: Path) -> tuple[Path, float]:
@@ -442,9 +495,9 @@ def run_write_csv(spec_path: str) -> None:
 
         load_dataset(spec["dataset"]).to_csv(path, index=False)
     else:
-        ds = _load_datasets_module()
-        df = ds.nested_lmm(n_groups=spec["n_groups"], group_size=spec["group_size"], seed=spec["seed"])
-        df["g"] = df["g"].cat.codes
+        df = _load_problem_data(spec)
+        for col in spec["factors"]:  # integer codes; R makes them factors again
+            df[col] = df[col].cat.codes
         df.to_csv(path, index=False, float_format="%.17g")
 
 
@@ -463,19 +516,32 @@ def _coef_key(name: str) -> str:
     return ":".join(sorted(name.split(":")))
 
 
-def summarize_mixedlm(s: dict[str, Any], records: list[dict[str, Any]]) -> None:
-    """Add the mixedlm peer's median time, ratio and objective to a problem's summary."""
+def max_dbeta_over_se(ours: dict[str, float], se: dict[str, float], theirs: dict[str, float]) -> float | None:
+    """Largest |their coefficient - ours| in units of our standard error, coefficients matched by
+    name (None unless every one of ours has a match)."""
+    by_key = {_coef_key(k): v for k, v in theirs.items()}
+    diffs = [abs(v - by_key[_coef_key(k)]) / se[k] for k, v in ours.items() if _coef_key(k) in by_key]
+    return max(diffs) if diffs and len(diffs) == len(ours) else None
+
+
+def summarize_python_peer(s: dict[str, Any], tool: str, records: list[dict[str, Any]], note: str | None) -> None:
+    """Add a Python peer's median time, ratio, objective and agreement to a problem's summary."""
     ok = [r for r in records if "error" not in r]
-    s["mixedlm_errors"] = [r for r in records if "error" in r]
+    s[f"{tool}_errors"] = [r for r in records if "error" in r]
+    if note:
+        s[f"{tool}_note"] = note
     if not ok:
         return
-    s["mixedlm_version"] = ok[0]["mixedlm_version"]
-    s["mixedlm_median_s"] = _median([r["fit_seconds"] for r in ok])
-    s["mixedlm_objective"] = ok[0]["objective"]
-    s["mixedlm_fit_increase_mb"] = _mb(max(r["peak_rss_fit_kb"] - r["rss_before_fit_kb"] for r in ok))
+    s[f"{tool}_version"] = ok[0]["version"]
+    s[f"{tool}_median_s"] = _median([r["fit_seconds"] for r in ok])
+    s[f"{tool}_load_s"] = _median([r["load_seconds"] for r in ok])
+    s[f"{tool}_objective"] = ok[0]["objective"]
+    s[f"{tool}_fixef"] = ok[0]["fixef"]
+    s[f"{tool}_fit_increase_mb"] = _mb(max(r["peak_rss_fit_kb"] - r["rss_before_fit_kb"] for r in ok))
     if s.get("ours_median_s"):
-        s["ratio_mixedlm_over_ours"] = s["mixedlm_median_s"] / s["ours_median_s"]
-        s["objective_diff_ours_minus_mixedlm"] = s["ours_objective"] - s["mixedlm_objective"]
+        s[f"ratio_{tool}_over_ours"] = s[f"{tool}_median_s"] / s["ours_median_s"]
+        s[f"objective_diff_ours_minus_{tool}"] = s["ours_objective"] - s[f"{tool}_objective"]
+        s[f"{tool}_max_abs_dbeta_over_se"] = max_dbeta_over_se(s["ours_fixef"], s["ours_se"], ok[0]["fixef"])
 
 
 def summarize(problem: str, spec: dict[str, Any], ours: list[dict[str, Any]], theirs: list[dict[str, Any]],
@@ -553,11 +619,7 @@ def summarize(problem: str, spec: dict[str, Any], ours: list[dict[str, Any]], th
         s["ratio_lme4_over_ours"] = s["lme4_median_s"] / s["ours_median_s"]
         s["objective_diff_ours_minus_lme4"] = s["ours_objective"] - s["lme4_objective"]
         s["fixef_names"] = {"ours": list(s["ours_fixef"]), "lme4": list(s["lme4_fixef"])}
-        theirs_by_key = {_coef_key(k): v for k, v in s["lme4_fixef"].items()}
-        diffs = [abs(v - theirs_by_key[_coef_key(k)]) / s["ours_se"][k] for k, v in s["ours_fixef"].items()
-                 if _coef_key(k) in theirs_by_key]
-        if len(diffs) == len(s["ours_fixef"]):
-            s["max_abs_dbeta_over_se"] = max(diffs)
+        s["max_abs_dbeta_over_se"] = max_dbeta_over_se(s["ours_fixef"], s["ours_se"], s["lme4_fixef"])
         ot, tt = list(s["ours_theta"].values()), list(s["lme4_theta"].values())
         if len(ot) == len(tt):
             s["max_abs_dtheta"] = max(abs(a - b) for a, b in zip(ot, tt))
@@ -629,17 +691,27 @@ def _fmt(x: Any, spec: str = ".3g") -> str:
 
 
 def print_table(summaries: list[dict[str, Any]]) -> None:
-    rows = [("problem", "rows", "ours s", "lme4 s", "lme4/ours", "mixedlm s", "mixedlm/ours", "obj ours", "obj lme4",
-             "diff", "max|dB|/SE", "feval o/l")]
+    rows = [("problem", "rows", "ours s", "lme4 s", "lme4/ours", "obj ours", "obj lme4", "diff", "max|dB|/SE",
+             "feval o/l")]
     for s in summaries:
         rows.append((
             s["problem"], _fmt(s.get("nobs"), ","), _fmt(s.get("ours_median_s"), ".2f"),
             _fmt(s.get("lme4_median_s"), ".2f"), _fmt(s.get("ratio_lme4_over_ours"), ".1f"),
-            _fmt(s.get("mixedlm_median_s"), ".2f"), _fmt(s.get("ratio_mixedlm_over_ours"), ".1f"),
             _fmt(s.get("ours_objective"), ".4f"), _fmt(s.get("lme4_objective"), ".4f"),
             _fmt(s.get("objective_diff_ours_minus_lme4"), ".2e"), _fmt(s.get("max_abs_dbeta_over_se"), ".1e"),
             f"{_fmt(s.get('ours_feval'))}/{_fmt(s.get('lme4_feval'))}",
         ))
+    _print_rows(rows)
+    print()
+    rows = [("problem", "Python peer", "s", "peer/ours", "objective diff", "max|dB|/SE", "status")]
+    for s in summaries:
+        for tool in PYTHON_PEERS:
+            errors = s.get(f"{tool}_errors") or []
+            status = s.get(f"{tool}_note") or (errors[0]["error"] if errors else "ok")
+            rows.append((s["problem"], tool, _fmt(s.get(f"{tool}_median_s"), ".2f"),
+                         _fmt(s.get(f"ratio_{tool}_over_ours"), ".1f"),
+                         _fmt(s.get(f"objective_diff_ours_minus_{tool}"), ".2e"),
+                         _fmt(s.get(f"{tool}_max_abs_dbeta_over_se"), ".1e"), status[:60]))
     _print_rows(rows)
     print()
     rows = [("problem", "numeric MB", "ours fit +MB", "x numeric", "ours maxrss MB", "lme4 fit +MB",
@@ -692,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2, help="fits per tool, alternating (default 2)")
     parser.add_argument("--large", action="store_true", help="also run the 10,000,000-row problem (ours only)")
-    parser.add_argument("--only", choices=["sleepstudy", "insteval", "insteval_dept", "nested", "large"],
+    parser.add_argument("--only", choices=["sleepstudy", "insteval", "insteval_dept", "nested", "crossed", "large"],
                         help="run one problem only")
     parser.add_argument("--n-groups", type=int, default=20_000, help="groups of the nested problem (default 20000)")
     parser.add_argument("--large-groups", type=int, default=200_000,
@@ -700,6 +772,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed of the generated data")
     parser.add_argument("--no-lme4", action="store_true", help="skip lme4")
     parser.add_argument("--no-mixedlm", action="store_true", help="skip the mixedlm package (PyPI)")
+    parser.add_argument("--no-statsmodels", action="store_true", help="skip statsmodels MixedLM")
+    parser.add_argument("--py-timeout", type=float, default=1800.0,
+                        help="seconds before a Python peer's fit process is killed (default 1800)")
     parser.add_argument("--large-lme4", action="store_true",
                         help="also fit the large problem with lme4 (writes a ~1.2 GB CSV; slow)")
     parser.add_argument("--ours-threads", type=int, default=None,
@@ -728,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         problems = [args.only]
     else:
-        problems = ["sleepstudy", "insteval", "insteval_dept", "nested"] + (["large"] if args.large else [])
+        problems = ["sleepstudy", "insteval", "insteval_dept", "nested", "crossed"] + (["large"] if args.large else [])
 
     rscript: str | None = None
     lme4_note: str | None = None
@@ -743,29 +818,44 @@ def main(argv: list[str] | None = None) -> int:
     if lme4_note:
         print(lme4_note)
 
-    use_mixedlm = not args.no_mixedlm and importlib.util.find_spec("mixedlm") is not None
-    if not use_mixedlm:
-        print("mixedlm skipped: " + ("--no-mixedlm" if args.no_mixedlm else "the mixedlm package is not installed"))
+    peer_notes: dict[str, str | None] = {}
+    for tool, flag in (("mixedlm", args.no_mixedlm), ("statsmodels", args.no_statsmodels)):
+        if flag:
+            peer_notes[tool] = f"{tool} skipped (--no-{tool})"
+        elif importlib.util.find_spec(tool) is None:
+            peer_notes[tool] = f"{tool} skipped: the {tool} package is not installed"
+        else:
+            peer_notes[tool] = None
+        if peer_notes[tool]:
+            print(peer_notes[tool])
 
+    nested_sm = {"formula": NESTED_FORMULA.split(" + (")[0], "groups": "g", "re_formula": "~x1"}
     specs = {
         "sleepstudy": {"problem": "sleepstudy", "dataset": "sleepstudy", "formula": SLEEPSTUDY_FORMULA,
-                       "reml": True, "numeric_columns": ["Reaction", "Days"], "factors": ["Subject"]},
+                       "reml": True, "numeric_columns": ["Reaction", "Days"], "factors": ["Subject"],
+                       "statsmodels": {"formula": "Reaction ~ Days", "groups": "Subject", "re_formula": "~Days"}},
         "insteval": {"problem": "insteval", "dataset": "InstEval", "formula": INSTEVAL_FORMULA, "reml": False,
                      "numeric_columns": ["y"], "factors": INSTEVAL_FACTORS},
         "insteval_dept": {"problem": "insteval_dept", "dataset": "InstEval", "formula": INSTEVAL_DEPT_FORMULA,
                           "reml": False, "numeric_columns": ["y"], "factors": INSTEVAL_FACTORS},
-        "nested": {"problem": "nested", "formula": NESTED_FORMULA, "reml": True, "n_groups": args.n_groups,
-                   "group_size": GROUP_SIZE, "seed": seed, "numeric_columns": NESTED_NUMERIC, "factors": ["g"]},
-        "large": {"problem": "large", "formula": NESTED_FORMULA, "reml": True, "n_groups": args.large_groups,
-                  "group_size": GROUP_SIZE, "seed": seed, "numeric_columns": NESTED_NUMERIC, "factors": ["g"]},
+        "nested": {"problem": "nested", "formula": NESTED_FORMULA, "reml": True, "generator": "nested_lmm",
+                   "kwargs": {"n_groups": args.n_groups, "group_size": GROUP_SIZE, "seed": seed},
+                   "numeric_columns": NESTED_NUMERIC, "factors": ["g"], "statsmodels": nested_sm},
+        "crossed": {"problem": "crossed", "formula": CROSSED_FORMULA, "reml": False, "generator": "crossed_lmm",
+                    "kwargs": {"seed": ds.CROSSED_LMM_SEED if args.seed is None else args.seed},
+                    "numeric_columns": ["x", "y"], "factors": ["a", "b"]},
+        "large": {"problem": "large", "formula": NESTED_FORMULA, "reml": True, "generator": "nested_lmm",
+                  "kwargs": {"n_groups": args.large_groups, "group_size": GROUP_SIZE, "seed": seed},
+                  "numeric_columns": NESTED_NUMERIC, "factors": ["g"], "statsmodels": nested_sm},
     }
+    specs["crossed"]["kwargs"].update(n_a=50_000, rows_per_a=20, n_b=5_000)
 
     summaries = []
     with tempfile.TemporaryDirectory(prefix="lmm_bench_") as tmp:
         workdir = Path(tmp)
         for problem in problems:
             spec = specs[problem]
-            rows = spec.get("n_groups", 0) * spec.get("group_size", 0)
+            rows = problem_rows(spec)
             print(f"\n== {problem}: {spec['formula']}  ({'REML' if spec['reml'] else 'ML'}"
                   f"{f', {rows:,} rows' if rows else ''})", flush=True)
             note = lme4_note
@@ -777,7 +867,13 @@ def main(argv: list[str] | None = None) -> int:
             elif rscript is not None:
                 csv, secs = write_csv(spec, workdir)
                 print(f"   data for R: {csv} ({csv.stat().st_size / 2**20:.0f} MB, written in {secs:.1f} s)")
-            ours, theirs, peers = [], [], []
+            ours, theirs = [], []
+            peers: dict[str, list[dict[str, Any]]] = {tool: [] for tool in PYTHON_PEERS}
+            notes = dict(peer_notes)
+            if problem == "large" and not args.large_lme4:
+                notes = {tool: note or f"{tool} not run on the 10M-row problem (as lme4)" for tool, note in notes.items()}
+            if not notes["statsmodels"] and "statsmodels" not in spec:
+                notes["statsmodels"] = STATSMODELS_CROSSED_NOTE
             for rep in range(args.repeats):
                 rec = fit_ours(spec, workdir, f"{problem}{rep}", args.ours_threads)
                 ours.append(rec)
@@ -794,14 +890,17 @@ def main(argv: list[str] | None = None) -> int:
                         f"objective {rec['objective']:.6f}, feval {rec['feval']}"
                         if "error" not in rec else f"ERROR {rec['error']}: {rec['stderr_tail'][-800:]}"),
                         flush=True)
-                if use_mixedlm and (problem != "large" or args.large_lme4):
-                    rec = fit_mixedlm(spec, workdir, f"{problem}{rep}", args.r_timeout)
-                    peers.append(rec)
-                    print(f"   [{rep + 1}/{args.repeats}] mixedlm: " + (
+                for tool in PYTHON_PEERS:
+                    if notes[tool]:
+                        continue
+                    rec = fit_python_peer(tool, spec, workdir, f"{problem}{rep}", args.py_timeout)
+                    peers[tool].append(rec)
+                    print(f"   [{rep + 1}/{args.repeats}] {tool}: " + (
                         f"{rec['fit_seconds']:.2f} s, objective {rec['objective']:.6f}"
                         if "error" not in rec else f"ERROR {rec['error']}: {rec['stderr_tail'][-800:]}"), flush=True)
             summary = summarize(problem, spec, ours, theirs, note)
-            summarize_mixedlm(summary, peers)
+            for tool, records in peers.items():
+                summarize_python_peer(summary, tool, records, notes[tool])
             summaries.append(summary)
 
     print()

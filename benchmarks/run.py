@@ -4,15 +4,19 @@ Full mode runs the per-family scripts (each fits every installed peer on the
 same data in the same run, alternating the tools, each fit in a fresh
 process) and gathers their records into one table:
 
-* ``lmm_vs_lme4.py``: lme4 and mixedlm; sleepstudy, InstEval (two models),
-  nested LMMs of 10^4..10^6 rows (``--large``: 10^7, ours only);
-* ``gee_vs_geepack.py``: geepack and statsmodels; binary exchangeable
-  (10^6 rows) and Poisson AR(1) (10^5 rows);
-* ``gls_vs_nlme.py``: nlme; AR(1) at 2x10^5 rows (``--large``: 10^7, ours only);
+* ``lmm_vs_lme4.py``: lme4, mixedlm and statsmodels MixedLM; sleepstudy,
+  InstEval (two models), nested LMMs of 10^4..10^6 rows (``--large``: 10^7,
+  ours only), a crossed LMM of 10^6 rows (50,000 x 5,000 levels);
+* ``gee_vs_geepack.py``: geepack and statsmodels; binary exchangeable and
+  Poisson AR(1), each at 10^5 and 10^6 rows;
+* ``gls_vs_nlme.py``: nlme (statsmodels listed as not applicable, with the
+  reason); AR(1) at 2x10^5 rows (``--large``: 10^7, ours only);
 * ``glmm_vs_lme4.py``: glmer and glmmTMB; logistic at 10^5 and 10^6 rows, crossed binomial.
 
 Outputs: ``benchmarks/results/all.csv`` and ``all.json`` (one row per problem
-and tool: seconds, ratio peer/ours, peak memory, status), a markdown table
+and tool: fit seconds, data-loading seconds, ratio peer/ours, peak memory
+during the fit, objective, largest coefficient difference from ours in units
+of our standard error, status), a markdown table
 ``benchmarks/results/summary.md`` and, with matplotlib, ``time_vs_rows.png``.
 A peer that is missing is skipped with a line that says so; a fit that fails
 or times out is written down with its status.
@@ -117,9 +121,20 @@ def quick_lmm_nested() -> tuple[bool, float, str]:
     return ok and fit.converged, worst, "fixed effects within 5 SE of the truth (10^4 rows)"
 
 
+def quick_lmm_crossed() -> tuple[bool, float, str]:
+    import multilevel as ml
+
+    datasets = _bench_datasets()
+    df = datasets.crossed_lmm(n_a=2_000, rows_per_a=20, n_b=200)
+    fit = ml.lmm("y ~ x + (1 | a) + (1 | b)", df, reml=False)
+    ok, worst = _check("beta", fit.params, datasets.CROSSED_LMM_BETA, 5 * fit.bse.to_numpy(), 1.0)
+    return ok and fit.converged, worst, "fixed effects within 5 SE of the truth (4x10^4 rows, 2,000 x 200 levels)"
+
+
 QUICK: dict[str, Callable[[], tuple[bool, float, str]]] = {
     "lmm sleepstudy": quick_lmm_sleepstudy,
     "lmm nested 10^4": quick_lmm_nested,
+    "lmm crossed 4x10^4": quick_lmm_crossed,
     "gee ohio exchangeable": quick_gee_ohio,
     "gls Ovary AR(1)": quick_gls_ovary,
     "glmm cbpp Laplace": quick_glmm_cbpp,
@@ -160,48 +175,69 @@ def run_quick() -> int:
 # Full mode: run the family scripts, then gather their records
 # --------------------------------------------------------------------------
 
+#: (family, problem) pairs where a peer takes minutes per fit: fitted once per tool rather than
+#: ``--repeats`` times, which keeps the full run near an hour and a half on 2 cores.
+ONE_REPEAT = {("lmm", "crossed"), ("lmm", "large"), ("gee", "poisson_ar1_1M"), ("gls", "ar1_10M"),
+              ("glmm", "logit_1M"), ("glmm", "crossed_binomial")}
+
+
+def _family_problems(script: str) -> list[str]:
+    """The problem names a family script runs by default (its ``PROBLEMS``, large ones left out)."""
+    sys.path.insert(0, str(BENCH_DIR))
+    module = __import__(script.removesuffix(".py"))
+    return [name for name, spec in module.PROBLEMS.items() if not spec.get("large")]
+
+
 def family_runs(repeats: int, large: bool) -> list[tuple[str, list[str], Path]]:
-    """(label, command, JSON output) for every family script run of the full benchmark."""
-    py = [sys.executable]
-    rep = ["--repeats", str(repeats)]
+    """(label, command, JSON output) for every family script run of the full benchmark: one run per
+    problem, so a problem's repeats can differ (``ONE_REPEAT``); runs of one family share a JSON file,
+    where each problem replaces its earlier entry."""
     runs = []
-    for problem in ("sleepstudy", "insteval", "insteval_dept"):
-        out = RESULTS_DIR / f"lmm_{problem}.json"
-        runs.append(("lmm", py + [str(BENCH_DIR / "lmm_vs_lme4.py"), *rep, "--only", problem, "--out", str(out)],
-                     out))
+
+    def add(family: str, script: str, problem: str, out: Path, *extra: str) -> None:
+        times = 1 if (family, problem) in ONE_REPEAT else repeats
+        runs.append((family, [sys.executable, str(BENCH_DIR / script), "--repeats", str(times), "--only", problem,
+                              *extra, "--out", str(out)], out))
+
+    py_limit = ("--py-timeout", "600")  # a Python peer that needs more is written down as timed out
+    for problem in ("sleepstudy", "insteval", "insteval_dept", "crossed"):
+        add("lmm", "lmm_vs_lme4.py", problem, RESULTS_DIR / f"lmm_{problem}.json", *py_limit)
     for groups in NESTED_GROUPS:
-        out = RESULTS_DIR / f"lmm_nested_{groups * 50}.json"
-        runs.append(("lmm", py + [str(BENCH_DIR / "lmm_vs_lme4.py"), *rep, "--only", "nested", "--n-groups",
-                                  str(groups), "--out", str(out)], out))
+        add("lmm", "lmm_vs_lme4.py", "nested", RESULTS_DIR / f"lmm_nested_{groups * 50}.json", "--n-groups",
+            str(groups), *py_limit)
     if large:
-        out = RESULTS_DIR / "lmm_nested_10000000.json"
-        runs.append(("lmm", py + [str(BENCH_DIR / "lmm_vs_lme4.py"), "--repeats", "1", "--only", "large",
-                                  "--out", str(out)], out))
-    for script, out in (("gee_vs_geepack.py", "gee.json"), ("gls_vs_nlme.py", "gls.json"),
-                        ("glmm_vs_lme4.py", "glmm.json")):
-        cmd = py + [str(BENCH_DIR / script), *rep, "--out", str(RESULTS_DIR / out)]
-        if large and script == "gls_vs_nlme.py":  # the only family script with a 10^7-row problem
-            cmd.append("--large")
-        runs.append((script.split("_")[0], cmd, RESULTS_DIR / out))
+        add("lmm", "lmm_vs_lme4.py", "large", RESULTS_DIR / "lmm_nested_10000000.json")
+    for family, script, extra in (("gee", "gee_vs_geepack.py", ("--sm-timeout", "900")),
+                                  ("gls", "gls_vs_nlme.py", ()), ("glmm", "glmm_vs_lme4.py", ())):
+        for problem in _family_problems(script):
+            add(family, script, problem, RESULTS_DIR / f"{family}.json", *extra)
+    if large:
+        add("gls", "gls_vs_nlme.py", "ar1_10M", RESULTS_DIR / "gls.json", "--large")
     return runs
 
 
 def lmm_rows(problems: dict[str, Any]) -> list[dict[str, Any]]:
-    """Uniform rows from lmm_vs_lme4.py's summaries."""
+    """Uniform rows from lmm_vs_lme4.py's summaries (``<tool>_...`` keys; ours are ``ours_...``)."""
     rows = []
     for name, s in problems.items():
         label = f"lmm {name}" if name != "nested" else f"lmm nested {s.get('nobs', 0):,}"
-        for tool, prefix in (("multilevel", "ours"), ("lme4", "lme4"), ("mixedlm", "mixedlm")):
+        for tool, prefix in (("multilevel", "ours"), ("lme4", "lme4"), ("mixedlm", "mixedlm"),
+                             ("statsmodels", "statsmodels")):
             seconds = s.get(f"{prefix}_median_s")
             errors = s.get(f"{prefix}_errors") or []
-            if seconds is None and not errors:
+            note = s.get(f"{prefix}_note")
+            if seconds is None and not errors and not note:
                 continue
+            dbeta = (s.get("max_abs_dbeta_over_se") if tool == "lme4"
+                     else s.get(f"{prefix}_max_abs_dbeta_over_se"))
             rows.append({
                 "family": "lmm", "problem": label, "rows": s.get("nobs"), "tool": tool, "seconds": seconds,
+                "load_seconds": s.get(f"{prefix}_load_s"),
                 "ratio_to_ours": None if tool == "multilevel" else s.get(f"ratio_{prefix}_over_ours"),
                 "peak_mb": s.get(f"{prefix}_fit_increase_mb"),
                 "objective": s.get(f"{prefix}_objective"),
-                "status": "ok" if seconds is not None else f"failed: {errors[0].get('error')}",
+                "max_dbeta_over_se": None if tool == "multilevel" else dbeta,
+                "status": "ok" if seconds is not None else (errors[0].get("error") if errors else note),
             })
     return rows
 
@@ -215,44 +251,60 @@ def family_rows(family: str, problems: dict[str, Any]) -> list[dict[str, Any]]:
         for tool, t in p.get("tools", {}).items():
             rows.append({
                 "family": family, "problem": f"{family} {name}", "rows": p.get("nobs"), "tool": tool,
-                "seconds": t.get("median_s"), "ratio_to_ours": t.get("ratio_over_ours"),
-                "peak_mb": t.get("fit_increase_mb"), "objective": t.get("loglik"), "status": t.get("status"),
+                "seconds": t.get("median_s"), "load_seconds": t.get("load_s"),
+                "ratio_to_ours": t.get("ratio_over_ours"), "peak_mb": t.get("fit_increase_mb"),
+                "objective": t.get("loglik"), "max_dbeta_over_se": t.get("max_abs_dparams_over_se"),
+                "status": t.get("status"),
             })
     return rows
 
 
 def gather() -> list[dict[str, Any]]:
-    """All rows from the family JSON files present in benchmarks/results."""
+    """All rows from the JSON files that full mode writes (those present in benchmarks/results)."""
     rows: list[dict[str, Any]] = []
-    for path in sorted(RESULTS_DIR.glob("lmm_*.json")):
-        rows += lmm_rows(json.loads(path.read_text()).get("problems", {}))
-    # run.py's own outputs, else the family scripts' defaults
-    for family, default in (("gee", "gee_vs_geepack.json"), ("gls", "gls_vs_nlme.json"),
-                            ("glmm", "glmm_vs_lme4.json")):
-        path = next((p for p in (RESULTS_DIR / f"{family}.json", RESULTS_DIR / default) if p.exists()), None)
-        if path is not None:
-            rows += family_rows(family, json.loads(path.read_text()).get("problems", {}))
+    outputs = dict.fromkeys(out for _, _, out in family_runs(1, large=True))  # ordered, no repeats
+    for path in outputs:
+        if not path.exists():
+            continue
+        problems = json.loads(path.read_text()).get("problems", {})
+        family = path.stem.split("_")[0]
+        rows += lmm_rows(problems) if family == "lmm" else family_rows(family, problems)
     return rows
 
 
 def write_outputs(rows: list[dict[str, Any]]) -> None:
     """CSV, JSON, markdown table and (with matplotlib) the time-versus-rows plot."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    fields = ["family", "problem", "rows", "tool", "seconds", "ratio_to_ours", "peak_mb", "objective", "status"]
+    fields = ["family", "problem", "rows", "tool", "seconds", "load_seconds", "ratio_to_ours", "peak_mb",
+              "objective", "max_dbeta_over_se", "status"]
     with open(RESULTS_DIR / "all.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
     (RESULTS_DIR / "all.json").write_text(json.dumps(rows, indent=1, default=str))
-    lines = ["| problem | rows | tool | seconds | peer / ours | peak MB | status |", "|---|---:|---|---:|---:|---:|---|"]
-    for r in rows:
-        def fmt(v: Any, spec: str) -> str:
-            return "-" if v is None else format(v, spec)
-        lines.append(f"| {r['problem']} | {fmt(r['rows'], ',')} | {r['tool']} | {fmt(r['seconds'], '.2f')} | "
-                     f"{fmt(r['ratio_to_ours'], '.1f')} | {fmt(r['peak_mb'], '.0f')} | {r['status']} |")
-    (RESULTS_DIR / "summary.md").write_text("\n".join(lines) + "\n")
+    table = markdown_table(rows)
+    (RESULTS_DIR / "summary.md").write_text(table)
+    print(table)
     print("\n".join(lines))
     plot(rows)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The README's table: one line per problem and tool, the ratio in bold where a peer is slower."""
+    def fmt(v: Any, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    lines = ["| problem | rows | tool | fit s | load s | peer / ours | fit +MB | objective | max \\|d\\|/SE | status |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        ratio = r["ratio_to_ours"]
+        shown = "-" if ratio is None else (f"**{ratio:.1f}x**" if ratio >= 1 else f"{ratio:.2f}x")
+        objective = r["objective"]
+        lines.append(f"| {r['problem']} | {fmt(r['rows'], ',')} | {r['tool']} | {fmt(r['seconds'], '.2f')} | "
+                     f"{fmt(r.get('load_seconds'), '.2f')} | {shown} | {fmt(r['peak_mb'], '.0f')} | "
+                     f"{fmt(objective, '.6g' if objective is None or abs(objective) < 1e5 else '.8g')} | "
+                     f"{fmt(r.get('max_dbeta_over_se'), '.1e')} | {r['status']} |")
+    return "\n".join(lines) + "\n"
 
 
 def _series(problem: str) -> str:
@@ -301,7 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_quick()
     if not args.gather_only:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        for label, cmd, out in family_runs(args.repeats, args.large):
+        runs = family_runs(args.repeats, args.large)
+        for out in {out for _, _, out in runs}:  # a fresh table: no problems left over from earlier runs
+            out.unlink(missing_ok=True)
+        for label, cmd, out in runs:
             script = Path(cmd[1]).name
             if not Path(cmd[1]).exists():
                 print(f"{label}: {script} not found, skipped")

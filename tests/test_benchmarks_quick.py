@@ -20,4 +20,4 @@ def test_benchmark_quick_mode_passes() -> None:
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "quick check passed (5/5)" in out.stdout
+    assert "quick check passed (6/6)" in out.stdout

@@ -174,6 +174,25 @@ void test_against_dense(std::mt19937& rng, int trial) {
   }
 }
 
+// The panel-blocked Cholesky against Eigen's, on both sides of the panel-width switch.
+void test_dense_cholesky(std::mt19937& rng) {
+  std::normal_distribution<double> normal;
+  for (Index n : {Index(7), Index(250), Index(3001)}) {
+    MatrixXd r = MatrixXd::NullaryExpr(n, 40, [&]() { return normal(rng); });
+    MatrixXd a = r * r.transpose();
+    a.diagonal().array() += 1.0;
+    MatrixXd l = a;
+    check(cholesky_in_place(l), "cholesky_in_place succeeds, n = " + std::to_string(n));
+    const MatrixXd ours = l.triangularView<Eigen::Lower>();
+    const MatrixXd eigen = Eigen::LLT<MatrixXd>(a).matrixL();
+    check(max_abs(ours - eigen) < 1e-10 * std::max(1.0, max_abs(eigen)),
+          "cholesky_in_place = Eigen LLT, n = " + std::to_string(n));
+  }
+  MatrixXd indefinite = MatrixXd::Identity(300, 300);
+  indefinite(299, 299) = -1.0;
+  check(!cholesky_in_place(indefinite), "cholesky_in_place reports an indefinite matrix");
+}
+
 }  // namespace
 
 int main() {
@@ -182,6 +201,7 @@ int main() {
   for (int trial = 0; trial < 40; ++trial) test_against_dense(rng, trial);
   test_cluster_sums(rng);
   test_glmm_pirls(rng);
+  test_dense_cholesky(rng);
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
