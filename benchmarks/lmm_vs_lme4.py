@@ -517,11 +517,20 @@ def _coef_key(name: str) -> str:
 
 
 def max_dbeta_over_se(ours: dict[str, float], se: dict[str, float], theirs: dict[str, float]) -> float | None:
-    """Largest |their coefficient - ours| in units of our standard error, coefficients matched by
-    name (None unless every one of ours has a match)."""
+    """Largest |their coefficient - ours| in units of our standard error.
+
+    Coefficients are matched by name; where the names differ in form but the
+    counts agree, by position (mixedlm numbers a factor's levels by position,
+    ``dept.1`` for the first level after the reference, where R and we say
+    ``dept2``; both tools see the same data frame, so the order is the same).
+    None when neither matching is possible.
+    """
     by_key = {_coef_key(k): v for k, v in theirs.items()}
-    diffs = [abs(v - by_key[_coef_key(k)]) / se[k] for k, v in ours.items() if _coef_key(k) in by_key]
-    return max(diffs) if diffs and len(diffs) == len(ours) else None
+    if all(_coef_key(k) in by_key for k in ours):
+        return max(abs(v - by_key[_coef_key(k)]) / se[k] for k, v in ours.items())
+    if len(theirs) == len(ours):
+        return max(abs(v - t) / se[k] for (k, v), t in zip(ours.items(), theirs.values()))
+    return None
 
 
 def summarize_python_peer(s: dict[str, Any], tool: str, records: list[dict[str, Any]], note: str | None) -> None:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import re
 import subprocess
@@ -217,7 +218,12 @@ def family_runs(repeats: int, large: bool) -> list[tuple[str, list[str], Path]]:
 
 
 def lmm_rows(problems: dict[str, Any]) -> list[dict[str, Any]]:
-    """Uniform rows from lmm_vs_lme4.py's summaries (``<tool>_...`` keys; ours are ``ours_...``)."""
+    """Uniform rows from lmm_vs_lme4.py's summaries (``<tool>_...`` keys; ours are ``ours_...``).
+    Coefficient differences are recomputed from the stored estimates, so the name matching is the
+    current one."""
+    sys.path.insert(0, str(BENCH_DIR))
+    from lmm_vs_lme4 import max_dbeta_over_se
+
     rows = []
     for name, s in problems.items():
         label = f"lmm {name}" if name != "nested" else f"lmm nested {s.get('nobs', 0):,}"
@@ -228,15 +234,16 @@ def lmm_rows(problems: dict[str, Any]) -> list[dict[str, Any]]:
             note = s.get(f"{prefix}_note")
             if seconds is None and not errors and not note:
                 continue
-            dbeta = (s.get("max_abs_dbeta_over_se") if tool == "lme4"
-                     else s.get(f"{prefix}_max_abs_dbeta_over_se"))
+            theirs = s.get(f"{prefix}_fixef")
+            dbeta = (max_dbeta_over_se(s["ours_fixef"], s["ours_se"], theirs)
+                     if theirs and tool != "multilevel" and "ours_fixef" in s else None)
             rows.append({
                 "family": "lmm", "problem": label, "rows": s.get("nobs"), "tool": tool, "seconds": seconds,
                 "load_seconds": s.get(f"{prefix}_load_s"),
                 "ratio_to_ours": None if tool == "multilevel" else s.get(f"ratio_{prefix}_over_ours"),
                 "peak_mb": s.get(f"{prefix}_fit_increase_mb"),
                 "objective": s.get(f"{prefix}_objective"),
-                "max_dbeta_over_se": None if tool == "multilevel" else dbeta,
+                "max_dbeta_over_se": dbeta,
                 "status": "ok" if seconds is not None else (errors[0].get("error") if errors else note),
             })
     return rows
@@ -259,17 +266,32 @@ def family_rows(family: str, problems: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _gathered_problems() -> list[tuple[str, dict[str, Any]]]:
+    """(family, its problems) from each JSON file that full mode writes, where present."""
+    outputs = dict.fromkeys(out for _, _, out in family_runs(1, large=True))  # ordered, no repeats
+    return [(path.stem.split("_")[0], json.loads(path.read_text()).get("problems", {}))
+            for path in outputs if path.exists()]
+
+
 def gather() -> list[dict[str, Any]]:
     """All rows from the JSON files that full mode writes (those present in benchmarks/results)."""
     rows: list[dict[str, Any]] = []
-    outputs = dict.fromkeys(out for _, _, out in family_runs(1, large=True))  # ordered, no repeats
-    for path in outputs:
-        if not path.exists():
-            continue
-        problems = json.loads(path.read_text()).get("problems", {})
-        family = path.stem.split("_")[0]
+    for family, problems in _gathered_problems():
         rows += lmm_rows(problems) if family == "lmm" else family_rows(family, problems)
     return rows
+
+
+def machine_lines() -> list[str]:
+    """Where and when the gathered measurements were taken: one line per distinct machine and build."""
+    seen: dict[tuple[Any, ...], list[str]] = {}
+    for _, problems in _gathered_problems():
+        for p in problems.values():
+            m = p.get("machine") or {}
+            key = (m.get("cpu_model"), m.get("nproc"), m.get("mem_total_gib"), m.get("git_commit"),
+                   m.get("git_dirty_cpp_python"))
+            seen.setdefault(key, []).append(str(m.get("date", "?")))
+    return [f"Machine: {cpu} x {nproc} CPUs, {mem} GiB; git {commit}{' (modified)' if dirty else ''}; "
+            f"{min(dates)[:16]} to {max(dates)[:16]}" for (cpu, nproc, mem, commit, dirty), dates in seen.items()]
 
 
 def write_outputs(rows: list[dict[str, Any]]) -> None:
@@ -282,10 +304,9 @@ def write_outputs(rows: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     (RESULTS_DIR / "all.json").write_text(json.dumps(rows, indent=1, default=str))
-    table = markdown_table(rows)
+    table = "\n".join(machine_lines()) + "\n\n" + markdown_table(rows)
     (RESULTS_DIR / "summary.md").write_text(table)
     print(table)
-    print("\n".join(lines))
     plot(rows)
 
 
@@ -296,14 +317,19 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
     lines = ["| problem | rows | tool | fit s | load s | peer / ours | fit +MB | objective | max \\|d\\|/SE | status |",
              "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    notes: list[str] = []  # statuses too long for a cell, numbered below the table
     for r in rows:
         ratio = r["ratio_to_ours"]
         shown = "-" if ratio is None else (f"**{ratio:.1f}x**" if ratio >= 1 else f"{ratio:.2f}x")
-        objective = r["objective"]
+        status = str(r["status"])
+        if len(status) > 40:
+            if status not in notes:
+                notes.append(status)
+            status = f"not run [{notes.index(status) + 1}]" if "not run" in status else f"see [{notes.index(status) + 1}]"
         lines.append(f"| {r['problem']} | {fmt(r['rows'], ',')} | {r['tool']} | {fmt(r['seconds'], '.2f')} | "
                      f"{fmt(r.get('load_seconds'), '.2f')} | {shown} | {fmt(r['peak_mb'], '.0f')} | "
-                     f"{fmt(objective, '.6g' if objective is None or abs(objective) < 1e5 else '.8g')} | "
-                     f"{fmt(r.get('max_dbeta_over_se'), '.1e')} | {r['status']} |")
+                     f"{fmt(r['objective'], '.6f')} | {fmt(r.get('max_dbeta_over_se'), '.1e')} | {status} |")
+    lines += [""] + [f"[{k}] {note}  " for k, note in enumerate(notes, start=1)]
     return "\n".join(lines) + "\n"
 
 
@@ -314,8 +340,15 @@ def _series(problem: str) -> str:
     return "nested" if name.startswith(("nested", "large")) else name
 
 
+#: One colour per tool in every panel (ours in black); other tools take the next free colour.
+TOOL_COLOURS = {"multilevel": "black", "lme4": "tab:red", "mixedlm": "tab:orange", "statsmodels": "tab:purple",
+                "geepack": "tab:blue", "nlme": "tab:green", "glmmTMB": "tab:brown"}
+SERIES_MARKERS = "osD^vP*X"
+
+
 def plot(rows: list[dict[str, Any]]) -> None:
-    """Log-log time versus rows per family and tool (skipped without matplotlib)."""
+    """Log-log time versus rows, one panel per family: colour = tool, marker = model (skipped without
+    matplotlib). Lines join one tool's fits of one model at several sizes, never different models."""
     try:
         import matplotlib
 
@@ -325,20 +358,33 @@ def plot(rows: list[dict[str, Any]]) -> None:
         print("matplotlib is not installed: no plot")
         return
     families = sorted({r["family"] for r in rows})
-    fig, axes = plt.subplots(1, len(families), figsize=(4.5 * len(families), 4), squeeze=False)
-    for ax, family in zip(axes[0], families):
-        # One line per tool and model (the same model at several sizes), never across models.
-        for tool, series in sorted({(r["tool"], _series(r["problem"])) for r in rows if r["family"] == family}):
-            pts = sorted((r["rows"], r["seconds"]) for r in rows if r["family"] == family and r["tool"] == tool
-                         and _series(r["problem"]) == series and r["seconds"] and r["rows"])
-            if pts:
-                ax.loglog(*zip(*pts), marker="o", label=f"{tool}: {series}")
-        ax.set_title(family)
+    ncols = 2
+    nrows = (len(families) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(13, 5.2 * nrows), squeeze=False)
+    spare = itertools.cycle(["tab:cyan", "tab:olive", "tab:pink", "tab:gray"])
+    colours = dict(TOOL_COLOURS)
+    for ax, family in zip(axes.flat, families):
+        mine = [r for r in rows if r["family"] == family and r["seconds"] and r["rows"]]
+        series_names = sorted({_series(r["problem"]) for r in mine})
+        for tool in dict.fromkeys(r["tool"] for r in mine):
+            if tool not in colours:
+                colours[tool] = next(spare)
+            colour = colours[tool]
+            for k, series in enumerate(series_names):
+                pts = sorted((r["rows"], r["seconds"]) for r in mine if r["tool"] == tool
+                             and _series(r["problem"]) == series)
+                if pts:
+                    ax.loglog(*zip(*pts), color=colour, marker=SERIES_MARKERS[k % len(SERIES_MARKERS)],
+                              linewidth=2.2 if tool == "multilevel" else 1.2, label=f"{tool}: {series}")
+        ax.set_title(f"{family}: fit seconds against rows (log-log)")
         ax.set_xlabel("rows")
         ax.set_ylabel("seconds")
-        ax.legend(fontsize=8)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    for ax in list(axes.flat)[len(families):]:
+        ax.set_visible(False)
     fig.tight_layout()
-    fig.savefig(RESULTS_DIR / "time_vs_rows.png", dpi=120)
+    fig.savefig(RESULTS_DIR / "time_vs_rows.png", dpi=110)
     print(f"wrote {RESULTS_DIR / 'time_vs_rows.png'}")
 
 
