@@ -46,12 +46,20 @@ class BlockedCholesky {
       storage_ = prefer;
       return;
     }
+    // Small rest blocks are dense whatever their fill-in: skip the (costly) pattern product.
+    if (A.q_rest <= kDenseUpTo) {
+      storage_ = RestStorage::Dense;
+      return;
+    }
     // Fill-in of the rest block: pattern of ARR plus that of AR0 AR0'.
     const SparseMatrix fill = SparseMatrix(A.AR0 * A.AR0.transpose()) + A.ARR;
     const double density = static_cast<double>(fill.nonZeros()) /
                            (static_cast<double>(A.q_rest) * static_cast<double>(A.q_rest));
-    storage_ = (A.q_rest <= 256 || density > 0.05) ? RestStorage::Dense : RestStorage::Sparse;
+    storage_ = density > 0.05 ? RestStorage::Dense : RestStorage::Sparse;
   }
+
+  /// Rest blocks up to this size are always stored dense.
+  static constexpr Index kDenseUpTo = 256;
 
   RestStorage storage() const { return storage_; }
 

@@ -160,7 +160,9 @@ class GlmmPirls {
           throw std::runtime_error("PIRLS: non-finite working weight or response at row " + std::to_string(i) +
                                    " (the mean left its range)");
       }
-      last_ = std::make_unique<LinearMixedModel>(normal_equations(work, fixed_beta ? empty_x_ : x_, w));
+      last_ = std::make_unique<LinearMixedModel>(normal_equations(work, fixed_beta ? empty_x_ : x_, w),
+                                                 rest_storage_);
+      rest_storage_ = last_->rest_storage();
       const LmmSolution sol = last_->solve(theta, false);
       VectorXd coef(p + total_random());
       coef.head(p) = fixed_beta ? beta : sol.beta;
@@ -222,7 +224,7 @@ class GlmmPirls {
     return q;
   }
 
-  NormalEquations normal_equations(const VectorXd& work, const MatrixXd& x, const VectorXd& w) const {
+  NormalEquations normal_equations(const VectorXd& work, const MatrixXd& x, const VectorXd& w) {
     std::vector<TermInput> terms;
     for (std::size_t k = 0; k < z_.size(); ++k)
       terms.push_back(TermInput{CodesMap(codes_[k].data(), codes_[k].size(), Eigen::InnerStride<Eigen::Dynamic>(1)),
@@ -232,7 +234,8 @@ class GlmmPirls {
     return NormalEquations(StridedVectorMap(work.data(), work.size(), Eigen::InnerStride<Eigen::Dynamic>(1)),
                            StridedMatrixMap(x.data(), x.rows(), x.cols(),
                                             Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(x.rows(), 1)),
-                           StridedVectorMap(w.data(), w.size(), Eigen::InnerStride<Eigen::Dynamic>(1)), terms);
+                           StridedVectorMap(w.data(), w.size(), Eigen::InnerStride<Eigen::Dynamic>(1)), terms,
+                           &pair_patterns_);
   }
 
   /// b_k = Lambda_k u_k per term, from the concatenated spherical modes.
@@ -314,6 +317,9 @@ class GlmmPirls {
   bool binary_ = false;  // every response is 0 or 1
   VectorXd mu_, dmu_;  // mean and d mu / d eta at the last eta passed to deviance()
   std::unique_ptr<LinearMixedModel> last_;
+  // What depends on the grouping codes only, found by the first system and reused by the next ones.
+  RestStorage rest_storage_ = RestStorage::Auto;
+  PairPatterns pair_patterns_;
 };
 
 }  // namespace multilevel

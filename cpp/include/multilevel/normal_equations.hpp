@@ -1,5 +1,6 @@
 // The blocks of A = [Z X y]' W [Z X y] for a linear mixed model, built in one
-// pass over the rows (plus one grouped pass per pair of random-effect terms).
+// pass over the rows, plus one per pair of random-effect terms (after a
+// grouped pass, reusable across weights, that finds which level pairs occur).
 //
 // Everything the profiled (RE)ML objective needs at any theta is in these
 // blocks; their size depends on the numbers of levels and columns, never on
@@ -41,60 +42,86 @@ struct TermLayout {
   Index size() const { return p * nlevels; }
 };
 
-/// Sums of w z_k z_l' over rows, one p_k x p_l block per co-occurring pair of
-/// levels (level of term k, level of term l), grouped by the level of term l.
-struct LevelPairBlocks {
-  Index pk = 0, pl = 0;
-  std::vector<Index> col_start;   // (nlevels_l + 1,) pairs of column level j: [col_start[j], col_start[j+1])
+/// Which pairs of levels (level of term k, level of term l) occur together
+/// in some row, grouped by the level of term l, and each row's pair. It
+/// depends on the grouping codes only, so a model refitted with new weights
+/// (each PIRLS iteration of a GLMM) computes it once.
+struct LevelPairPattern {
+  std::vector<Index> col_start;         // (nlevels_l + 1,) pairs of column level j: [col_start[j], col_start[j+1])
   std::vector<std::int32_t> row_level;  // (npairs,) level of term k, ascending within a column level
-  std::vector<double> values;     // (npairs * pk * pl,) each block pk x pl, column-major
+  std::vector<std::int32_t> row_pair;   // (n,) the pair each row belongs to
   Index npairs() const { return static_cast<Index>(row_level.size()); }
+};
+
+/// Patterns of the term pairs one NormalEquations needs, in the order it
+/// needs them: (k, 0) for k = 1..K-1, then (k, l) for l = 1..K-2, k = l+1..K-1.
+using PairPatterns = std::vector<LevelPairPattern>;
+
+/// Sums of w z_k z_l' over rows, one p_k x p_l block per pair of a pattern.
+struct LevelPairBlocks {
+  const LevelPairPattern* pattern = nullptr;
+  Index pk = 0, pl = 0;
+  std::vector<double> values;  // (npairs * pk * pl,) each block pk x pl, column-major
   const double* block(Index e) const { return values.data() + e * pk * pl; }
 };
 
 namespace detail {
 
-/// Accumulate LevelPairBlocks for (row term k, column term l).
-/// zk_scaled (n, pk) and zl_scaled (n, pl) already carry sqrt(w).
-inline LevelPairBlocks accumulate_level_pairs(const CodesMap& codes_k, const MatrixXd& zk_scaled,
-                                              Index nlevels_k, const GroupIndex& by_l,
-                                              const MatrixXd& zl_scaled) {
-  LevelPairBlocks out;
-  out.pk = zk_scaled.cols();
-  out.pl = zl_scaled.cols();
-  const Index bs = out.pk * out.pl;
+/// The level pairs of (row term k, column term l), from the rows grouped by term l.
+inline LevelPairPattern level_pair_pattern(const CodesMap& codes_k, Index nlevels_k, const GroupIndex& by_l) {
+  LevelPairPattern out;
   const Index nl = by_l.nlevels();
   out.col_start.assign(nl + 1, 0);
-  // Sparse accumulator over the levels of term k: position of a level's block
-  // in the current column, valid when stamp == current column level.
+  out.row_pair.assign(codes_k.size(), 0);
+  // Sparse accumulator over the levels of term k: a level's slot in the
+  // current column, valid when stamp == current column level.
   std::vector<Index> stamp(nlevels_k, -1), slot(nlevels_k, 0);
-  std::vector<std::int32_t> levels;  // levels met in the current column
-  std::vector<double> local;         // their blocks
-  std::vector<Index> order;
+  std::vector<std::int32_t> levels;  // levels met in the current column, in order of first meeting
+  std::vector<Index> order, rank;
   for (Index j = 0; j < nl; ++j) {
     levels.clear();
-    local.clear();
     for (Index t = by_l.start[j]; t < by_l.start[j + 1]; ++t) {
-      const Index i = by_l.rows[t];
-      const std::int32_t g = codes_k[i];
+      const std::int32_t g = codes_k[by_l.rows[t]];
       if (stamp[g] != j) {
         stamp[g] = j;
         slot[g] = static_cast<Index>(levels.size());
         levels.push_back(g);
-        local.resize(local.size() + bs, 0.0);
       }
-      double* blk = local.data() + slot[g] * bs;
-      for (Index d = 0; d < out.pl; ++d)
-        for (Index c = 0; c < out.pk; ++c) blk[d * out.pk + c] += zk_scaled(i, c) * zl_scaled(i, d);
     }
     order.resize(levels.size());
     std::iota(order.begin(), order.end(), Index(0));
     std::sort(order.begin(), order.end(), [&](Index a, Index b) { return levels[a] < levels[b]; });
-    for (Index e : order) {
-      out.row_level.push_back(levels[e]);
-      out.values.insert(out.values.end(), local.begin() + e * bs, local.begin() + (e + 1) * bs);
+    rank.resize(levels.size());
+    const Index first = out.npairs();
+    for (Index e = 0; e < static_cast<Index>(order.size()); ++e) {
+      rank[order[e]] = first + e;
+      out.row_level.push_back(levels[order[e]]);
+    }
+    for (Index t = by_l.start[j]; t < by_l.start[j + 1]; ++t) {
+      const Index i = by_l.rows[t];
+      out.row_pair[i] = static_cast<std::int32_t>(rank[slot[codes_k[i]]]);
     }
     out.col_start[j + 1] = out.npairs();
+  }
+  return out;
+}
+
+/// Blocks of a pattern: sum over rows of (sqrt(w) z_k)' (sqrt(w) z_l).
+/// zk (n, pk), zl (n, pl), sqrt_w (n,). Rows are added in ascending order.
+template <class MK, class ML>
+inline LevelPairBlocks level_pair_sums(const LevelPairPattern& pattern, const MK& zk, const ML& zl,
+                                       const VectorXd& sqrt_w) {
+  LevelPairBlocks out;
+  out.pattern = &pattern;
+  out.pk = zk.cols();
+  out.pl = zl.cols();
+  const Index bs = out.pk * out.pl;
+  out.values.assign(pattern.npairs() * bs, 0.0);
+  for (Index i = 0; i < zk.rows(); ++i) {
+    double* blk = out.values.data() + static_cast<Index>(pattern.row_pair[i]) * bs;
+    const double sw = sqrt_w[i];
+    for (Index d = 0; d < out.pl; ++d)
+      for (Index c = 0; c < out.pk; ++c) blk[d * out.pk + c] += (sw * zk(i, c)) * (sw * zl(i, d));
   }
   return out;
 }
@@ -125,8 +152,12 @@ struct NormalEquations {
   MatrixXd AXX;       // (p + 1, p + 1) [X y]' W [X y], lower triangle filled
 
   /// y (n,), x (n, p), weights (n,) or empty for unit weights, terms (K >= 1).
+  /// patterns: the level-pair patterns of these terms' codes, reused when
+  /// given non-empty (same codes, e.g. the next PIRLS iteration), filled in
+  /// when given empty; nullptr computes them for this system only.
   NormalEquations(const StridedVectorMap& y, const StridedMatrixMap& x,
-                  const StridedVectorMap& weights, const std::vector<TermInput>& term_inputs) {
+                  const StridedVectorMap& weights, const std::vector<TermInput>& term_inputs,
+                  PairPatterns* patterns = nullptr) {
     n = y.size();
     p = x.cols();
     const Index K = static_cast<Index>(term_inputs.size());
@@ -150,7 +181,10 @@ struct NormalEquations {
     }
 
     accumulate_row_blocks(y, x, sqrt_w, term_inputs);
-    accumulate_term_pairs(sqrt_w, term_inputs);
+    PairPatterns local;
+    PairPatterns& pats = patterns ? *patterns : local;
+    if (pats.empty()) pats = pair_patterns(term_inputs);
+    accumulate_term_pairs(sqrt_w, term_inputs, pats);
   }
 
  private:
@@ -237,35 +271,39 @@ struct NormalEquations {
     rest_triplets_ = std::move(rest_diag);
   }
 
-  // Off-diagonal blocks between terms: Z_k'W Z_0 for k >= 1 (AR0) and
-  // Z_k'W Z_l for k > l >= 1 (into ARR), each from rows grouped by term l.
-  void accumulate_term_pairs(const VectorXd& sqrt_w, const std::vector<TermInput>& in) {
+  // The level-pair patterns of every term pair, in PairPatterns' order.
+  PairPatterns pair_patterns(const std::vector<TermInput>& in) const {
     const Index K = static_cast<Index>(terms.size());
-    const TermLayout& t0 = terms[0];
-    std::vector<MatrixXd> zs(K);
-    if (K > 1)  // a single term has no pairs: skip the copy of its columns
-      for (Index k = 0; k < K; ++k) zs[k] = detail::scaled_rows(in[k].z, sqrt_w, 0, n);
-    std::vector<LevelPairBlocks> with0;
-    if (K > 1) {
-      const GroupIndex by0(in[0].codes, t0.nlevels);
-      for (Index k = 1; k < K; ++k)
-        with0.push_back(detail::accumulate_level_pairs(in[k].codes, zs[k], terms[k].nlevels, by0, zs[0]));
+    PairPatterns out;
+    for (Index l = 0; l + 1 < K; ++l) {
+      const GroupIndex by_l(in[l].codes, terms[l].nlevels);
+      for (Index k = l + 1; k < K; ++k) out.push_back(detail::level_pair_pattern(in[k].codes, terms[k].nlevels, by_l));
     }
+    return out;
+  }
+
+  // Off-diagonal blocks between terms: Z_k'W Z_0 for k >= 1 (AR0) and
+  // Z_k'W Z_l for k > l >= 1 (into ARR).
+  void accumulate_term_pairs(const VectorXd& sqrt_w, const std::vector<TermInput>& in, const PairPatterns& pats) {
+    const Index K = static_cast<Index>(terms.size());
+    if (static_cast<Index>(pats.size()) != K * (K - 1) / 2)
+      throw std::invalid_argument("level-pair patterns do not match the random-effects terms");
+    std::vector<LevelPairBlocks> with0;
+    Index next = 0;
+    for (Index k = 1; k < K; ++k) with0.push_back(detail::level_pair_sums(pats[next++], in[k].z, in[0].z, sqrt_w));
     build_AR0(with0);
 
-    for (Index l = 1; l < K; ++l) {
-      if (l + 1 >= K) break;
-      const GroupIndex by_l(in[l].codes, terms[l].nlevels);
+    for (Index l = 1; l + 1 < K; ++l) {
       for (Index k = l + 1; k < K; ++k) {
-        const LevelPairBlocks pairs =
-            detail::accumulate_level_pairs(in[k].codes, zs[k], terms[k].nlevels, by_l, zs[l]);
+        const LevelPairBlocks pairs = detail::level_pair_sums(pats[next++], in[k].z, in[l].z, sqrt_w);
+        const LevelPairPattern& pat = *pairs.pattern;
         const TermLayout &tk = terms[k], &tl = terms[l];
         for (Index j = 0; j < tl.nlevels; ++j)
-          for (Index e = pairs.col_start[j]; e < pairs.col_start[j + 1]; ++e) {
+          for (Index e = pat.col_start[j]; e < pat.col_start[j + 1]; ++e) {
             const double* blk = pairs.block(e);
             for (Index d = 0; d < tl.p; ++d)
               for (Index c = 0; c < tk.p; ++c) {
-                const Index r = tk.offset + pairs.row_level[e] * tk.p + c;
+                const Index r = tk.offset + pat.row_level[e] * tk.p + c;
                 const Index s = tl.offset + j * tl.p + d;
                 rest_triplets_.emplace_back(r, s, blk[d * tk.p + c]);
                 rest_triplets_.emplace_back(s, r, blk[d * tk.p + c]);
@@ -294,7 +332,7 @@ struct NormalEquations {
     Index nnz = 0;
     for (Index j = 0; j < t0.nlevels; ++j) {
       for (std::size_t kk = 0; kk < with0.size(); ++kk) {
-        const auto& pr = with0[kk];
+        const LevelPairPattern& pr = *with0[kk].pattern;
         rows_per_level[j] += (pr.col_start[j + 1] - pr.col_start[j]) * terms[kk + 1].p;
       }
       nnz += rows_per_level[j] * p0;
@@ -308,12 +346,12 @@ struct NormalEquations {
       for (Index d = 0; d < p0; ++d) {
         outer[j * p0 + d] = static_cast<int>(pos);
         for (std::size_t kk = 0; kk < with0.size(); ++kk) {
-          const auto& pr = with0[kk];
+          const LevelPairPattern& pr = *with0[kk].pattern;
           const TermLayout& tk = terms[kk + 1];
           for (Index e = pr.col_start[j]; e < pr.col_start[j + 1]; ++e)
             for (Index c = 0; c < tk.p; ++c) {
               inner[pos] = static_cast<int>(tk.offset + pr.row_level[e] * tk.p + c);
-              val[pos] = pr.block(e)[d * tk.p + c];
+              val[pos] = with0[kk].block(e)[d * tk.p + c];
               ++pos;
             }
         }
