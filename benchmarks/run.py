@@ -282,16 +282,22 @@ def gather() -> list[dict[str, Any]]:
 
 
 def machine_lines() -> list[str]:
-    """Where and when the gathered measurements were taken: one line per distinct machine and build."""
-    seen: dict[tuple[Any, ...], list[str]] = {}
-    for _, problems in _gathered_problems():
-        for p in problems.values():
+    """Where and when the gathered measurements were taken: one line per distinct machine and build
+    (naming its problems when there is more than one)."""
+    seen: dict[tuple[Any, ...], list[tuple[str, str]]] = {}
+    for family, problems in _gathered_problems():
+        for name, p in problems.items():
             m = p.get("machine") or {}
             key = (m.get("cpu_model"), m.get("nproc"), m.get("mem_total_gib"), m.get("git_commit"),
                    m.get("git_dirty_cpp_python"))
-            seen.setdefault(key, []).append(str(m.get("date", "?")))
-    return [f"Machine: {cpu} x {nproc} CPUs, {mem} GiB; git {commit}{' (modified)' if dirty else ''}; "
-            f"{min(dates)[:16]} to {max(dates)[:16]}" for (cpu, nproc, mem, commit, dirty), dates in seen.items()]
+            seen.setdefault(key, []).append((str(m.get("date", "?")), f"{family} {name}"))
+    lines = []
+    for (cpu, nproc, mem, commit, dirty), runs in seen.items():
+        dates = [d for d, _ in runs]
+        which = f" ({', '.join(sorted({n for _, n in runs}))})" if len(seen) > 1 and len(runs) < 6 else ""
+        lines.append(f"Machine: {cpu} x {nproc} CPUs, {mem} GiB; git {commit}{' (modified)' if dirty else ''}"
+                     f"{which}; {min(dates)[:16]} to {max(dates)[:16]}  ")
+    return lines
 
 
 def write_outputs(rows: list[dict[str, Any]]) -> None:
