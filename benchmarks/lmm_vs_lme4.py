@@ -516,21 +516,34 @@ def _coef_key(name: str) -> str:
     return ":".join(sorted(name.split(":")))
 
 
-def max_dbeta_over_se(ours: dict[str, float], se: dict[str, float], theirs: dict[str, float]) -> float | None:
+def max_dbeta_over_se(ours: dict[str, float], se: dict[str, float], theirs: dict[str, float],
+                      by_position: bool = False) -> float | None:
     """Largest |their coefficient - ours| in units of our standard error.
 
-    Coefficients are matched by name; where the names differ in form but the
-    counts agree, by position (mixedlm numbers a factor's levels by position,
-    ``dept.1`` for the first level after the reference, where R and we say
-    ``dept2``; both tools see the same data frame, so the order is the same).
-    None when neither matching is possible.
+    Coefficients are matched by name (formulaic's ``dept[T.2]:service[T.1]``
+    = R's ``service1:dept2``). With ``by_position``, for a tool that numbers
+    a factor's levels by position (mixedlm: ``dept.1`` is the first level
+    after the reference, which R and we call ``dept2``), they are matched by
+    position when the names do not match and the counts agree (both tools
+    see the same data frame, so the column order is the same). None when
+    neither matching applies.
     """
     by_key = {_coef_key(k): v for k, v in theirs.items()}
     if all(_coef_key(k) in by_key for k in ours):
         return max(abs(v - by_key[_coef_key(k)]) / se[k] for k, v in ours.items())
-    if len(theirs) == len(ours):
+    if by_position and len(theirs) == len(ours):
         return max(abs(v - t) / se[k] for (k, v), t in zip(ours.items(), theirs.values()))
     return None
+
+
+def matched_by_name(ours: dict[str, float], theirs: dict[str, float]) -> bool:
+    """Whether every coefficient of ours has a namesake in ``theirs`` (see :func:`max_dbeta_over_se`)."""
+    keys = {_coef_key(k) for k in theirs}
+    return all(_coef_key(k) in keys for k in ours)
+
+
+#: Python peers whose coefficient names number factor levels by position.
+NAMES_LEVELS_BY_POSITION = {"mixedlm"}
 
 
 def summarize_python_peer(s: dict[str, Any], tool: str, records: list[dict[str, Any]], note: str | None) -> None:
@@ -550,7 +563,8 @@ def summarize_python_peer(s: dict[str, Any], tool: str, records: list[dict[str, 
     if s.get("ours_median_s"):
         s[f"ratio_{tool}_over_ours"] = s[f"{tool}_median_s"] / s["ours_median_s"]
         s[f"objective_diff_ours_minus_{tool}"] = s["ours_objective"] - s[f"{tool}_objective"]
-        s[f"{tool}_max_abs_dbeta_over_se"] = max_dbeta_over_se(s["ours_fixef"], s["ours_se"], ok[0]["fixef"])
+        s[f"{tool}_max_abs_dbeta_over_se"] = max_dbeta_over_se(s["ours_fixef"], s["ours_se"], ok[0]["fixef"],
+                                                               by_position=tool in NAMES_LEVELS_BY_POSITION)
 
 
 def summarize(problem: str, spec: dict[str, Any], ours: list[dict[str, Any]], theirs: list[dict[str, Any]],

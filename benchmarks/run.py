@@ -229,7 +229,7 @@ def lmm_rows(problems: dict[str, Any]) -> list[dict[str, Any]]:
     """Uniform rows from lmm_vs_lme4.py's summaries (``<tool>_...`` keys; ours are ``ours_...``).
     Coefficient differences are recomputed from the stored estimates, so the name matching is the
     current one."""
-    max_dbeta_over_se = _family_script("lmm_vs_lme4").max_dbeta_over_se
+    lmm = _family_script("lmm_vs_lme4")
     rows = []
     for name, s in problems.items():
         label = f"lmm {name}" if name != "nested" else f"lmm nested {s.get('nobs', 0):,}"
@@ -241,8 +241,12 @@ def lmm_rows(problems: dict[str, Any]) -> list[dict[str, Any]]:
             if seconds is None and not errors and not note:
                 continue
             theirs = s.get(f"{prefix}_fixef")
-            dbeta = (max_dbeta_over_se(s["ours_fixef"], s["ours_se"], theirs)
-                     if theirs and tool != "multilevel" and "ours_fixef" in s else None)
+            dbeta, status = None, "ok"
+            if theirs and tool != "multilevel" and "ours_fixef" in s:
+                by_position = tool in lmm.NAMES_LEVELS_BY_POSITION
+                dbeta = lmm.max_dbeta_over_se(s["ours_fixef"], s["ours_se"], theirs, by_position)
+                if by_position and not lmm.matched_by_name(s["ours_fixef"], theirs):
+                    status = "ok (coefficients matched by position)"
             rows.append({
                 "family": "lmm", "problem": label, "rows": s.get("nobs"), "tool": tool, "seconds": seconds,
                 "load_seconds": s.get(f"{prefix}_load_s"),
@@ -250,7 +254,7 @@ def lmm_rows(problems: dict[str, Any]) -> list[dict[str, Any]]:
                 "peak_mb": s.get(f"{prefix}_fit_increase_mb"),
                 "objective": s.get(f"{prefix}_objective"),
                 "max_dbeta_over_se": dbeta,
-                "status": "ok" if seconds is not None else (errors[0].get("error") if errors else note),
+                "status": status if seconds is not None else (errors[0].get("error") if errors else note),
             })
     return rows
 
@@ -261,15 +265,32 @@ def family_rows(family: str, problems: dict[str, Any]) -> list[dict[str, Any]]:
     for name, p in problems.items():
         if name.endswith("_quick"):
             continue
+        # GLMM peers' times include their standard errors; ours are computed on first use, so they
+        # are added to our time here and the ratio is taken against the sum.
+        se_s = p.get("tools", {}).get("multilevel", {}).get("se_s") if family == "glmm" else None
         for tool, t in p.get("tools", {}).items():
+            seconds, ratio, status = t.get("median_s"), t.get("ratio_over_ours"), t.get("status")
+            if se_s is not None:
+                ratio = t.get("ratio_over_ours_with_se", ratio)
+                if tool == "multilevel" and seconds is not None:
+                    status = f"{status} (fit {seconds:.2f} s + SE {se_s:.2f} s)"
+                    seconds += se_s
             rows.append({
                 "family": family, "problem": f"{family} {name}", "rows": p.get("nobs"), "tool": tool,
-                "seconds": t.get("median_s"), "load_seconds": t.get("load_s"),
-                "ratio_to_ours": t.get("ratio_over_ours"), "peak_mb": t.get("fit_increase_mb"),
-                "objective": t.get("loglik"), "max_dbeta_over_se": t.get("max_abs_dparams_over_se"),
-                "status": t.get("status"),
+                "seconds": seconds, "load_seconds": t.get("load_s"), "ratio_to_ours": ratio,
+                "peak_mb": t.get("fit_increase_mb"), "objective": t.get("loglik"),
+                "max_dbeta_over_se": t.get("max_abs_dparams_over_se"), "status": status,
             })
     return rows
+
+
+#: Problems whose family script ended without writing them (full mode), for the table.
+FAILED_RUNS = RESULTS_DIR / "failed_runs.json"
+
+
+def failed_rows() -> list[dict[str, Any]]:
+    """Rows for runs that produced no result, so a crash is written down rather than dropped."""
+    return json.loads(FAILED_RUNS.read_text()) if FAILED_RUNS.exists() else []
 
 
 def _gathered_problems() -> list[tuple[str, dict[str, Any]]]:
@@ -280,11 +301,12 @@ def _gathered_problems() -> list[tuple[str, dict[str, Any]]]:
 
 
 def gather() -> list[dict[str, Any]]:
-    """All rows from the JSON files that full mode writes (those present in benchmarks/results)."""
+    """All rows from the JSON files that full mode writes (those present in benchmarks/results),
+    then the runs that failed."""
     rows: list[dict[str, Any]] = []
     for family, problems in _gathered_problems():
         rows += lmm_rows(problems) if family == "lmm" else family_rows(family, problems)
-    return rows
+    return rows + failed_rows()
 
 
 def machine_lines() -> list[str]:
@@ -298,9 +320,12 @@ def machine_lines() -> list[str]:
                    m.get("git_dirty_cpp_python"))
             seen.setdefault(key, []).append((str(m.get("date", "?")), f"{family} {name}"))
     lines = []
-    for (cpu, nproc, mem, commit, dirty), runs in seen.items():
+    most = max(seen, key=lambda key: len(seen[key])) if seen else None
+    for key, runs in seen.items():
+        cpu, nproc, mem, commit, dirty = key
         dates = [d for d, _ in runs]
-        which = f" ({', '.join(sorted({n for _, n in runs}))})" if len(seen) > 1 and len(runs) < 6 else ""
+        named = "all other problems" if key == most else ", ".join(sorted({n for _, n in runs}))
+        which = f" ({named})" if len(seen) > 1 else ""
         lines.append(f"Machine: {cpu} x {nproc} CPUs, {mem} GiB; git {commit}{' (modified)' if dirty else ''}"
                      f"{which}; {min(dates)[:16]} to {max(dates)[:16]}  ")
     return lines
@@ -369,7 +394,10 @@ def plot(rows: list[dict[str, Any]]) -> None:
     except ImportError:
         print("matplotlib is not installed: no plot")
         return
-    families = sorted({r["family"] for r in rows})
+    families = sorted({r["family"] for r in rows if r["seconds"] and r["rows"]})
+    if not families:
+        print("no timed fits: no plot")
+        return
     ncols = 2
     nrows = (len(families) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(13, 5.2 * nrows), squeeze=False)
@@ -411,18 +439,22 @@ def main(argv: list[str] | None = None) -> int:
         return run_quick()
     if not args.gather_only:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        runs = family_runs(args.repeats, args.large)
-        for out in {out for _, _, out in runs}:  # a fresh table: no problems left over from earlier runs
+        # A fresh table: nothing left over from earlier runs (of other problems, sizes or builds).
+        for out in {out for _, _, out in family_runs(1, large=True)} | {FAILED_RUNS}:
             out.unlink(missing_ok=True)
-        for label, cmd, out in runs:
-            script = Path(cmd[1]).name
-            if not Path(cmd[1]).exists():
-                print(f"{label}: {script} not found, skipped")
-                continue
+        failed = []
+        for label, cmd, out in family_runs(args.repeats, args.large):
+            script, problem = Path(cmd[1]).name, cmd[cmd.index("--only") + 1]
             print(f"\n=== {label}: {' '.join(cmd[1:])}", flush=True)
             code = subprocess.run(cmd, cwd=REPO_DIR).returncode
-            if code != 0:
-                print(f"{label}: {script} exited with status {code}; its problems are reported as far as they ran")
+            written = json.loads(out.read_text()).get("problems", {}) if out.exists() else {}
+            if problem not in written:
+                print(f"{label}: {script} exited with status {code} without a result for {problem}")
+                failed.append({"family": label, "problem": f"{label} {problem} ({' '.join(cmd[2:-2])})",
+                               "rows": None, "tool": "all", "seconds": None, "load_seconds": None,
+                               "ratio_to_ours": None, "peak_mb": None, "objective": None,
+                               "max_dbeta_over_se": None, "status": f"{script} exited with status {code}, no result"})
+                FAILED_RUNS.write_text(json.dumps(failed, indent=1))
     write_outputs(gather())
     return 0
 

@@ -33,8 +33,9 @@ def test_coefficients_matched_by_position_when_names_differ_in_form() -> None:
     ours = {"Intercept": 1.0, "dept[T.2]": 3.0, "dept[T.3]": 4.0}
     se = dict.fromkeys(ours, 1.0)
     by_position = {"(Intercept)": 1.0, "dept.1": 3.5, "dept.2": 4.0}  # mixedlm numbers levels
-    assert max_dbeta_over_se(ours, se, by_position) == pytest.approx(0.5)
-    assert max_dbeta_over_se(ours, se, {"(Intercept)": 1.0}) is None
+    assert max_dbeta_over_se(ours, se, by_position, by_position=True) == pytest.approx(0.5)
+    assert max_dbeta_over_se(ours, se, by_position) is None  # only for tools known to number levels
+    assert max_dbeta_over_se(ours, se, {"(Intercept)": 1.0}, by_position=True) is None
 
 
 def test_markdown_table_ratios_and_footnotes() -> None:
@@ -59,3 +60,16 @@ def test_markdown_table_ratios_and_footnotes() -> None:
     assert "| 0.50x |" in lines[4]  # a faster peer is not
     assert lines[5].endswith("| not run [1] |")
     assert lines[-1].startswith("[1] " + long_reason)
+
+
+def test_a_run_without_a_result_is_written_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import run
+
+    out = tmp_path / "lmm_x.json"
+    crashing = [sys.executable, "-c", "import sys; sys.exit(3)", "--only", "x", "--out", str(out)]
+    monkeypatch.setattr(run, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(run, "FAILED_RUNS", tmp_path / "failed_runs.json")
+    monkeypatch.setattr(run, "family_runs", lambda repeats, large: [("lmm", crashing, out)])
+    assert run.main([]) == 0
+    table = (tmp_path / "summary.md").read_text()
+    assert "| lmm x" in table and "exited with status 3, no result" in table

@@ -153,8 +153,10 @@ struct NormalEquations {
 
   /// y (n,), x (n, p), weights (n,) or empty for unit weights, terms (K >= 1).
   /// patterns: the level-pair patterns of these terms' codes, reused when
-  /// given non-empty (same codes, e.g. the next PIRLS iteration), filled in
-  /// when given empty; nullptr computes them for this system only.
+  /// given non-empty (they must come from the same codes, e.g. the previous
+  /// PIRLS iteration: only their sizes are checked), filled in when given
+  /// empty; nullptr computes them for this system only. Not for sharing
+  /// between threads while being filled.
   NormalEquations(const StridedVectorMap& y, const StridedMatrixMap& x,
                   const StridedVectorMap& weights, const std::vector<TermInput>& term_inputs,
                   PairPatterns* patterns = nullptr) {
@@ -288,6 +290,11 @@ struct NormalEquations {
     const Index K = static_cast<Index>(terms.size());
     if (static_cast<Index>(pats.size()) != K * (K - 1) / 2)
       throw std::invalid_argument("level-pair patterns do not match the random-effects terms");
+    for (Index l = 0, next = 0; l + 1 < K; ++l)
+      for (Index k = l + 1; k < K; ++k, ++next)
+        if (static_cast<Index>(pats[next].row_pair.size()) != n ||
+            static_cast<Index>(pats[next].col_start.size()) != terms[l].nlevels + 1)
+          throw std::invalid_argument("level-pair patterns were made for other rows or levels");
     std::vector<LevelPairBlocks> with0;
     Index next = 0;
     for (Index k = 1; k < K; ++k) with0.push_back(detail::level_pair_sums(pats[next++], in[k].z, in[0].z, sqrt_w));
