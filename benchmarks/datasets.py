@@ -427,20 +427,33 @@ def glmm_crossed_binomial(n_clusters: int = 2_000, cluster_size: int = 100, seed
     >>> df["b"].value_counts().tolist()
     [6, 6]
     """
-    n = n_clusters * cluster_size
-    if n_clusters < 2 or n_b < 2 or n < n_b:
-        raise ValueError("need n_clusters >= 2, n_b >= 2 and at least n_b rows")
     rng = np.random.default_rng(seed)
+    cols, eta = _crossed_intercepts(rng, n_clusters, cluster_size, n_b, GLMM_CROSSED_SD_A, GLMM_CROSSED_SD_B,
+                                    GLMM_CROSSED_BETA)
+    cols["y"] = _bernoulli_logit(rng, eta)
+    return pd.DataFrame(cols, copy=False)
+
+
+def _crossed_intercepts(rng: np.random.Generator, n_a: int, rows_per_a: int, n_b: int, sd_a: float, sd_b: float,
+                        beta: tuple[float, float]) -> tuple[dict[str, object], np.ndarray]:
+    """Columns ``a``, ``b``, ``x`` of a two-factor crossed design and its linear predictor
+    ``beta[0] + beta[1] x + u[a] + v[b]`` (``u ~ N(0, sd_a^2)``, ``v ~ N(0, sd_b^2)``).
+
+    ``a`` has ``rows_per_a`` consecutive rows per level; ``b`` is a random
+    permutation of a balanced sequence of ``n_b`` levels. Draws ``x``, the
+    permutation, ``u`` and ``v``, in that order.
+    """
+    n = n_a * rows_per_a
+    if n_a < 2 or n_b < 2 or n < n_b:
+        raise ValueError("need at least 2 levels of each factor and at least as many rows as levels of b")
     x = rng.standard_normal(n)
-    a = np.repeat(np.arange(n_clusters, dtype=np.int32), cluster_size)
+    a = np.repeat(np.arange(n_a, dtype=np.int32), rows_per_a)
     b = rng.permutation(np.arange(n, dtype=np.int32) % n_b)
-    eta = np.take(GLMM_CROSSED_SD_A * rng.standard_normal(n_clusters), a)
-    eta += np.take(GLMM_CROSSED_SD_B * rng.standard_normal(n_b), b)
-    eta += GLMM_CROSSED_BETA[0]
-    eta += GLMM_CROSSED_BETA[1] * x
-    y = _bernoulli_logit(rng, eta)
-    del eta
-    return pd.DataFrame({"a": _factor(a, n_clusters), "b": _factor(b, n_b), "x": x, "y": y}, copy=False)
+    eta = np.take(sd_a * rng.standard_normal(n_a), a)
+    eta += np.take(sd_b * rng.standard_normal(n_b), b)
+    eta += beta[0]
+    eta += beta[1] * x
+    return {"a": _factor(a, n_a), "b": _factor(b, n_b), "x": x}, eta
 
 
 # --------------------------------------------------------------------------
@@ -488,16 +501,8 @@ def crossed_lmm(n_a: int = 50_000, rows_per_a: int = 20, n_b: int = 5_000,
     >>> df["b"].value_counts().tolist()
     [6, 6]
     """
-    n = n_a * rows_per_a
-    if n_a < 2 or n_b < 2 or n < n_b:
-        raise ValueError("need n_a >= 2, n_b >= 2 and at least n_b rows")
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(n)
-    a = np.repeat(np.arange(n_a, dtype=np.int32), rows_per_a)
-    b = rng.permutation(np.arange(n, dtype=np.int32) % n_b)
-    y = np.take(CROSSED_LMM_SD_A * rng.standard_normal(n_a), a)
-    y += np.take(CROSSED_LMM_SD_B * rng.standard_normal(n_b), b)
-    y += CROSSED_LMM_BETA[0]
-    y += CROSSED_LMM_BETA[1] * x
-    y += CROSSED_LMM_SIGMA * rng.standard_normal(n)
-    return pd.DataFrame({"a": _factor(a, n_a), "b": _factor(b, n_b), "x": x, "y": y}, copy=False)
+    cols, y = _crossed_intercepts(rng, n_a, rows_per_a, n_b, CROSSED_LMM_SD_A, CROSSED_LMM_SD_B, CROSSED_LMM_BETA)
+    y += CROSSED_LMM_SIGMA * rng.standard_normal(len(y))
+    cols["y"] = y
+    return pd.DataFrame(cols, copy=False)

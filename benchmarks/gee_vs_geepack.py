@@ -63,6 +63,7 @@ import tempfile
 import threading
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -441,6 +442,28 @@ def print_notes(summaries: list[dict[str, Any]]) -> None:
                   f"neither is in its fit time")
 
 
+def alternate(fitters: dict[str, Callable[[str], dict[str, Any]]], problem: str, repeats: int,
+              describe: Callable[[dict[str, Any]], str], tools: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Fit one problem ``repeats`` times with every tool in ``fitters`` (tool -> fit(tag)), the tools
+    alternating (ours, peer, ..., ours, ...) so machine drift hits all; one progress line per fit.
+    Every tool of ``tools`` gets a list, empty for those not run."""
+    runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
+    for rep in range(1, repeats + 1):
+        for tool, fit in fitters.items():
+            runs[tool].append(fit(f"{problem}{rep}"))
+            print(f"   [{rep}/{repeats}] {tool}: {describe(runs[tool][-1])}", flush=True)
+    return runs
+
+
+def report(summaries: list[dict[str, Any]], out: Path, *shows: Callable[[list[dict[str, Any]]], None]) -> None:
+    """Print the tables and notes of a family script's run, then save its summaries to ``out``."""
+    for show in shows:
+        print()
+        show(summaries)
+    save(out, summaries)
+    print(f"\nwrote {out}")
+
+
 def save(path: Path, summaries: list[dict[str, Any]]) -> None:
     """Replace the problems just run in the JSON at ``path``, keeping the others."""
     try:
@@ -505,29 +528,17 @@ def main(argv: list[str] | None = None) -> int:
             if rscript is not None:
                 csv, secs = data_for_r(spec)
                 print(f"   data for R: {csv} ({csv.stat().st_size / 2**20:.0f} MB, written in {secs:.1f} s)")
-            runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
-            for rep in range(args.repeats):
-                tag = f"{problem}{rep}"
-                for tool in TOOLS:
-                    if tool == "multilevel":
-                        rec = fit_in_python(tool, spec, workdir, tag, None, args.ours_threads)
-                    elif tool == "geepack" and csv is not None and rscript is not None:
-                        rec = fit_geepack(rscript, csv, spec, workdir, tag, args.r_timeout)
-                    elif tool == "statsmodels" and not args.no_statsmodels:
-                        rec = fit_in_python(tool, spec, workdir, tag, args.sm_timeout, None)
-                    else:
-                        continue
-                    runs[tool].append(rec)
-                    print(f"   [{rep + 1}/{args.repeats}] {tool}: {describe_fit(rec)}", flush=True)
+            fitters: dict[str, Callable[[str], dict[str, Any]]] = {
+                "multilevel": partial(fit_in_python, "multilevel", spec, workdir, time_limit=None,
+                                      threads=args.ours_threads)}
+            if csv is not None and rscript is not None:
+                fitters["geepack"] = partial(fit_geepack, rscript, csv, spec, workdir, timeout=args.r_timeout)
+            if not args.no_statsmodels:
+                fitters["statsmodels"] = partial(fit_in_python, "statsmodels", spec, workdir,
+                                                 time_limit=args.sm_timeout, threads=None)
+            runs = alternate(fitters, problem, args.repeats, describe_fit, TOOLS)
             summaries.append(summarize(spec, runs, notes, machine))
-
-    print()
-    print_tables(summaries)
-    print()
-    print_notes(summaries)
-
-    save(args.out, summaries)
-    print(f"\nwrote {args.out}")
+    report(summaries, args.out, print_tables, print_notes)
     return 0
 
 

@@ -368,19 +368,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   CSV for R ({csv.stat().st_size / 2**20:.0f} MB, {secs:.1f} s): {csv}")
                 fitters.update({peer: partial(fit_r, peer, rscript, csv, spec, workdir, timeout=limits[peer])
                                 for peer, rscript in rscripts.items()})
-            runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
-            for rep in range(1, args.repeats + 1):  # the tools alternate
-                for tool, fit in fitters.items():
-                    runs[tool].append(fit(f"{problem}{rep}"))
-                    print(f"   [{rep}/{args.repeats}] {tool}: {describe_fit(runs[tool][-1])}", flush=True)
+            runs = gee.alternate(fitters, problem, args.repeats, describe_fit, TOOLS)
             summaries.append(summarize(spec, runs, notes, machine))
-
-    print()
-    print_tables(summaries)
-    print()
-    print_notes(summaries)
-    gee.save(args.out, summaries)
-    print(f"\nsummaries written to {args.out}")
+    gee.report(summaries, args.out, print_tables, print_notes)
     return 0
 
 

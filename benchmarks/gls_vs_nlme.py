@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -332,22 +333,13 @@ def main(argv: list[str] | None = None) -> int:
             if base["nlme"] and rscript is not None:
                 csv, secs = gee.data_for_r(spec)
                 print(f"   CSV for nlme ({secs:.1f} s): {csv}")
-            runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
-            for rep in range(args.repeats):
-                tag = f"{problem}{rep}"
-                runs["multilevel"].append(fit_ours(spec, workdir, tag, args.ours_threads))
-                if csv is not None and rscript is not None:
-                    runs["nlme"].append(fit_nlme(rscript, csv, spec, workdir, tag, args.r_timeout))
-                for tool in TOOLS:
-                    if len(runs[tool]) == rep + 1:
-                        print(f"   [{rep + 1}/{args.repeats}] {tool}: {describe_fit(runs[tool][-1])}", flush=True)
+            fitters: dict[str, Callable[[str], dict[str, Any]]] = {
+                "multilevel": partial(fit_ours, spec, workdir, threads=args.ours_threads)}
+            if csv is not None and rscript is not None:
+                fitters["nlme"] = partial(fit_nlme, rscript, csv, spec, workdir, timeout=args.r_timeout)
+            runs = gee.alternate(fitters, problem, args.repeats, describe_fit, TOOLS)
             summaries.append(summarize(spec, runs, problem_notes, machine))
-
-    for show in (print_tables, print_notes):
-        print()
-        show(summaries)
-    gee.save(args.out, summaries)
-    print(f"\nwrote {args.out}")
+    gee.report(summaries, args.out, print_tables, print_notes)
     return 0
 
 

@@ -143,13 +143,8 @@ QUICK: dict[str, Callable[[], tuple[bool, float, str]]] = {
 
 
 def _bench_datasets() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_datasets", BENCH_DIR / "datasets.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/datasets.py, loaded as the family scripts load it."""
+    return _family_script("lmm_vs_lme4")._load_datasets_module()
 
 
 def _family_script(name: str) -> Any:
@@ -225,6 +220,19 @@ def family_runs(repeats: int, large: bool) -> list[tuple[str, list[str], Path]]:
     return runs
 
 
+#: The columns of every gathered row (all.csv, all.json, the markdown table).
+ROW_FIELDS = ("family", "problem", "rows", "tool", "seconds", "load_seconds", "ratio_to_ours", "peak_mb",
+              "objective", "max_dbeta_over_se", "status")
+
+
+def table_row(**values: Any) -> dict[str, Any]:
+    """One gathered row: every field of ``ROW_FIELDS``, None where not given."""
+    unknown = set(values) - set(ROW_FIELDS)
+    if unknown:
+        raise KeyError(f"not a column of the benchmark table: {sorted(unknown)}")
+    return {field: values.get(field) for field in ROW_FIELDS}
+
+
 def lmm_rows(problems: dict[str, Any]) -> list[dict[str, Any]]:
     """Uniform rows from lmm_vs_lme4.py's summaries (``<tool>_...`` keys; ours are ``ours_...``).
     Coefficient differences are recomputed from the stored estimates, so the name matching is the
@@ -247,15 +255,14 @@ def lmm_rows(problems: dict[str, Any]) -> list[dict[str, Any]]:
                 dbeta = lmm.max_dbeta_over_se(s["ours_fixef"], s["ours_se"], theirs, by_position)
                 if by_position and not lmm.matched_by_name(s["ours_fixef"], theirs):
                     status = "ok (coefficients matched by position)"
-            rows.append({
-                "family": "lmm", "problem": label, "rows": s.get("nobs"), "tool": tool, "seconds": seconds,
-                "load_seconds": s.get(f"{prefix}_load_s"),
-                "ratio_to_ours": None if tool == "multilevel" else s.get(f"ratio_{prefix}_over_ours"),
-                "peak_mb": s.get(f"{prefix}_fit_increase_mb"),
-                "objective": s.get(f"{prefix}_objective"),
-                "max_dbeta_over_se": dbeta,
-                "status": status if seconds is not None else (errors[0].get("error") if errors else note),
-            })
+            rows.append(table_row(
+                family="lmm", problem=label, rows=s.get("nobs"), tool=tool, seconds=seconds,
+                load_seconds=s.get(f"{prefix}_load_s"),
+                ratio_to_ours=None if tool == "multilevel" else s.get(f"ratio_{prefix}_over_ours"),
+                peak_mb=s.get(f"{prefix}_fit_increase_mb"), objective=s.get(f"{prefix}_objective"),
+                max_dbeta_over_se=dbeta,
+                status=status if seconds is not None else (errors[0].get("error") if errors else note),
+            ))
     return rows
 
 
@@ -275,12 +282,11 @@ def family_rows(family: str, problems: dict[str, Any]) -> list[dict[str, Any]]:
                 if tool == "multilevel" and seconds is not None:
                     status = f"{status} (fit {seconds:.2f} s + SE {se_s:.2f} s)"
                     seconds += se_s
-            rows.append({
-                "family": family, "problem": f"{family} {name}", "rows": p.get("nobs"), "tool": tool,
-                "seconds": seconds, "load_seconds": t.get("load_s"), "ratio_to_ours": ratio,
-                "peak_mb": t.get("fit_increase_mb"), "objective": t.get("loglik"),
-                "max_dbeta_over_se": t.get("max_abs_dparams_over_se"), "status": status,
-            })
+            rows.append(table_row(
+                family=family, problem=f"{family} {name}", rows=p.get("nobs"), tool=tool, seconds=seconds,
+                load_seconds=t.get("load_s"), ratio_to_ours=ratio, peak_mb=t.get("fit_increase_mb"),
+                objective=t.get("loglik"), max_dbeta_over_se=t.get("max_abs_dparams_over_se"), status=status,
+            ))
     return rows
 
 
@@ -334,10 +340,8 @@ def machine_lines() -> list[str]:
 def write_outputs(rows: list[dict[str, Any]]) -> None:
     """CSV, JSON, markdown table and (with matplotlib) the time-versus-rows plot."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    fields = ["family", "problem", "rows", "tool", "seconds", "load_seconds", "ratio_to_ours", "peak_mb",
-              "objective", "max_dbeta_over_se", "status"]
     with open(RESULTS_DIR / "all.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer = csv.DictWriter(fh, fieldnames=ROW_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     (RESULTS_DIR / "all.json").write_text(json.dumps(rows, indent=1, default=str))
@@ -450,10 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             written = json.loads(out.read_text()).get("problems", {}) if out.exists() else {}
             if problem not in written:
                 print(f"{label}: {script} exited with status {code} without a result for {problem}")
-                failed.append({"family": label, "problem": f"{label} {problem} ({' '.join(cmd[2:-2])})",
-                               "rows": None, "tool": "all", "seconds": None, "load_seconds": None,
-                               "ratio_to_ours": None, "peak_mb": None, "objective": None,
-                               "max_dbeta_over_se": None, "status": f"{script} exited with status {code}, no result"})
+                failed.append(table_row(family=label, problem=f"{label} {problem} ({' '.join(cmd[2:-2])})",
+                                        tool="all", status=f"{script} exited with status {code}, no result"))
                 FAILED_RUNS.write_text(json.dumps(failed, indent=1))
     write_outputs(gather())
     return 0

@@ -208,7 +208,8 @@ class LmmResult:
         out: dict[str, pd.DataFrame] = {}
         for k, t in enumerate(self.design.terms):
             cv = np.asarray(self._core.conditional_variance(k, self.sigma))
-            diag = np.stack([np.diag(cv[:, g * t.p : (g + 1) * t.p]) for g in range(t.nlevels)])
+            # cv is (p, p * nlevels), one p x p block per level: take every block's diagonal at once
+            diag = np.einsum("igi->gi", cv.reshape(t.p, t.nlevels, t.p))
             frame = pd.DataFrame(diag, index=t.levels, columns=t.columns)
             out[t.group] = frame if t.group not in out else pd.concat([out[t.group], frame], axis=1)
         return out
