@@ -5,6 +5,10 @@
 
 #include <pybind11/eigen.h>
 
+#include <stdexcept>
+#include <vector>
+
+#include "multilevel/normal_equations.hpp"
 #include "multilevel/types.hpp"
 
 namespace multilevel {
@@ -27,6 +31,16 @@ inline StridedVectorMap as_map(const VectorArg& v) {
 }
 inline CodesMap as_map(const CodesArg& v) {
   return CodesMap(v.data(), v.size(), Eigen::InnerStride<Eigen::Dynamic>(v.innerStride()));
+}
+
+/// One TermInput per random-effects term from the bound arrays (codes (n,), z (n, p_k)).
+inline std::vector<TermInput> term_inputs(const std::vector<CodesArg>& codes, const std::vector<MatrixArg>& z,
+                                          const std::vector<Index>& nlevels) {
+  if (codes.size() != z.size() || codes.size() != nlevels.size())
+    throw std::invalid_argument("codes, z and nlevels must have one entry per term");
+  std::vector<TermInput> terms;
+  for (std::size_t k = 0; k < codes.size(); ++k) terms.push_back(TermInput{as_map(codes[k]), as_map(z[k]), nlevels[k]});
+  return terms;
 }
 
 /// A linear mixed model's solution as a Python dict (defined in lmm_bindings.cpp).

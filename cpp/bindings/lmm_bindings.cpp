@@ -33,25 +33,33 @@ py::dict solution_dict(const LmmSolution& sol) {
 
 namespace {
 
+RestStorage parse_storage(const std::string& storage) {
+  if (storage == "dense") return RestStorage::Dense;
+  if (storage == "sparse") return RestStorage::Sparse;
+  if (storage != "auto")
+    throw std::invalid_argument("storage must be 'auto', 'dense' or 'sparse', not '" + storage + "'");
+  return RestStorage::Auto;
+}
+
 std::unique_ptr<LinearMixedModel> make_lmm(const VectorArg& y, const MatrixArg& x,
                                            const VectorArg& weights,
                                            const std::vector<CodesArg>& codes,
                                            const std::vector<MatrixArg>& z,
                                            const std::vector<Index>& nlevels,
                                            const std::string& storage) {
-  RestStorage prefer = RestStorage::Auto;
-  if (storage == "dense") prefer = RestStorage::Dense;
-  else if (storage == "sparse") prefer = RestStorage::Sparse;
-  else if (storage != "auto")
-    throw std::invalid_argument("storage must be 'auto', 'dense' or 'sparse', not '" + storage + "'");
-  if (codes.size() != z.size() || codes.size() != nlevels.size())
-    throw std::invalid_argument("codes, z and nlevels must have one entry per term");
-  std::vector<TermInput> terms;
-  for (std::size_t k = 0; k < codes.size(); ++k)
-    terms.push_back(TermInput{as_map(codes[k]), as_map(z[k]), nlevels[k]});
+  const RestStorage prefer = parse_storage(storage);
+  const std::vector<TermInput> terms = term_inputs(codes, z, nlevels);
   py::gil_scoped_release release;
   return std::make_unique<LinearMixedModel>(
       NormalEquations(as_map(y), as_map(x), as_map(weights), terms), prefer);
+}
+
+std::unique_ptr<LinearMixedModel> lmm_from_accumulator(const NormalEquationsAccumulator& acc,
+                                                       const std::string& storage) {
+  const RestStorage prefer = parse_storage(storage);
+  if (acc.n == 0) throw std::invalid_argument("no rows were added to the accumulator");
+  py::gil_scoped_release release;
+  return std::make_unique<LinearMixedModel>(NormalEquations(acc), prefer);
 }
 
 const char* storage_name(RestStorage s) {
@@ -85,6 +93,8 @@ storage : {"auto", "dense", "sparse"}
 )doc")
       .def(py::init(&make_lmm), py::arg("y"), py::arg("x"), py::arg("weights"), py::arg("codes"),
            py::arg("z"), py::arg("nlevels"), py::arg("storage") = "auto")
+      .def_static("from_accumulator", &lmm_from_accumulator, py::arg("accumulator"), py::arg("storage") = "auto",
+                  "The model from the sums of a NormalEquationsAccumulator (which stays usable).")
       .def_property_readonly("ntheta", &LinearMixedModel::ntheta)
       .def_property_readonly("nobs", [](const LinearMixedModel& s) { return s.normal_equations().n; })
       .def_property_readonly("rest_storage",

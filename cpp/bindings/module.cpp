@@ -5,6 +5,7 @@
 
 namespace py = pybind11;
 
+void bind_accumulator(py::module_& m);
 void bind_lmm(py::module_& m);
 void bind_cluster_sums(py::module_& m);
 void bind_glmm(py::module_& m);
@@ -14,6 +15,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("get_num_threads", &multilevel::max_threads, "Threads the core uses (1 if built without OpenMP).");
   m.def("set_num_threads", &multilevel::set_max_threads, py::arg("n"),
         "Set the number of threads of the core; results do not depend on it.");
+  bind_accumulator(m);
   bind_lmm(m);
   bind_cluster_sums(m);
   bind_glmm(m);

@@ -14,12 +14,15 @@ from multilevel.gee import GeeConvergenceWarning, GeeResult, fit_gee, gee
 from multilevel.glmm import GlmmResult, PirlsError, SeparationWarning, glmm
 from multilevel.gls import GlsConvergenceWarning, GlsResult, gls, lrtest
 from multilevel.variance import VarExp, VarIdent, VarPower
+from multilevel.streaming import ChunkSource, chunks
 from multilevel.lmm import ConvergenceWarning, LmmDesign, LmmResult, RandomTerm, SingularFitWarning, fit_lmm, lmm
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Ar1",
+    "ChunkSource",
+    "chunks",
     "Car1",
     "GlmmResult",
     "GlsConvergenceWarning",

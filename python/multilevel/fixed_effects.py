@@ -103,30 +103,71 @@ def fixed_design(formula: str, data: pd.DataFrame) -> FixedDesign:
     return FixedDesign(y, X, names, lhs, spec, kept, dropped)
 
 
-def aliased_columns(X: np.ndarray, tol: float = 1e-7, chunk: int = 200_000) -> list[int]:
-    """Columns of ``X`` that are (numerically) linear combinations of earlier ones.
+class ColumnRFactor:
+    """The R factor of a QR of a matrix's rows, updated chunk by chunk and mergeable.
 
-    Like R's ``qr`` with limited pivoting (as lme4 uses it): column j is
-    aliased when its residual after projection on the kept earlier columns is
-    below ``tol`` times its norm. Works on the p x p R factor of a chunked QR,
-    so memory stays O(chunk * p).
+    ``r`` is the R factor of ``X / scale``, with ``scale`` a power of two per
+    column fixed by the first rows, so that neither a column of 1e300s nor
+    one of 1e-300s over- or underflows, and the aliasing test below is
+    scale-invariant.
     """
-    n, p = X.shape
-    if p == 0:
+
+    def __init__(self, p: int) -> None:
+        self.p = p
+        self.scale: np.ndarray | None = None
+        self.r = np.zeros((0, p))
+
+    def add_rows(self, X: np.ndarray, chunk: int = 200_000) -> ColumnRFactor:
+        """Add the rows of ``X`` (m, p)."""
+        for start in range(0, X.shape[0], chunk):
+            block = X[start : start + chunk]
+            if self.scale is None:
+                self.scale = _power_of_two_scale(block)
+            self.r = np.linalg.qr(np.vstack([self.r, block / self.scale]), mode="r")
+        return self
+
+    def merge(self, other: ColumnRFactor) -> ColumnRFactor:
+        """Add the rows another factor has seen."""
+        if other.scale is None:
+            return self
+        if self.scale is None:
+            self.scale, self.r = other.scale, other.r
+            return self
+        self.r = np.linalg.qr(np.vstack([self.r, other.r * (other.scale / self.scale)]), mode="r")
+        return self
+
+    def aliased(self, tol: float = 1e-7) -> list[int]:
+        """Columns that are (numerically) linear combinations of earlier ones.
+
+        Like R's ``qr`` with limited pivoting (as lme4 uses it): column j is
+        aliased when its residual after projection on the earlier columns is
+        below ``tol`` times its norm. With an unpivoted QR that residual is
+        ``|R_jj|``: one factorization, O(n p^2), whatever the number of
+        aliased columns.
+        """
+        norms = np.linalg.norm(self.r, axis=0)
+        k = self.r.shape[0]
+        return [j for j in range(self.p) if norms[j] == 0.0 or j >= k or abs(self.r[j, j]) <= tol * norms[j]]
+
+
+def _power_of_two_scale(block: np.ndarray) -> np.ndarray:
+    """Per column, the power of two nearest its largest absolute value (1 for a zero column)."""
+    big = np.max(np.abs(block), axis=0) if block.shape[0] else np.zeros(block.shape[1])
+    exponent = np.where(big > 0, np.frexp(np.where(big > 0, big, 1.0))[1], 1)
+    return np.ldexp(1.0, exponent - 1)
+
+
+def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Columns of ``X`` (n, p) that are (numerically) linear combinations of earlier ones.
+
+    See :meth:`ColumnRFactor.aliased`; memory stays O(chunk * p).
+
+    Examples
+    --------
+    >>> X = np.column_stack([np.ones(4), [0.0, 1, 2, 3], [1e300, 1e300, 1e300, 1e300]])
+    >>> aliased_columns(X)
+    [2]
+    """
+    if X.shape[1] == 0:
         return []
-    r = np.zeros((0, p))
-    for start in range(0, n, chunk):
-        r = np.linalg.qr(np.vstack([r, X[start : start + chunk]]), mode="r")
-    norms = np.linalg.norm(r, axis=0)
-    kept: list[int] = []
-    aliased: list[int] = []
-    for j in range(p):
-        if norms[j] == 0.0 or len(kept) >= r.shape[0]:
-            aliased.append(j)
-            continue
-        rj = np.linalg.qr(r[:, kept + [j]], mode="r")
-        if abs(rj[-1, -1]) <= tol * norms[j]:
-            aliased.append(j)
-        else:
-            kept.append(j)
-    return aliased
+    return ColumnRFactor(X.shape[1]).add_rows(X).aliased(tol)

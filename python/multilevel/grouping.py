@@ -55,3 +55,50 @@ def make_grouping(data: pd.DataFrame, columns: tuple[str, ...]) -> Grouping:
         keys = keys // len(lev)
     levels = pd.Index([":".join(t) for t in zip(*reversed(labels))])
     return Grouping(":".join(columns), codes.astype(np.int32), levels, columns)
+
+
+@dataclass(frozen=True)
+class GroupingLevels:
+    """The levels of a grouping factor without its rows: what maps any row to its level.
+
+    Built once from the distinct keys of all rows (for data that arrive in
+    chunks), then applied to each chunk; levels are in :func:`make_grouping`'s
+    order, so a chunked fit labels its levels as the in-memory fit does.
+    Keys match by value, so ``308`` and ``308.0`` are the same level.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    levels: pd.Index  # (nlevels,) labels, as make_grouping gives them
+    keys: pd.Index  # (nlevels,) the key values of each level (a MultiIndex for several columns)
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.levels)
+
+    def codes(self, data: pd.DataFrame) -> np.ndarray:
+        """Level of each row of ``data`` (int32), -1 for a key not among the levels."""
+        if len(self.columns) == 1:
+            found = self.keys.get_indexer(data[self.columns[0]])
+        else:
+            found = self.keys.get_indexer(pd.MultiIndex.from_frame(data[list(self.columns)]))
+        return np.asarray(found, dtype=np.int32)
+
+
+def grouping_levels(keys: pd.DataFrame, columns: tuple[str, ...]) -> GroupingLevels:
+    """:class:`GroupingLevels` from the distinct keys of the data (a frame with ``columns``, no missing values).
+
+    Examples
+    --------
+    >>> keys = pd.DataFrame({"a": ["y", "x", "x"], "b": [1, 2, 1]})
+    >>> gl = grouping_levels(keys, ("a", "b"))
+    >>> list(gl.levels), gl.codes(pd.DataFrame({"a": ["x", "y"], "b": [2.0, 1.0]})).tolist()
+    (['x:1', 'x:2', 'y:1'], [1, 2])
+    """
+    keys = keys[list(columns)].drop_duplicates().reset_index(drop=True)
+    grouping = make_grouping(keys, columns)
+    first = np.empty(grouping.nlevels, dtype=np.int64)
+    first[grouping.codes[::-1]] = np.arange(len(keys) - 1, -1, -1)  # first row of each level
+    ordered = keys.iloc[first]
+    index = pd.Index(ordered[columns[0]]) if len(columns) == 1 else pd.MultiIndex.from_frame(ordered)
+    return GroupingLevels(grouping.name, tuple(columns), grouping.levels, index)

@@ -163,10 +163,31 @@ class BlockedCholesky {
       if (storage_ == RestStorage::None) continue;
       const Index start = outer[j * p0], nr = outer[j * p0 + 1] - start;
       Eigen::Map<MatrixXd> d(l_r0 + start, nr, p0);
-      d.noalias() = Eigen::Map<const MatrixXd>(a_r0 + start, nr, p0) * lam;
-      tri_t.template solveInPlace<Eigen::OnTheRight>(d);
+      times_lambda_over_l(a_r0 + start, nr, lam, l, d);
       scale_rows_by_rest_lambda(L_R0.innerIndexPtr() + start, d);
     }
+  }
+
+  // d = a lam l^-T for a (nr, p0) read from a_vals, lam and l (p0, p0), l lower.
+  // Plain loops in a fixed order: d lives inside the sparse factor's value
+  // array, whose address alignment varies between runs, and Eigen's
+  // vectorized kernels would then group the sums differently from run to run.
+  template <class Block>
+  static void times_lambda_over_l(const double* a_vals, Index nr, const Block& lam, const Block& l,
+                                  Eigen::Map<MatrixXd>& d) {
+    const Index p0 = lam.rows();
+    for (Index c = 0; c < p0; ++c)
+      for (Index r = 0; r < nr; ++r) {
+        double v = 0.0;
+        for (Index k = c; k < p0; ++k) v += a_vals[k * nr + r] * lam(k, c);  // lam is lower triangular
+        d(r, c) = v;
+      }
+    for (Index c = 0; c < p0; ++c)  // d <- d l^-T, column by column (forward substitution)
+      for (Index r = 0; r < nr; ++r) {
+        double v = d(r, c);
+        for (Index k = 0; k < c; ++k) v -= d(r, k) * l(c, k);
+        d(r, c) = v / l(c, c);
+      }
   }
 
   // d (nr, p0) rows listed by rest index; runs of p_k rows belong to one level.
@@ -176,9 +197,15 @@ class BlockedCholesky {
       const Index pk = A_.terms[k].p;
       if (pk == 1) {
         d.row(a) *= lambdas_[k](0, 0);
-      } else {
+      } else {  // plain loops, for the same reason as in times_lambda_over_l
         const MatrixXd run = d.middleRows(a, pk);
-        d.middleRows(a, pk).noalias() = lambdas_[k].transpose() * run;
+        const MatrixXd& lam = lambdas_[k];
+        for (Index c = 0; c < d.cols(); ++c)
+          for (Index r = 0; r < pk; ++r) {
+            double v = 0.0;
+            for (Index m = r; m < pk; ++m) v += lam(m, r) * run(m, c);  // (lam' run)(r, c), lam lower
+            d(a + r, c) = v;
+          }
       }
       a += pk;
     }

@@ -21,8 +21,70 @@ from multilevel.frames import as_pandas, check_finite, columns_in, drop_missing,
 from multilevel.grouping import make_grouping
 
 
+class TermDescription:
+    """What a random-effects term is, apart from its rows: names, levels and how to rebuild it on new data.
+
+    Shared by :class:`RandomTerm` (with the rows) and :class:`TermStructure`
+    (without, as a fit from chunked data keeps it).
+    """
+
+    group: str
+    columns: list[str]
+    levels: Any
+    z_spec: Any
+    factors: tuple[str, ...] | None
+
+    @property
+    def label(self) -> str:
+        cols = " + ".join(str(c) for c in self.columns) if self.columns else "?"
+        return f"({cols} | {self.group})"
+
+    @property
+    def nlevels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def p(self) -> int:
+        return len(self.columns)
+
+    @property
+    def ntheta(self) -> int:
+        return self.p * (self.p + 1) // 2
+
+    def z_for(self, newdata: pd.DataFrame) -> np.ndarray:
+        """The term's columns evaluated on new data (formula fits only)."""
+        return np.asarray(self.z_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+
+    def codes_for(self, newdata: pd.DataFrame) -> np.ndarray:
+        """Codes of new data's levels; -1 for a level not seen in the fit."""
+        keys = newdata[self.factors[0]].astype(str) if self.factors else None
+        for f in (self.factors or ())[1:]:
+            keys = keys + ":" + newdata[f].astype(str)
+        labels = pd.Index(self.levels.astype(str))
+        return labels.get_indexer(keys)
+
+
+@dataclass(frozen=True)
+class TermStructure(TermDescription):
+    """A random-effects term without its rows (see :class:`TermDescription`).
+
+    Examples
+    --------
+    >>> t = TermStructure("g", ["Intercept", "x"], pd.Index(["a", "b", "c"]))
+    >>> t.label, t.nlevels, t.ntheta
+    ('(Intercept + x | g)', 3, 3)
+    """
+
+    group: str
+    columns: list[str]
+    levels: pd.Index
+    expr: str | None = None
+    z_spec: Any = None
+    factors: tuple[str, ...] | None = None
+
+
 @dataclass
-class RandomTerm:
+class RandomTerm(TermDescription):
     """One random-effects term ``(z | group)`` as arrays.
 
     Parameters
@@ -80,34 +142,26 @@ class RandomTerm:
         for j, name in enumerate(self.columns):
             check_finite(self.z[:, j], f"random-effects column {name!r} of term {self.label}")
 
-    @property
-    def label(self) -> str:
-        cols = " + ".join(str(c) for c in self.columns) if self.columns else "?"
-        return f"({cols} | {self.group})"
+    def structure(self) -> TermStructure:
+        """The term without its rows."""
+        return TermStructure(self.group, list(self.columns), self.levels, self.expr, self.z_spec, self.factors)
 
-    @property
-    def nlevels(self) -> int:
-        return len(self.levels)
 
-    @property
-    def p(self) -> int:
-        return self.z.shape[1]
-
-    @property
-    def ntheta(self) -> int:
-        return self.p * (self.p + 1) // 2
-
-    def z_for(self, newdata: pd.DataFrame) -> np.ndarray:
-        """The term's columns evaluated on new data (formula fits only)."""
-        return np.asarray(self.z_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
-
-    def codes_for(self, newdata: pd.DataFrame) -> np.ndarray:
-        """Codes of new data's levels; -1 for a level not seen in the fit."""
-        keys = newdata[self.factors[0]].astype(str) if self.factors else None
-        for f in (self.factors or ())[1:]:
-            keys = keys + ":" + newdata[f].astype(str)
-        labels = pd.Index(self.levels.astype(str))
-        return labels.get_indexer(keys)
+def check_term_sizes(terms: Sequence[TermDescription], nobs: int) -> None:
+    """Refuse random-effects terms that cannot be estimated from ``nobs`` rows (naming the term)."""
+    if not terms:
+        raise ValueError("a mixed model needs at least one random-effects term, e.g. (1 | group)")
+    for t in terms:
+        if t.nlevels < 2:
+            raise ValueError(
+                f"grouping factor {t.group!r} of term {t.label} has {t.nlevels} level; "
+                "it needs at least 2 to estimate a variance"
+            )
+        if t.nlevels * t.p >= nobs:
+            raise ValueError(
+                f"term {t.label} has {t.nlevels * t.p} random effects but there are only {nobs} "
+                "observations; the variance is not identifiable. Simplify the term or drop it"
+            )
 
 
 @dataclass
@@ -131,6 +185,9 @@ class LmmDesign:
     response: str = "y"
     data_name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    #: The design holds the rows (a fit from chunked data keeps a :class:`RowlessLmmDesign`).
+    has_rows = True
 
     def __post_init__(self) -> None:
         self.y = np.ascontiguousarray(self.y, dtype=float)
@@ -156,21 +213,10 @@ class LmmDesign:
             raise ValueError(
                 f"weights must be positive; {bad.size} are not (first at row {int(bad[0])}); drop those rows"
             )
-        if not self.terms:
-            raise ValueError("a mixed model needs at least one random-effects term, e.g. (1 | group)")
         for t in self.terms:
             if t.codes.shape[0] != n:
                 raise ValueError(f"term {t.label} has {t.codes.shape[0]} rows but y has {n}")
-            if t.nlevels < 2:
-                raise ValueError(
-                    f"grouping factor {t.group!r} of term {t.label} has {t.nlevels} level; "
-                    "it needs at least 2 to estimate a variance"
-                )
-            if t.nlevels * t.p >= n:
-                raise ValueError(
-                    f"term {t.label} has {t.nlevels * t.p} random effects but there are only {n} "
-                    "observations; the variance is not identifiable. Simplify the term or drop it"
-                )
+        check_term_sizes(self.terms, n)
         self.terms = sorted(self.terms, key=lambda t: -t.nlevels)
 
     @property
@@ -183,6 +229,35 @@ class LmmDesign:
 
     def response_minus_offset(self) -> np.ndarray:
         return self.y if self.offset is None else self.y - self.offset
+
+
+@dataclass
+class RowlessLmmDesign:
+    """What a result needs of a design whose rows were read in chunks and not kept.
+
+    Labels, levels and the model specs (so ``predict(newdata)`` works), the
+    number of rows, and whether weights or an offset were used; no per-row
+    array.
+    """
+
+    fixed_names: list[str]
+    terms: list[TermStructure]
+    nobs: int
+    fixed: FixedDesign | None = None
+    formula: str | None = None
+    response: str = "y"
+    n_dropped: int = 0
+    weighted: bool = False
+    has_offset: bool = False
+    source: str = "chunks"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    has_rows = False
+    y = X = weights = offset = row_index = None
+
+    @property
+    def ntheta(self) -> int:
+        return sum(t.ntheta for t in self.terms)
 
 
 def _term_columns(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, list[str], Any]:

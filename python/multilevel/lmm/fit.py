@@ -21,6 +21,7 @@ from multilevel import _core
 from multilevel.lmm.design import LmmDesign, RandomTerm, lmm_design
 from multilevel.lmm.result import LmmResult, theta_lower_bounds, theta_start
 from multilevel.optimize import OptSummary, minimize_bobyqa
+from multilevel.progress import progress_bar, progress_enabled
 
 
 class ConvergenceWarning(UserWarning):
@@ -45,14 +46,32 @@ def lmm_core(design: LmmDesign, storage: str = "auto") -> Any:
 
 
 def fit_design(design: LmmDesign, *, reml: bool = True, start: np.ndarray | None = None,
-               storage: str = "auto", **optimizer_options: Any) -> LmmResult:
+               storage: str = "auto", progress: bool | None = False, **optimizer_options: Any) -> LmmResult:
     """Fit a linear mixed model from a prepared :class:`LmmDesign`."""
-    core = lmm_core(design, storage)
+    return fit_core(design, lmm_core(design, storage), reml=reml, start=start, progress=progress,
+                    **optimizer_options)
+
+
+def fit_core(design: Any, core: Any, *, reml: bool, start: np.ndarray | None = None,
+             progress: bool | None = False, **optimizer_options: Any) -> LmmResult:
+    """Optimize theta on a built core and make the result (shared by in-memory and chunked fits).
+
+    ``design`` is an :class:`LmmDesign` or a
+    :class:`~multilevel.lmm.design.RowlessLmmDesign` (labels only).
+    """
     x0 = theta_start(design.terms) if start is None else np.asarray(start, dtype=float)
     if x0.size != design.ntheta:
         raise ValueError(f"start has {x0.size} values; the model has {design.ntheta} theta parameters")
-    optsum = minimize_bobyqa(lambda th: core.objective(th, reml), x0, theta_lower_bounds(design.terms),
-                             **optimizer_options)
+    bar = progress_bar("optimizing theta", progress_enabled(progress), unit="eval")
+
+    def objective(theta: np.ndarray) -> float:
+        bar.update(1)
+        return core.objective(theta, reml)
+
+    try:
+        optsum = minimize_bobyqa(objective, x0, theta_lower_bounds(design.terms), **optimizer_options)
+    finally:
+        bar.close()
     result = LmmResult(design, core, reml, optsum)
     if not result.converged:
         warnings.warn(f"the optimizer did not converge: {optsum.message}", ConvergenceWarning, stacklevel=3)
@@ -87,7 +106,7 @@ def result_at_theta(design: LmmDesign, theta: Any, *, reml: bool = True, storage
 
 
 def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offset: Any = None,
-        start: np.ndarray | None = None, **optimizer_options: Any) -> LmmResult:
+        start: np.ndarray | None = None, progress: bool | None = None, **optimizer_options: Any) -> LmmResult:
     """Fit a linear mixed model ``y = X beta + Z b + e`` by REML or ML.
 
     Parameters
@@ -97,15 +116,24 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
         terms: ``(1 | g)``, ``(1 + x | g)``, ``(0 + x | g)``, ``(x || g)``
         (uncorrelated), ``(1 | g1/g2)`` (nested), ``(1 | g1:g2)``; crossed
         factors are separate terms.
-    data : pandas DataFrame (or polars / pyarrow table)
+    data : data frame, Parquet path, dataset, chunks or Dask frame
+        In memory: a pandas DataFrame (or polars / pyarrow table). Larger
+        than memory: a path to a Parquet file or folder, a
+        ``pyarrow.dataset.Dataset`` or :func:`multilevel.chunks`, read in
+        chunks (two passes: levels, then sums), keeping no per-row array.
+        On a cluster: a ``dask.dataframe.DataFrame``, summed on the workers.
     reml : bool, default True
         REML (True) or maximum likelihood (False).
     weights : column name or array, optional
         Prior weights: the residual variance of row i is ``sigma^2 / w_i``.
+        A column name for chunked and Dask data.
     offset : column name or array, optional
-        Known term added to the linear predictor.
+        Known term added to the linear predictor (a column name for chunked and Dask data).
     start : array, optional
         Starting theta (default: identity relative covariance factors).
+    progress : bool, optional
+        A progress bar over chunks and optimizer evaluations for fits longer
+        than two seconds; default: on a terminal or in a notebook.
     **optimizer_options
         ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxeval`` for BOBYQA.
 
@@ -121,10 +149,16 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
     >>> round(float(fit.params["Days"]), 3)
     10.467
     """
+    from multilevel.streaming.lmm import streamed_lmm_core
+
+    streamed = streamed_lmm_core(formula, data, weights=weights, offset=offset, progress=progress)
+    if streamed is not None:
+        design, core = streamed
+        return fit_core(design, core, reml=reml, start=start, progress=progress, **optimizer_options)
     design = lmm_design(formula, data, weights=weights, offset=offset)
     if isinstance(offset, str):
         design.extra["offset_column"] = offset
-    return fit_design(design, reml=reml, start=start, **optimizer_options)
+    return fit_design(design, reml=reml, start=start, progress=progress, **optimizer_options)
 
 
 def fit_lmm(y: Any, X: Any, random_terms: Sequence[RandomTerm], *, reml: bool = True,

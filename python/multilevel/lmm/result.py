@@ -53,6 +53,10 @@ def term_lambdas(terms: list[RandomTerm], theta: np.ndarray) -> list[np.ndarray]
     return out
 
 
+class RowsNotKeptError(ValueError):
+    """A per-row quantity was asked of a fit whose rows were read in chunks and not kept."""
+
+
 class LmmResult:
     """A fitted linear mixed model.
 
@@ -231,6 +235,14 @@ class LmmResult:
         total = sum(variances.values()) + self.sigma**2
         return pd.Series({g: v / total for g, v in variances.items()}, name="icc")
 
+    def _require_rows(self, what: str, instead: str) -> None:
+        """Refuse ``what`` for a fit that kept no rows, saying what to call ``instead``."""
+        if not self.design.has_rows:
+            raise RowsNotKeptError(
+                f"{what} needs the rows of the fit, which were read in chunks from {self.design.source} and not "
+                f"kept; {instead}"
+            )
+
     def marginal_cov(self, level: Any, group: str | None = None) -> pd.DataFrame:
         """Marginal covariance ``Z_j Sigma_b Z_j' + sigma^2 I`` of the rows of one cluster.
 
@@ -239,6 +251,7 @@ class LmmResult:
         level : label of the cluster (a level of ``group``)
         group : grouping factor; may be omitted when the model has one
         """
+        self._require_rows("marginal_cov()", "build the cluster's rows in memory and fit them, or use covariance_matrices()")
         groups = list(dict.fromkeys(t.group for t in self.design.terms))
         if group is None:
             if len(groups) > 1:
@@ -274,15 +287,31 @@ class LmmResult:
 
     def fitted(self) -> pd.Series:
         """Conditional fitted values ``X beta + Z b (+ offset)`` for the rows used."""
+        self._require_rows("fitted()", "call predict(chunk) on the rows wanted")
         d = self.design
         fit = d.X @ self._beta + self._random_part([(t.z, t.codes) for t in d.terms])
         if d.offset is not None:
             fit = fit + d.offset
         return pd.Series(fit, index=self._index(), name="fitted")
 
-    def resid(self) -> pd.Series:
-        """Response residuals ``y - fitted``."""
+    def resid(self, newdata: Any = None) -> pd.Series:
+        """Response residuals ``y - fitted``, for the rows of the fit or for ``newdata`` (with the response)."""
+        if newdata is not None:
+            from multilevel.frames import as_pandas
+
+            df = as_pandas(newdata)
+            y = self._response_of(df)
+            return pd.Series(y - self.predict(df).to_numpy(), index=df.index, name="resid")
+        self._require_rows("resid()", "call resid(chunk) on the rows wanted")
         return pd.Series(self.design.y - self.fitted().to_numpy(), index=self._index(), name="resid")
+
+    def _response_of(self, df: pd.DataFrame) -> np.ndarray:
+        import formulaic
+
+        if self.design.fixed is None:
+            raise ValueError("this model was fit from arrays; resid(newdata) needs a formula fit")
+        lhs = formulaic.model_matrix(f"{self.design.response} ~ 1", df, na_action="ignore", output="numpy").lhs
+        return np.asarray(lhs, dtype=float)[:, 0]
 
     def predict(self, newdata: Any = None, *, re: bool = True, offset: Any = None) -> pd.Series:
         """Predictions for new data.
@@ -299,6 +328,7 @@ class LmmResult:
             name it is taken from ``newdata``.
         """
         if newdata is None:
+            self._require_rows("predict() without newdata", "pass the rows wanted: predict(chunk)")
             if re:
                 return self.fitted()
             fit = self.design.X @ self._beta + (0 if self.design.offset is None else self.design.offset)

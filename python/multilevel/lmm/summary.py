@@ -52,6 +52,8 @@ class LmmSummary:
         lines = [f"Linear mixed model fit by {kind} [multilevel]"]
         if r.design.formula:
             lines.append(f"Formula: {r.design.formula}")
+        if not r.design.has_rows:
+            lines.append(f"Data: {r.design.source}, read in chunks (rows not kept)")
         return lines
 
     def _fit_stats(self) -> pd.DataFrame:
@@ -83,9 +85,10 @@ class LmmSummary:
         out.append("")
         out.append(self._fit_stats().to_string(index=False))
         out.append("")
-        out.append("Scaled residuals:")
-        out.append(self._scaled_residuals().to_string(index=False))
-        out.append("")
+        if r.design.has_rows:
+            out.append("Scaled residuals:")
+            out.append(self._scaled_residuals().to_string(index=False))
+            out.append("")
         out.append("Random effects:")
         out.append(aligned_table(_random_effects_table(r), left=2))
         out.append(self._groups_line())

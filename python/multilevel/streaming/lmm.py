@@ -1,0 +1,267 @@
+"""Linear mixed models on data read in chunks or held by Dask.
+
+Two passes over the rows: the first (:mod:`~multilevel.streaming.scan`)
+finds missing values, factor levels and grouping levels; the second builds
+each chunk's arrays with the same model spec and adds them into a
+:class:`multilevel._core.NormalEquationsAccumulator`. The model then works
+on the accumulated blocks exactly as an in-memory fit does; no per-row
+array is kept.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import formulaic
+import numpy as np
+import pandas as pd
+
+from multilevel import _core
+from multilevel.fixed_effects import ColumnRFactor, FixedDesign, missing_formula_variables
+from multilevel.formula import RandomTermSpec, split_formula
+from multilevel.frames import check_finite, columns_in, require_columns
+from multilevel.lmm.design import RowlessLmmDesign, TermStructure, check_term_sizes
+from multilevel.progress import iterate_with_progress, progress_enabled
+from multilevel.streaming.scan import ChunkPlan, ColumnScan, factor_call_columns, make_plan, scan_chunk
+from multilevel.streaming.sources import ChunkSource, chunk_source, is_dask_frame
+
+
+@dataclass(frozen=True)
+class LmmColumns:
+    """Which columns a model reads, and in which roles."""
+
+    fixed_formula: str
+    terms: list[RandomTermSpec]
+    used: list[str]  # every column read from a chunk
+    expressions: list[str]  # columns inside the fixed and random-term formulas
+    factor_calls: list[str]  # columns the formula wraps in C(...)
+    weights: str | None
+    offset: str | None
+
+    @property
+    def groupings(self) -> list[tuple[str, ...]]:
+        return list(dict.fromkeys(tuple(t.factors) for t in self.terms))
+
+
+def lmm_columns(formula: str, names: Iterable[str], weights: Any, offset: Any) -> LmmColumns:
+    """Resolve the columns of an LMM formula against the column names of chunked data."""
+    header = pd.DataFrame(columns=list(names))
+    fixed_formula, specs = split_formula(formula)
+    if not specs:
+        raise ValueError(f"formula {formula!r} has no random-effects term such as (1 | group); "
+                         "for a model without random effects use ordinary least squares")
+    for label, value in (("weights", weights), ("offset", offset)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{label}= must name a column when the data are read in chunks, "
+                            f"not a {type(value).__name__}")
+    missing = missing_formula_variables(fixed_formula, header)
+    if missing:
+        require_columns(missing, header, f"the fixed part {fixed_formula!r}")
+    expressions = columns_in(fixed_formula, header)
+    used = list(expressions)
+    for spec in specs:
+        require_columns(spec.factors, header, f"random term {spec}")
+        if spec.expr.strip() not in ("1", "0"):
+            missing = missing_formula_variables(f"~ {spec.expr}", header)
+            if missing:
+                require_columns(missing, header, f"random term {spec}")
+        term_columns = columns_in(spec.expr, header)
+        expressions += [c for c in term_columns if c not in expressions]
+        used += [c for c in term_columns + list(spec.factors) if c not in used]
+    for col in (weights, offset):
+        if col is not None:
+            require_columns([col], header, "weights=/offset=")
+            if col not in used:
+                used.append(col)
+    return LmmColumns(fixed_formula, specs, used, expressions, factor_call_columns(formula), weights, offset)
+
+
+class LmmPartialSums:
+    """The sums of some rows: the normal-equations accumulator, the R factor of X, and the rows read."""
+
+    def __init__(self, acc: Any, rfactor: ColumnRFactor, nread: int) -> None:
+        self.acc, self.rfactor, self.nread = acc, rfactor, nread
+
+    def merge(self, other: LmmPartialSums) -> LmmPartialSums:
+        """Add another part's sums into this one (this one's rows first)."""
+        self.acc.merge(other.acc)
+        self.rfactor.merge(other.rfactor)
+        self.nread += other.nread
+        return self
+
+
+def merged_copy(a: LmmPartialSums, b: LmmPartialSums) -> LmmPartialSums:
+    """``a`` merged with ``b`` without changing either (for task graphs, which may reuse inputs)."""
+    rfactor = ColumnRFactor(a.rfactor.p).merge(a.rfactor)
+    return LmmPartialSums(a.acc.copy(), rfactor, a.nread).merge(b)
+
+
+@dataclass(frozen=True)
+class LmmChunkModel:
+    """Everything needed to turn any chunk into the model's arrays; pickles (it travels to Dask workers).
+
+    Terms are in the core's order (decreasing number of levels).
+    """
+
+    columns: LmmColumns
+    plan: ChunkPlan
+    fixed_spec: Any  # formulaic ModelSpecs (lhs and rhs)
+    terms: list[TermStructure]
+    response: str
+
+    @property
+    def p(self) -> int:
+        return len(self.fixed_spec.rhs.column_names)
+
+    def empty_sums(self) -> LmmPartialSums:
+        acc = _core.NormalEquationsAccumulator(self.p, [t.p for t in self.terms], [t.nlevels for t in self.terms])
+        return LmmPartialSums(acc, ColumnRFactor(self.p), 0)
+
+    def partial_sums(self, frame: pd.DataFrame, where: str) -> LmmPartialSums:
+        """The sums of one chunk (a frame of the used columns), its rows named by ``where`` in errors."""
+        sums = self.empty_sums()
+        sums.nread = len(frame)
+        rows = self.plan.prepare(frame)
+        if len(rows) == 0:
+            return sums
+        mm = self.fixed_spec.get_model_matrix(rows, output="numpy", na_action="raise")
+        y = np.ascontiguousarray(np.asarray(mm.lhs, dtype=float)[:, 0])
+        X = np.asarray(mm.rhs, dtype=float)
+        check_finite(y, f"response {self.response!r} in {where}")
+        for j, name in enumerate(self.fixed_spec.rhs.column_names):
+            check_finite(X[:, j], f"fixed-effects column {name!r} in {where}")
+        codes, zs = [], []
+        for t in self.terms:
+            c = self.plan.groupings[tuple(t.factors)].codes(rows)
+            if (c < 0).any():
+                raise ValueError(f"{where} has a level of {t.group!r} that the first pass did not see; "
+                                 "the data changed between passes (a source must give the same rows each time)")
+            z = t.z_for(rows)
+            for j, name in enumerate(t.columns):
+                check_finite(z[:, j], f"random-effects column {name!r} of term {t.label} in {where}")
+            codes.append(c)
+            zs.append(z)
+        weights = np.empty(0)
+        if self.columns.weights is not None:
+            weights = rows[self.columns.weights].to_numpy(dtype=float)
+            if not (np.all(np.isfinite(weights)) and np.all(weights > 0)):
+                bad = int(np.flatnonzero(~(np.isfinite(weights) & (weights > 0)))[0])
+                raise ValueError(f"weights column {self.columns.weights!r} has a value that is not positive and "
+                                 f"finite ({weights[bad]!r}) in {where}; drop those rows")
+        if self.columns.offset is not None:
+            off = rows[self.columns.offset].to_numpy(dtype=float)
+            check_finite(off, f"offset column {self.columns.offset!r} in {where}")
+            y = y - off
+        sums.acc.add_rows(y, X, weights, codes, zs)
+        sums.rfactor.add_rows(X)
+        return sums
+
+
+def chunk_model(columns: LmmColumns, plan: ChunkPlan) -> LmmChunkModel:
+    """The model spec, built once on the first complete rows (with global factor levels)."""
+    proto = plan.prototype
+    lhs = columns.fixed_formula.split("~", 1)[0].strip()
+    if lhs in proto.columns and not pd.api.types.is_numeric_dtype(proto[lhs]):
+        raise ValueError(f"the response {lhs!r} has dtype {proto[lhs].dtype}; a linear model needs a numeric response")
+    try:
+        mm = formulaic.model_matrix(columns.fixed_formula, proto, na_action="raise", output="numpy")
+    except Exception as exc:
+        raise ValueError(f"could not build the fixed-effects model matrix of {columns.fixed_formula!r}: {exc}") from exc
+    if mm.lhs.shape[1] != 1:
+        raise ValueError(f"the response {lhs!r} must be one numeric column; it expands to {mm.lhs.shape[1]} columns")
+    fixed_spec = mm.model_spec
+    terms = []
+    for spec in columns.terms:
+        try:
+            zmm = formulaic.model_matrix(spec.expr, proto, na_action="raise", output="numpy")
+        except Exception as exc:
+            raise ValueError(f"could not build the columns of random term {spec}: {exc}") from exc
+        _refuse_stateful_transforms(zmm.model_spec)
+        levels = plan.groupings[tuple(spec.factors)]
+        terms.append(TermStructure(levels.name, [str(c) for c in zmm.model_spec.column_names], levels.levels,
+                                   spec.expr, zmm.model_spec, tuple(spec.factors)))
+    _refuse_stateful_transforms(fixed_spec.rhs)
+    terms = sorted(terms, key=lambda t: -t.nlevels)
+    return LmmChunkModel(columns, plan, fixed_spec, terms, lhs)
+
+
+def _refuse_stateful_transforms(spec: Any) -> None:
+    if spec.transform_state:
+        names = ", ".join(sorted(spec.transform_state))
+        raise ValueError(
+            f"the formula uses {names}, whose state (a mean, a scale) would be computed from one chunk; "
+            "for data read in chunks, compute that column before fitting"
+        )
+
+
+def scan_source(source: ChunkSource, columns: LmmColumns, progress: bool) -> ColumnScan:
+    """The first pass over a chunk source."""
+    scan = ColumnScan()
+    frames = iterate_with_progress(source.frames(columns.used), "reading levels", progress)
+    for i, frame in enumerate(frames):
+        part = scan_chunk(frame, columns.expressions, columns.factor_calls, columns.groupings)
+        scan.merge(part, where=f"chunk {i} of {source.name}")
+    return scan
+
+
+def accumulate_source(source: ChunkSource, model: LmmChunkModel, progress: bool) -> LmmPartialSums:
+    """The second pass over a chunk source: sums of all chunks, added in chunk order."""
+    total = model.empty_sums()
+    frames = iterate_with_progress(source.frames(list(model.columns.used)), "summing rows", progress)
+    for i, frame in enumerate(frames):
+        total.merge(model.partial_sums(frame, f"chunk {i} of {source.name}"))
+    return total
+
+
+def finish_design(model: LmmChunkModel, sums: LmmPartialSums, source_name: str) -> tuple[RowlessLmmDesign, Any]:
+    """Drop aliased columns, check the terms, and build the core and the rowless design."""
+    plan = model.plan
+    if sums.nread != plan.nrows or sums.acc.nobs != plan.nkept:
+        raise ValueError(f"{source_name} gave {sums.nread} rows on the second pass but {plan.nrows} on the first; "
+                         "a source must give the same rows each time")
+    names = [str(c) for c in model.fixed_spec.rhs.column_names]
+    aliased = sums.rfactor.aliased()
+    kept = np.array([j for j in range(len(names)) if j not in aliased], dtype=int)
+    dropped = [names[j] for j in aliased]
+    if dropped:
+        warnings.warn(f"fixed-effect model matrix is rank deficient, so dropping {len(dropped)} column(s): "
+                      f"{', '.join(dropped)}", UserWarning, stacklevel=4)
+        sums.acc.keep_fixed_columns(kept.tolist())
+    check_term_sizes(model.terms, plan.nkept)
+    fixed = FixedDesign(np.empty(0), np.empty((0, kept.size)), [names[j] for j in kept], model.response,
+                        model.fixed_spec.rhs, kept, dropped)
+    design = RowlessLmmDesign(
+        fixed_names=fixed.names, terms=model.terms, nobs=plan.nkept, fixed=fixed, formula=None,
+        response=model.response, n_dropped=plan.nrows - plan.nkept, weighted=model.columns.weights is not None,
+        has_offset=model.columns.offset is not None, source=source_name,
+    )
+    if model.columns.offset is not None:
+        design.extra["offset_column"] = model.columns.offset
+    return design, _core.LmmCore.from_accumulator(sums.acc)
+
+
+def streamed_lmm_core(formula: str, data: Any, *, weights: Any = None, offset: Any = None,
+                      progress: bool | None = None) -> tuple[RowlessLmmDesign, Any] | None:
+    """The design and core of an LMM on chunked or Dask data; None for in-memory data."""
+    if is_dask_frame(data):
+        from multilevel.streaming.dask_backend import dask_lmm_sums
+
+        columns = lmm_columns(formula, [str(c) for c in data.columns], weights, offset)
+        model, sums = dask_lmm_sums(data, columns, progress_enabled(progress))
+        name = f"the Dask frame ({data.npartitions} partitions)"
+    else:
+        source = chunk_source(data)
+        if source is None:
+            return None
+        show = progress_enabled(progress)
+        columns = lmm_columns(formula, source.column_names(), weights, offset)
+        scan = scan_source(source, columns, show)
+        model = chunk_model(columns, make_plan(scan, columns.used, source.name))
+        sums = accumulate_source(source, model, show)
+        name = source.name
+    design, core = finish_design(model, sums, name)
+    design.formula = formula
+    return design, core

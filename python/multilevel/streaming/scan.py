@@ -1,0 +1,183 @@
+"""The first pass over chunked data: what must be known for all rows before
+any sum is taken (missing values, levels of factors and grouping keys,
+column kinds), as a small mergeable summary, and the preparation of each
+chunk from it, so every chunk builds the same columns."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from multilevel.grouping import GroupingLevels, grouping_levels
+
+# `C(x` in a formula: x is made a factor, so its levels must be known for all rows.
+_FACTOR_CALL = re.compile(r"\bC\(\s*(?:`([^`]+)`|([A-Za-z_][A-Za-z0-9_.]*))")
+#: Rows kept from the first chunks to build the model spec on.
+PROTOTYPE_ROWS = 200
+
+
+def factor_call_columns(formula_text: str) -> list[str]:
+    """Columns a formula wraps in ``C(...)``.
+
+    Examples
+    --------
+    >>> factor_call_columns("y ~ C(f) + x + C(`a b`, Sum)")
+    ['f', 'a b']
+    """
+    return [quoted or bare for quoted, bare in _FACTOR_CALL.findall(formula_text)]
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+
+
+@dataclass
+class ColumnScan:
+    """What one pass over (some of) the rows found; :meth:`merge` adds another part's.
+
+    Attributes
+    ----------
+    nrows : rows seen
+    ncomplete : rows without a missing value in any used column
+    missing : rows with a missing value, per column
+    numeric : per used column, whether it is numeric (must agree across chunks)
+    levels : distinct values (complete rows) of the columns whose levels are needed
+    categories : for pandas categorical columns, their categories in order
+    keys : distinct key rows (complete rows) of each grouping factor
+    prototype : the first complete rows, to build the model spec on
+    """
+
+    nrows: int = 0
+    ncomplete: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+    numeric: dict[str, bool] = field(default_factory=dict)
+    levels: dict[str, pd.Series] = field(default_factory=dict)
+    categories: dict[str, pd.Index] = field(default_factory=dict)
+    keys: dict[tuple[str, ...], pd.DataFrame] = field(default_factory=dict)
+    prototype: pd.DataFrame | None = None
+
+    def merge(self, other: ColumnScan, where: str = "a later chunk") -> ColumnScan:
+        """Add the scan of other rows (this one's rows first)."""
+        for col, num in other.numeric.items():
+            if col in self.numeric and self.numeric[col] != num:
+                kinds = {True: "numeric", False: "not numeric"}
+                raise ValueError(
+                    f"column {col!r} is {kinds[self.numeric[col]]} in the first chunks but {kinds[num]} in {where}; "
+                    "every chunk must give a column the same type"
+                )
+            self.numeric[col] = num
+        self.nrows += other.nrows
+        self.ncomplete += other.ncomplete
+        for col, count in other.missing.items():
+            self.missing[col] = self.missing.get(col, 0) + count
+        for col, vals in other.levels.items():
+            self.levels[col] = vals if col not in self.levels else pd.concat([self.levels[col], vals]).drop_duplicates()
+        for col, cats in other.categories.items():
+            self.categories[col] = cats if col not in self.categories else self.categories[col].append(
+                cats.difference(self.categories[col], sort=False))
+        for cols, frame in other.keys.items():
+            self.keys[cols] = frame if cols not in self.keys else pd.concat(
+                [self.keys[cols], frame], ignore_index=True).drop_duplicates()
+        if other.prototype is not None and (self.prototype is None or len(self.prototype) < PROTOTYPE_ROWS):
+            parts = [p for p in (self.prototype, other.prototype) if p is not None]
+            self.prototype = pd.concat(parts).head(PROTOTYPE_ROWS)
+        return self
+
+
+def missing_mask(frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows with a missing value in any column, and the count per column."""
+    missing = np.zeros(len(frame), dtype=bool)
+    counts: dict[str, int] = {}
+    for col in frame.columns:
+        m = frame[col].isna().to_numpy()
+        if m.any():
+            counts[col] = int(m.sum())
+            missing |= m
+    return missing, counts
+
+
+def scan_chunk(frame: pd.DataFrame, expression_columns: list[str], factor_calls: list[str],
+               groupings: list[tuple[str, ...]]) -> ColumnScan:
+    """The :class:`ColumnScan` of one chunk (a frame of the used columns only).
+
+    ``expression_columns`` are the columns the model's formula expressions
+    use; those that are not numeric, or that appear in ``factor_calls``
+    (``C(x)``), are factors whose levels are collected.
+    """
+    missing, counts = missing_mask(frame)
+    complete = frame.loc[~missing] if counts else frame
+    scan = ColumnScan(nrows=len(frame), ncomplete=len(complete), missing=counts,
+                      numeric={c: _is_numeric(frame[c]) for c in frame.columns})
+    for col in expression_columns:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            scan.categories[col] = pd.Index(frame[col].cat.categories)
+        elif col in factor_calls or not scan.numeric[col]:
+            scan.levels[col] = pd.Series(complete[col].unique())
+    for cols in groupings:
+        scan.keys[cols] = complete[list(cols)].drop_duplicates()
+    if len(complete):
+        scan.prototype = complete.head(PROTOTYPE_ROWS)
+    return scan
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How every chunk becomes model rows: which columns, which factor levels, which groupings.
+
+    Attributes
+    ----------
+    columns : the used columns, read from each chunk
+    factor_levels : categories to give each factor column, so every chunk encodes the same levels
+    groupings : levels of each grouping factor (keyed by its columns)
+    nrows, nkept, missing : rows read, rows kept, rows dropped for a missing value per column
+    """
+
+    columns: tuple[str, ...]
+    factor_levels: dict[str, pd.Index]
+    groupings: dict[tuple[str, ...], GroupingLevels]
+    nrows: int
+    nkept: int
+    missing: dict[str, int]
+    prototype: pd.DataFrame
+
+    def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A chunk's complete rows with factor columns given the global levels."""
+        return prepare_chunk(frame, self.factor_levels)
+
+
+def prepare_chunk(frame: pd.DataFrame, factor_levels: dict[str, pd.Index]) -> pd.DataFrame:
+    """The complete rows of ``frame`` with each factor column made categorical with its global levels."""
+    missing, counts = missing_mask(frame)
+    if counts:
+        frame = frame.loc[~missing]
+    if factor_levels:
+        frame = frame.assign(**{c: pd.Categorical(frame[c], categories=lev) for c, lev in factor_levels.items()})
+    return frame
+
+
+def make_plan(scan: ColumnScan, columns: list[str], source_name: str) -> ChunkPlan:
+    """A :class:`ChunkPlan` from the scan of all rows; warns with the rows dropped for missing values."""
+    if scan.nrows == 0:
+        raise ValueError(f"{source_name} has no rows")
+    if scan.ncomplete == 0:
+        detail = ", ".join(f"{k!r}: {v}" for k, v in scan.missing.items())
+        raise ValueError(f"every row of {source_name} has a missing value in a used column ({detail}); "
+                         "nothing is left to fit")
+    dropped = scan.nrows - scan.ncomplete
+    if dropped:
+        detail = ", ".join(f"{k!r}: {v}" for k, v in scan.missing.items())
+        warnings.warn(f"dropped {dropped} of {scan.nrows} rows with missing values ({detail})", UserWarning,
+                      stacklevel=4)
+    factor_levels: dict[str, pd.Index] = dict(scan.categories)
+    for col, values in scan.levels.items():
+        try:
+            factor_levels[col] = pd.Index(values.sort_values(ignore_index=True))
+        except TypeError as exc:
+            raise ValueError(f"the values of column {col!r} cannot be ordered (mixed types?): {exc}") from exc
+    groupings = {cols: grouping_levels(keys, cols) for cols, keys in scan.keys.items()}
+    return ChunkPlan(tuple(columns), factor_levels, groupings, scan.nrows, scan.ncomplete, dict(scan.missing),
+                     prepare_chunk(scan.prototype, factor_levels))
