@@ -41,3 +41,19 @@ def lmm_reference() -> dict:
 def datasets() -> dict[str, pd.DataFrame]:
     names = ["sleepstudy", "Dyestuff", "Penicillin", "Pastes", "InstEval"]
     return {n: load_dataset(n) for n in names}
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A local Dask cluster of two worker processes, shared by the tests that fit Dask frames."""
+    import warnings
+
+    pytest.importorskip("dask.dataframe")
+    distributed = pytest.importorskip("distributed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

@@ -4,14 +4,13 @@ on Dask frames agree with the in-memory fit of the same rows."""
 from __future__ import annotations
 
 import pickle
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from multilevel import _core, chunks, lmm
-from multilevel.lmm.result import RowsNotKeptError
+from multilevel.errors import RowsNotKeptError
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -198,20 +197,6 @@ def test_polars_and_arrow_chunks():
     mem = lmm("y ~ x + kind + (1 | school)", df)
     frames = [pl.from_pandas(df.iloc[:250]), pa.Table.from_pandas(df.iloc[250:])]
     assert_same_fit(mem, lmm("y ~ x + kind + (1 | school)", chunks(lambda: iter(frames))), True)
-
-
-@pytest.fixture(scope="module")
-def dask_client():
-    pytest.importorskip("dask.dataframe")
-    distributed = pytest.importorskip("distributed")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
-        client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
 
 
 def test_dask_fit_equals_in_memory_and_does_not_depend_on_workers(dask_client):

@@ -113,7 +113,8 @@ def clustered_columns(formula: str, data: Any, groups: Any, time: Any) -> tuple[
 
 
 def cluster_layout(codes: np.ndarray, nclusters: int, time: np.ndarray | None = None,
-                   labels: np.ndarray | None = None, time_as_ranks: bool = False) -> ClusterLayout:
+                   labels: np.ndarray | None = None, time_as_ranks: bool = False,
+                   positions: np.ndarray | None = None, npositions: int | None = None) -> ClusterLayout:
     """Build a :class:`ClusterLayout` from cluster codes and optional integer times.
 
     Without ``time`` a row's position is its rank among its cluster's rows in
@@ -135,12 +136,14 @@ def cluster_layout(codes: np.ndarray, nclusters: int, time: np.ndarray | None = 
     counts = np.bincount(codes, minlength=nclusters)
     ptr = np.zeros(nclusters + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
-    if time is None:
+    if positions is None and time is not None:
+        positions = _positions_from_time(time, time_as_ranks)
+    if positions is None:
         order = np.argsort(codes, kind="stable").astype(np.int32)
         position = np.empty(n, dtype=np.int32)
         position[order] = np.arange(n, dtype=np.int64) - np.repeat(ptr[:-1], counts)
     else:
-        position = _positions_from_time(time, time_as_ranks)
+        position = np.asarray(positions, dtype=np.int32)
         order = np.lexsort((position, codes)).astype(np.int32)
         sorted_pos = position[order]
         same = (np.diff(sorted_pos) == 0) & (np.diff(codes[order]) == 0)
@@ -151,7 +154,8 @@ def cluster_layout(codes: np.ndarray, nclusters: int, time: np.ndarray | None = 
                 f"cluster {name} has two rows at the same time {int(sorted_pos[np.flatnonzero(same)[0]])} "
                 "(after shifting times to start at 0); each row of a cluster needs its own time"
             )
-    npositions = int(position.max()) + 1 if n else 0
+    if npositions is None:
+        npositions = int(position.max()) + 1 if n else 0
     return ClusterLayout(codes, order, ptr, position, npositions)
 
 

@@ -47,6 +47,10 @@ class Link:
     def __repr__(self) -> str:
         return f"Link({self.name!r})"
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        # A link is known by its name: pickles rebuild it from the table (its functions are lambdas).
+        return get_link, (self.name,)
+
 
 def _logit_both(eta: Array) -> tuple[Array, Array]:
     """Mean and dmu/deta of the logit link from one logistic evaluation."""
@@ -105,6 +109,10 @@ class Family:
     allowed_links: tuple[str, ...]
     #: Negative binomial shape ``k`` (``Var = mu + mu^2 / k``); None for the other families.
     shape: float | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Rebuilt from names (and the shape), so families pickle and cross process boundaries.
+        return _rebuild_family, (self.name, self.link.name, self.allowed_links, self.shape)
 
     def with_shape(self, shape: float) -> Family:
         """The same family with negative binomial shape ``k``."""
@@ -234,6 +242,10 @@ _FAMILY_LINKS: dict[str, tuple[str, ...]] = {
 
 _FAMILY_ALIASES = {"Gamma": "gamma", "inverse.gaussian": "inverse_gaussian", "normal": "gaussian",
                    "nbinom2": "negative_binomial", "negbin": "negative_binomial"}
+
+
+def _rebuild_family(name: str, link: str, allowed: tuple[str, ...], shape: float | None) -> Family:
+    return Family(name, get_link(link), allowed, shape)
 
 
 def get_family(family: str | Family | Any = "gaussian", link: str | Link | None = None) -> Family:

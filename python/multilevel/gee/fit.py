@@ -11,99 +11,28 @@ formed there, as geepack does.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from multilevel import _core
-from multilevel.correlation import CorrelationStructure, Independence, get_correlation
+from multilevel.correlation import CorrelationStructure, get_correlation
 from multilevel.families import Family, get_family
 from multilevel.gee.design import GeeDesign, gee_design
-from multilevel.gee.moments import estimate_correlation, estimate_scale
 from multilevel.gee.result import GeeResult
-
-MEAT_ROBUST, MEAT_BIAS_REDUCED, MEAT_JACKKNIFE = 0, 1, 2
-
+from multilevel.gee.scoring import DesignRows, fisher_scoring, scoring_sums, start_beta, working_arrays
 
 class GeeConvergenceWarning(UserWarning):
     """Fisher scoring stopped at the iteration limit before the estimates settled."""
 
 
-@dataclass
-class WorkingArrays:
-    """Per-row quantities at one ``beta`` (data row order)."""
-
-    eta: np.ndarray
-    mu: np.ndarray
-    pearson: np.ndarray  # (y - mu) sqrt(w / v(mu))
-    root_info: np.ndarray  # (dmu/deta) sqrt(w / v(mu))
-
-
-def working_arrays(design: GeeDesign, family: Family, beta: np.ndarray) -> WorkingArrays:
-    """Means, Pearson residuals and whitened derivatives at ``beta`` (with ``phi = 1``)."""
-    eta = design.X @ beta + design.offset_or_zero()
-    mu, mu_eta = family.link.inverse_and_mu_eta(eta)
-    return arrays_at_mean(design, family, eta, mu, mu_eta)
-
-
-def arrays_at_mean(design: GeeDesign, family: Family, eta: np.ndarray, mu: np.ndarray,
-                   mu_eta: np.ndarray) -> WorkingArrays:
-    """:class:`WorkingArrays` from the linear predictor, the mean and ``dmu/deta``."""
-    v = family.variance(mu)
-    if not np.all(np.isfinite(mu)) or np.any(v <= 0):
-        bad = int(np.flatnonzero(~np.isfinite(mu) | (v <= 0))[0])
-        raise FloatingPointError(
-            f"the mean left the {family.name} family's range at row {bad} (mu = {mu[bad]!r}) under the "
-            f"{family.link.name} link; try another link or starting values"
-        )
-    root_w_over_v = np.sqrt(design.prior_weights() / v)
-    return WorkingArrays(eta, mu, (design.y - mu) * root_w_over_v, mu_eta * root_w_over_v)
-
-
-def cluster_sums(design: GeeDesign, structure: CorrelationStructure, params: np.ndarray, wa: WorkingArrays,
-                 scale: float, meat: int = MEAT_ROBUST, h_full: np.ndarray | None = None,
-                 residual: np.ndarray | None = None) -> dict[str, Any]:
-    """``H``, ``U`` and the meat ``M`` summed over clusters by the C++ core.
-
-    ``residual`` replaces the Pearson residuals as the right-hand side (used
-    for the weighted least-squares start).
-    """
-    lay = design.layout
-    root_scale = np.sqrt(scale)
-    e = (wa.pearson if residual is None else residual) / root_scale
-    p = design.X.shape[1]
-    out = _core.cluster_sums(design.X, wa.root_info / root_scale, e, lay.order, lay.ptr, lay.position,
-                             *structure.core_arguments(params, lay.npositions), meat,
-                             np.zeros((p, p)) if h_full is None else h_full)
-    if out["failed_cluster"] >= 0:
-        label = design.cluster_labels[out["failed_cluster"]]
-        raise FloatingPointError(
-            f"the {structure.name} working correlation with parameters {np.round(params, 6).tolist()} is not "
-            f"positive definite for cluster {label}; try another correlation structure"
-        )
-    return out
-
-
-def start_beta(design: GeeDesign, family: Family, maxiter: int = 25) -> np.ndarray:
-    """Coefficients of the independence GLM by iteratively reweighted least squares (geepack's start)."""
-    p = design.X.shape[1]
-    mu = family.start_mu(design.y)
-    eta = family.link.link(mu)
-    wa = arrays_at_mean(design, family, eta, mu, family.link.mu_eta(eta))
-    beta = np.zeros(p)
-    independence = Independence()
-    for _ in range(maxiter):
-        # Working response z = eta - offset + (y - mu) / mu_eta; X'Wz is the "score" of a*z.
-        z_scaled = wa.root_info * (wa.eta - design.offset_or_zero()) + wa.pearson
-        sums = cluster_sums(design, independence, np.zeros(0), wa, 1.0, residual=z_scaled)
-        new = np.linalg.solve(sums["H"], sums["U"])
-        done = np.max(np.abs(new - beta)) <= 1e-4 * (1.0 + np.max(np.abs(new)))  # GEE steps polish it
-        beta = new
-        if done:
-            break
-        wa = working_arrays(design, family, beta)
-    return beta
+def check_gee_sizes(nobs: int, p: int, scale: float | None) -> None:
+    """Refuse a model with no coefficients, too few rows, or a non-positive fixed scale."""
+    if p == 0:
+        raise ValueError("the model has no coefficients; a GEE needs at least one column in X")
+    if nobs <= p:
+        raise ValueError(f"{nobs} rows cannot estimate {p} coefficients")
+    if scale is not None and not scale > 0:
+        raise ValueError(f"scale must be positive, not {scale!r}")
 
 
 def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: CorrelationStructure | str | None = None,
@@ -125,37 +54,16 @@ def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: Correlat
     structure = get_correlation(corr)
     family.check_response(design.y, design.fixed.response if design.fixed is not None else "y")
     p = design.X.shape[1]
-    if p == 0:
-        raise ValueError("the model has no coefficients; a GEE needs at least one column in X")
-    if design.nobs <= p:
-        raise ValueError(f"{design.nobs} rows cannot estimate {p} coefficients")
-    if scale is not None and not scale > 0:
-        raise ValueError(f"scale must be positive, not {scale!r}")
-    beta = start_beta(design, family) if start is None else np.asarray(start, dtype=float).copy()
-
-    def estimates(wa: WorkingArrays) -> tuple[float, np.ndarray]:
-        phi = estimate_scale(wa.pearson, design.weights) if scale is None else float(scale)
-        return phi, estimate_correlation(structure, wa.pearson, design.weights, design.layout, phi)
-
-    converged = False
-    n_iter = 0
-    for n_iter in range(1, maxiter + 1):
-        wa = working_arrays(design, family, beta)
-        phi, params = estimates(wa)
-        sums = cluster_sums(design, structure, params, wa, phi)
-        step = np.linalg.solve(sums["H"], sums["U"])
-        beta = beta + step
-        if np.max(np.abs(step)) <= tol * (1.0 + np.max(np.abs(beta))):
-            converged = True
-            break
-    wa = working_arrays(design, family, beta)
-    phi, params = estimates(wa)
-    sums = cluster_sums(design, structure, params, wa, phi)
-    if not converged:
+    check_gee_sizes(design.nobs, p, scale)
+    rows = DesignRows(design)
+    beta = start_beta(rows, family, p) if start is None else np.asarray(start, dtype=float).copy()
+    est = fisher_scoring(rows, family, structure, beta, scale=scale, maxiter=maxiter, tol=tol)
+    if not est.converged:
         warnings.warn(f"GEE did not converge in {maxiter} iterations", GeeConvergenceWarning, stacklevel=3)
-    return GeeResult(design=design, family=family, structure=structure, params_array=beta, scale=phi,
-                     corr_params=params, information=sums["H"], meat=sums["M"], working=wa,
-                     n_iter=n_iter, converged=converged, cov_type=cov_type, scale_fixed=scale is not None)
+    return GeeResult(design=design, family=family, structure=structure, params_array=est.beta, scale=est.scale,
+                     corr_params=est.corr_params, information=est.information, meat=est.meat,
+                     working=working_arrays(design, family, est.beta), n_iter=est.n_iter,
+                     converged=est.converged, cov_type=cov_type, scale_fixed=scale is not None)
 
 
 def gee_result_at(design: GeeDesign, family: Family | str, corr: CorrelationStructure | str | None,
@@ -170,17 +78,16 @@ def gee_result_at(design: GeeDesign, family: Family | str, corr: CorrelationStru
     structure = get_correlation(corr)
     beta = np.asarray(params, dtype=float)
     alpha = np.asarray(corr_params, dtype=float)
-    wa = working_arrays(design, family, beta)
-    sums = cluster_sums(design, structure, alpha, wa, float(scale))
+    sums = scoring_sums(DesignRows(design), family, structure, alpha, float(scale), beta)
     return GeeResult(design=design, family=family, structure=structure, params_array=beta, scale=float(scale),
-                     corr_params=alpha, information=sums["H"], meat=sums["M"], working=wa, n_iter=0,
-                     converged=True, cov_type=cov_type, scale_fixed=True)
+                     corr_params=alpha, information=sums.H, meat=sums.M, working=working_arrays(design, family, beta),
+                     n_iter=0, converged=True, cov_type=cov_type, scale_fixed=True)
 
 
 def gee(formula: str, data: Any, *, groups: Any, time: Any = None, family: Family | str = "gaussian",
         link: Any = None, corr: CorrelationStructure | str | None = "independence", weights: Any = None,
         offset: Any = None, scale: float | None = None, cov_type: str = "robust", maxiter: int = 100,
-        tol: float = 1e-10) -> GeeResult:
+        tol: float = 1e-10, progress: bool | None = None) -> GeeResult:
     """Fit a marginal model for clustered data by generalized estimating equations.
 
     The mean is ``g(mu) = X beta`` (plus ``offset``), the variance
@@ -194,7 +101,13 @@ def gee(formula: str, data: Any, *, groups: Any, time: Any = None, family: Famil
     ----------
     formula : str
         ``"y ~ x1 + C(f)"`` (formulaic syntax; no random-effect bars).
-    data : DataFrame (pandas, polars or pyarrow)
+    data : data frame, Parquet path, dataset, chunks or Dask frame
+        In memory: pandas (or polars / pyarrow). Larger than memory: a
+        Parquet file or folder, a ``pyarrow.dataset.Dataset`` or
+        :func:`multilevel.chunks`, read chunk by chunk on every iteration
+        (the rows of a cluster must be contiguous); a ``dask.dataframe``
+        whose partitions each hold whole clusters. Then ``groups``, ``time``,
+        ``weights`` and ``offset`` must be column names.
     groups : str, list of str or array
         Cluster of each row; clusters may be interleaved and of any size.
     time : str or array, optional
@@ -216,6 +129,8 @@ def gee(formula: str, data: Any, *, groups: Any, time: Any = None, family: Famil
     cov_type : str
         Reported covariance: ``"robust"``, ``"naive"``, ``"bias_reduced"``, ``"jackknife"``.
     maxiter, tol : Fisher-scoring limits.
+    progress : bool, optional
+        A progress bar over chunks for chunked data (default: on a terminal or in a notebook).
 
     Returns
     -------
@@ -231,5 +146,12 @@ def gee(formula: str, data: Any, *, groups: Any, time: Any = None, family: Famil
     >>> fit.converged, fit.params.index.tolist()
     (True, ['Intercept', 'x'])
     """
+    from multilevel.streaming.gee import streamed_gee
+
+    streamed = streamed_gee(formula, data, groups=groups, time=time, family=family, link=link, corr=corr,
+                            weights=weights, offset=offset, scale=scale, cov_type=cov_type, maxiter=maxiter, tol=tol,
+                            progress=progress)
+    if streamed is not None:
+        return streamed
     design = gee_design(formula, data, groups=groups, time=time, weights=weights, offset=offset)
     return fit_gee(design, family, corr, link=link, scale=scale, cov_type=cov_type, maxiter=maxiter, tol=tol)

@@ -13,12 +13,13 @@ from scipy import stats
 
 from multilevel.correlation import CorrelationStructure, Independence
 from multilevel.families import Family
+from multilevel.errors import require_rows
 from multilevel.frames import as_pandas
 from multilevel.inference import coefficient_table, normal_pvalues, standard_errors, wald_conf_int
 
 if TYPE_CHECKING:
     from multilevel.gee.design import GeeDesign
-    from multilevel.gee.fit import WorkingArrays
+    from multilevel.gee.scoring import WorkingArrays
     from multilevel.gee.summary import GeeSummary
 
 COV_TYPES = ("robust", "naive", "bias_reduced", "jackknife")
@@ -57,8 +58,9 @@ class GeeResult:
 
     def __init__(self, *, design: GeeDesign, family: Family, structure: CorrelationStructure,
                  params_array: np.ndarray, scale: float, corr_params: np.ndarray, information: np.ndarray,
-                 meat: np.ndarray, working: WorkingArrays, n_iter: int, converged: bool, cov_type: str,
-                 scale_fixed: bool) -> None:
+                 meat: np.ndarray, working: WorkingArrays | None, n_iter: int, converged: bool, cov_type: str,
+                 scale_fixed: bool, meats: dict[str, np.ndarray] | None = None,
+                 quasi_loglik: float | None = None, rows: Any = None) -> None:
         self.design = design
         self.family = family
         self.structure = structure
@@ -71,6 +73,11 @@ class GeeResult:
         self._information = information
         self._meat = meat
         self._working = working
+        # Fits from chunked data keep no rows: the meats and the quasi-likelihood
+        # come computed, and `rows` re-reads the data for QIC's independence refit.
+        self._meats = dict(meats or {})
+        self._quasi_loglik = quasi_loglik
+        self._rows = rows
         self._cov_cache: dict[str, np.ndarray] = {}
         self.cov_type = _check_cov_type(cov_type)
 
@@ -99,7 +106,7 @@ class GeeResult:
         return pd.DataFrame(self._cov_cache[kind], index=names, columns=names)
 
     def _compute_cov(self, kind: str) -> np.ndarray:
-        from multilevel.gee.fit import MEAT_BIAS_REDUCED, MEAT_JACKKNIFE, cluster_sums
+        from multilevel.gee.scoring import MEAT_BIAS_REDUCED, MEAT_JACKKNIFE, scoring_sums
 
         h_inv = np.linalg.inv(self._information)
         h_inv = 0.5 * (h_inv + h_inv.T)
@@ -109,8 +116,9 @@ class GeeResult:
             meat = self._meat
         else:
             which = MEAT_BIAS_REDUCED if kind == "bias_reduced" else MEAT_JACKKNIFE
-            meat = cluster_sums(self.design, self.structure, self.corr_params, self._working, self.scale,
-                                meat=which, h_full=self._information)["M"]
+            meat = self._meats[kind] if kind in self._meats else scoring_sums(
+                self._data_rows(), self.family, self.structure, self.corr_params, self.scale,
+                self.params.to_numpy(), meat=which, h_full=self._information).M
             if kind == "jackknife":
                 # geepack's approximate jackknife: (K - p - q - 1) / K sum_j d_j d_j',
                 # d_j = (H - H_j)^-1 U_j, q correlation parameters and 1 for the scale.
@@ -118,6 +126,12 @@ class GeeResult:
                 return (k - p - q - 1) / k * meat
         cov = h_inv @ meat @ h_inv
         return 0.5 * (cov + cov.T)
+
+    def _data_rows(self) -> Any:
+        """Where the rows are: the in-memory design, or the chunked data of a streamed fit."""
+        from multilevel.gee.scoring import DesignRows
+
+        return self._rows if self._rows is not None else DesignRows(self.design)
 
     def with_cov_type(self, kind: str) -> GeeResult:
         """The same fit reporting another covariance (no refit; computed covariances are shared)."""
@@ -218,6 +232,8 @@ class GeeResult:
     # -- QIC -----------------------------------------------------------------
     def quasi_loglik(self) -> float:
         """Quasi-likelihood under independence, ``sum w Q(mu; y)``, at the estimates (no ``phi``, as geepack)."""
+        if self._quasi_loglik is not None:
+            return self._quasi_loglik
         q = self.family.quasi_loglik(self.design.y, self._working.mu)
         return float(self.design.prior_weights() @ q)
 
@@ -232,11 +248,12 @@ class GeeResult:
         ``Q`` is :meth:`quasi_loglik`. Unlike geepack, prior weights multiply
         ``Q`` and the gamma quasi-likelihood is ``-y/mu - log(mu)``.
         """
-        from multilevel.gee.fit import fit_gee
+        from multilevel.gee.scoring import fisher_scoring
 
-        independence = fit_gee(self.design, self.family, Independence(), start=self.params.to_numpy(),
-                               scale=self.scale if self.scale_fixed else None)
-        omega = np.linalg.inv(independence.cov_params("naive").to_numpy())
+        independence = fisher_scoring(self._data_rows(), self.family, Independence(), self.params.to_numpy(),
+                                      scale=self.scale if self.scale_fixed else None, maxiter=100, tol=1e-10)
+        naive = np.linalg.inv(independence.information)
+        omega = np.linalg.inv(0.5 * (naive + naive.T))
         cic = float(np.trace(omega @ self.cov_params("robust").to_numpy()))
         q = self.quasi_loglik()
         p = len(self.params)
@@ -248,6 +265,7 @@ class GeeResult:
     # -- prediction and residuals ---------------------------------------------
     def fitted(self) -> pd.Series:
         """Fitted means, in the data's row order."""
+        require_rows(self.design, "fitted()", "call predict(chunk) on the rows wanted")
         return pd.Series(self._working.mu, index=self.design.row_index, name="fitted")
 
     def predict(self, newdata: Any = None, which: str = "mean", offset: Any = None) -> pd.Series:
@@ -259,6 +277,7 @@ class GeeResult:
         if which not in ("mean", "linear"):
             raise ValueError(f"which must be 'mean' or 'linear', not {which!r}")
         if newdata is None:
+            require_rows(self.design, "predict() without newdata", "pass the rows wanted: predict(chunk)")
             eta, index = self._working.eta, self.design.row_index
         else:
             df = as_pandas(newdata)
@@ -277,6 +296,7 @@ class GeeResult:
     def resid(self, kind: str = "response") -> pd.Series:
         """Residuals: ``"response"`` ``y - mu``, ``"pearson"`` ``(y - mu) sqrt(w / v(mu))``,
         ``"working"`` ``(y - mu) / (dmu/deta)``."""
+        require_rows(self.design, "resid()", "compute chunk[response] - predict(chunk) on the rows wanted")
         wa = self._working
         y = self.design.y
         if kind == "response":

@@ -28,6 +28,7 @@ class GeeSummary:
         lines = [
             "Generalized estimating equations [multilevel]",
             f"Formula: {d.formula}" if d.formula else "",
+            "" if getattr(d, "has_rows", True) else f"Data: {d.source}, read in chunks (rows not kept)",
             f"Family: {r.family.name}, link: {r.family.link.name}; working correlation: {r.structure.name}",
             f"Number of obs: {r.nobs}, clusters ({d.groups}): {r.nclusters}, "
             f"cluster size min/mean/max: {sizes.min()}/{sizes.mean():.3g}/{sizes.max()}",

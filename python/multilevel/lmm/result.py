@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from multilevel.errors import RowsNotKeptError, require_rows  # noqa: F401  (RowsNotKeptError re-exported)
 from multilevel.inference import coefficient_table, normal_pvalues, standard_errors, wald_conf_int
 from multilevel.lmm.design import LmmDesign, RandomTerm
 from multilevel.optimize import OptSummary
@@ -51,10 +52,6 @@ def term_lambdas(terms: list[RandomTerm], theta: np.ndarray) -> list[np.ndarray]
                 i += 1
         out.append(lam)
     return out
-
-
-class RowsNotKeptError(ValueError):
-    """A per-row quantity was asked of a fit whose rows were read in chunks and not kept."""
 
 
 class LmmResult:
@@ -236,12 +233,7 @@ class LmmResult:
         return pd.Series({g: v / total for g, v in variances.items()}, name="icc")
 
     def _require_rows(self, what: str, instead: str) -> None:
-        """Refuse ``what`` for a fit that kept no rows, saying what to call ``instead``."""
-        if not self.design.has_rows:
-            raise RowsNotKeptError(
-                f"{what} needs the rows of the fit, which were read in chunks from {self.design.source} and not "
-                f"kept; {instead}"
-            )
+        require_rows(self.design, what, instead)
 
     def marginal_cov(self, level: Any, group: str | None = None) -> pd.DataFrame:
         """Marginal covariance ``Z_j Sigma_b Z_j' + sigma^2 I`` of the rows of one cluster.

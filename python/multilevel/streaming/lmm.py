@@ -24,9 +24,9 @@ from multilevel.fixed_effects import ColumnRFactor, FixedDesign, missing_formula
 from multilevel.formula import RandomTermSpec, split_formula
 from multilevel.frames import check_finite, columns_in, require_columns
 from multilevel.lmm.design import RowlessLmmDesign, TermStructure, check_term_sizes
-from multilevel.progress import iterate_with_progress, progress_enabled
-from multilevel.streaming.scan import ChunkPlan, ColumnScan, factor_call_columns, make_plan, scan_chunk
-from multilevel.streaming.sources import ChunkSource, chunk_source, is_dask_frame
+from multilevel.progress import progress_enabled
+from multilevel.streaming.scan import ChunkPlan, ColumnScan, factor_call_columns, make_plan, merge_scans, scan_chunk
+from multilevel.streaming.passes import row_passes
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,6 @@ class LmmPartialSums:
         self.rfactor.merge(other.rfactor)
         self.nread += other.nread
         return self
-
-
-def merged_copy(a: LmmPartialSums, b: LmmPartialSums) -> LmmPartialSums:
-    """``a`` merged with ``b`` without changing either (for task graphs, which may reuse inputs)."""
-    rfactor = ColumnRFactor(a.rfactor.p).merge(a.rfactor)
-    return LmmPartialSums(a.acc.copy(), rfactor, a.nread).merge(b)
 
 
 @dataclass(frozen=True)
@@ -197,23 +191,19 @@ def _refuse_stateful_transforms(spec: Any) -> None:
         )
 
 
-def scan_source(source: ChunkSource, columns: LmmColumns, progress: bool) -> ColumnScan:
-    """The first pass over a chunk source."""
-    scan = ColumnScan()
-    frames = iterate_with_progress(source.frames(columns.used), "reading levels", progress)
-    for i, frame in enumerate(frames):
-        part = scan_chunk(frame, columns.expressions, columns.factor_calls, columns.groupings)
-        scan.merge(part, where=f"chunk {i} of {source.name}")
-    return scan
+class ScanChunk:
+    """The first pass's work on one chunk (a picklable callable, for Dask workers)."""
+
+    def __init__(self, columns: LmmColumns) -> None:
+        self.columns = columns
+
+    def __call__(self, frame: pd.DataFrame, where: str) -> ColumnScan:
+        c = self.columns
+        return scan_chunk(frame, c.expressions, c.factor_calls, c.groupings, where)
 
 
-def accumulate_source(source: ChunkSource, model: LmmChunkModel, progress: bool) -> LmmPartialSums:
-    """The second pass over a chunk source: sums of all chunks, added in chunk order."""
-    total = model.empty_sums()
-    frames = iterate_with_progress(source.frames(list(model.columns.used)), "summing rows", progress)
-    for i, frame in enumerate(frames):
-        total.merge(model.partial_sums(frame, f"chunk {i} of {source.name}"))
-    return total
+def merge_sums(a: LmmPartialSums, b: LmmPartialSums) -> LmmPartialSums:
+    return a.merge(b)
 
 
 def finish_design(model: LmmChunkModel, sums: LmmPartialSums, source_name: str) -> tuple[RowlessLmmDesign, Any]:
@@ -246,22 +236,13 @@ def finish_design(model: LmmChunkModel, sums: LmmPartialSums, source_name: str) 
 def streamed_lmm_core(formula: str, data: Any, *, weights: Any = None, offset: Any = None,
                       progress: bool | None = None) -> tuple[RowlessLmmDesign, Any] | None:
     """The design and core of an LMM on chunked or Dask data; None for in-memory data."""
-    if is_dask_frame(data):
-        from multilevel.streaming.dask_backend import dask_lmm_sums
-
-        columns = lmm_columns(formula, [str(c) for c in data.columns], weights, offset)
-        model, sums = dask_lmm_sums(data, columns, progress_enabled(progress))
-        name = f"the Dask frame ({data.npartitions} partitions)"
-    else:
-        source = chunk_source(data)
-        if source is None:
-            return None
-        show = progress_enabled(progress)
-        columns = lmm_columns(formula, source.column_names(), weights, offset)
-        scan = scan_source(source, columns, show)
-        model = chunk_model(columns, make_plan(scan, columns.used, source.name))
-        sums = accumulate_source(source, model, show)
-        name = source.name
-    design, core = finish_design(model, sums, name)
+    passes = row_passes(data, progress_enabled(progress))
+    if passes is None:
+        return None
+    columns = lmm_columns(formula, passes.column_names(), weights, offset)
+    scan = passes.map_reduce(ScanChunk(columns), merge_scans, columns.used, "reading levels")
+    model = chunk_model(columns, make_plan(scan, columns.used, passes.name))
+    sums = passes.map_reduce(model.partial_sums, merge_sums, columns.used, "summing rows")
+    design, core = finish_design(model, sums, passes.name)
     design.formula = formula
     return design, core

@@ -49,6 +49,10 @@ class ColumnScan:
     categories : for pandas categorical columns, their categories in order
     keys : distinct key rows (complete rows) of each grouping factor
     prototype : the first complete rows, to build the model spec on
+    where : the first chunk scanned (for error messages)
+    cluster_sizes : rows per cluster key (complete rows), for models whose
+        clusters must each lie in one chunk (GEE): a key met in two parts is an error
+    distinct : distinct values (complete rows) of other columns, such as a time column
     """
 
     nrows: int = 0
@@ -59,9 +63,13 @@ class ColumnScan:
     categories: dict[str, pd.Index] = field(default_factory=dict)
     keys: dict[tuple[str, ...], pd.DataFrame] = field(default_factory=dict)
     prototype: pd.DataFrame | None = None
+    where: str = "a chunk"
+    cluster_sizes: pd.Series | None = None
+    distinct: dict[str, pd.Series] = field(default_factory=dict)
 
-    def merge(self, other: ColumnScan, where: str = "a later chunk") -> ColumnScan:
+    def merge(self, other: ColumnScan) -> ColumnScan:
         """Add the scan of other rows (this one's rows first)."""
+        where = other.where
         for col, num in other.numeric.items():
             if col in self.numeric and self.numeric[col] != num:
                 kinds = {True: "numeric", False: "not numeric"}
@@ -82,10 +90,33 @@ class ColumnScan:
         for cols, frame in other.keys.items():
             self.keys[cols] = frame if cols not in self.keys else pd.concat(
                 [self.keys[cols], frame], ignore_index=True).drop_duplicates()
+        for col, vals in other.distinct.items():
+            self.distinct[col] = vals if col not in self.distinct else pd.concat([self.distinct[col], vals]).drop_duplicates()
+        if other.cluster_sizes is not None:
+            self.cluster_sizes = other.cluster_sizes if self.cluster_sizes is None else _join_clusters(
+                self.cluster_sizes, other.cluster_sizes, where)
         if other.prototype is not None and (self.prototype is None or len(self.prototype) < PROTOTYPE_ROWS):
             parts = [p for p in (self.prototype, other.prototype) if p is not None]
             self.prototype = pd.concat(parts).head(PROTOTYPE_ROWS)
         return self
+
+
+def _join_clusters(first: pd.Series, later: pd.Series, where: str) -> pd.Series:
+    """Rows per cluster of two parts, refusing a cluster that has rows in both."""
+    both = first.index.intersection(later.index)
+    if len(both):
+        key = both[0]
+        raise ValueError(
+            f"cluster {key} has rows in more than one chunk (again in {where}): the rows of a cluster must be "
+            "contiguous in the data (sort by the cluster column) or, for a Dask frame, lie in one partition "
+            "(ddf.set_index(cluster column) or shuffle on it)"
+        )
+    return pd.concat([first, later])
+
+
+def merge_scans(a: ColumnScan, b: ColumnScan) -> ColumnScan:
+    """The reduction of a scan pass."""
+    return a.merge(b)
 
 
 def missing_mask(frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
@@ -101,17 +132,20 @@ def missing_mask(frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
 
 
 def scan_chunk(frame: pd.DataFrame, expression_columns: list[str], factor_calls: list[str],
-               groupings: list[tuple[str, ...]]) -> ColumnScan:
+               groupings: list[tuple[str, ...]], where: str = "a chunk",
+               clusters: tuple[str, ...] | None = None, distinct: tuple[str, ...] = ()) -> ColumnScan:
     """The :class:`ColumnScan` of one chunk (a frame of the used columns only).
 
     ``expression_columns`` are the columns the model's formula expressions
     use; those that are not numeric, or that appear in ``factor_calls``
-    (``C(x)``), are factors whose levels are collected.
+    (``C(x)``), are factors whose levels are collected. ``clusters`` names
+    the columns whose keys are counted per cluster; ``distinct`` columns
+    have their distinct values collected.
     """
     missing, counts = missing_mask(frame)
     complete = frame.loc[~missing] if counts else frame
     scan = ColumnScan(nrows=len(frame), ncomplete=len(complete), missing=counts,
-                      numeric={c: _is_numeric(frame[c]) for c in frame.columns})
+                      numeric={c: _is_numeric(frame[c]) for c in frame.columns}, where=where)
     for col in expression_columns:
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
             scan.categories[col] = pd.Index(frame[col].cat.categories)
@@ -119,6 +153,11 @@ def scan_chunk(frame: pd.DataFrame, expression_columns: list[str], factor_calls:
             scan.levels[col] = pd.Series(complete[col].unique())
     for cols in groupings:
         scan.keys[cols] = complete[list(cols)].drop_duplicates()
+    if clusters is not None:
+        keys = complete[clusters[0]] if len(clusters) == 1 else pd.MultiIndex.from_frame(complete[list(clusters)])
+        scan.cluster_sizes = pd.Series(1, index=keys).groupby(level=list(range(len(clusters))), sort=False).sum()
+    for col in distinct:
+        scan.distinct[col] = pd.Series(complete[col].unique())
     if len(complete):
         scan.prototype = complete.head(PROTOTYPE_ROWS)
     return scan

@@ -1,0 +1,173 @@
+"""One pass over chunked or Dask data: a function applied to each chunk, its
+results merged in chunk order.
+
+The fitting code says what to compute per chunk and how two partial
+results add up; a :class:`RowPasses` decides where that runs: in this
+process over a :class:`~multilevel.streaming.sources.ChunkSource`, or on
+the Dask workers that hold the partitions, merged as a tree.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from multilevel.progress import iterate_with_progress
+from multilevel.streaming.sources import ChunkSource, select_columns
+
+T = TypeVar("T")
+PerChunk = Callable[[pd.DataFrame, str], T]
+Merge = Callable[[T, T], T]
+
+
+class RowPasses:
+    """Passes over the rows of some data, one chunk at a time (see the subclasses)."""
+
+    name: str
+
+    def column_names(self) -> list[str]:
+        """The columns of the data."""
+        raise NotImplementedError
+
+    def map_reduce(self, per_chunk: PerChunk, merge: Merge, columns: list[str], desc: str = "reading rows",
+                   cluster_columns: tuple[str, ...] | None = None) -> Any:
+        """``per_chunk(frame, where)`` on every chunk (a frame of ``columns``), merged in chunk order.
+
+        ``merge(a, b)`` may update ``a`` in place and return it. With
+        ``cluster_columns``, every cluster is whole in one chunk (see
+        :class:`SourcePasses`; a Dask partition must hold whole clusters).
+        """
+        raise NotImplementedError
+
+
+class SourcePasses(RowPasses):
+    """Passes over a :class:`ChunkSource` in this process, chunk after chunk.
+
+    With ``cluster_columns``, each chunk handed on ends at a cluster
+    boundary: the rows of the cluster still open at the end of a chunk are
+    carried into the next one, so a cluster split by the storage's chunking
+    is whole in the chunk that sees it.
+    """
+
+    def __init__(self, source: ChunkSource, progress: bool) -> None:
+        self.source, self.progress = source, progress
+        self.name = source.name
+
+    def column_names(self) -> list[str]:
+        return self.source.column_names()
+
+    def map_reduce(self, per_chunk: PerChunk, merge: Merge, columns: list[str], desc: str = "reading rows",
+                   cluster_columns: tuple[str, ...] | None = None) -> Any:
+        frames = self.source.frames(list(columns))
+        if cluster_columns is not None:
+            frames = whole_clusters(frames, cluster_columns)
+        total = None
+        for i, frame in enumerate(iterate_with_progress(frames, desc, self.progress)):
+            part = per_chunk(frame, f"chunk {i} of {self.name}")
+            total = part if total is None else merge(total, part)
+        if total is None:
+            raise ValueError(f"{self.name} gave no chunks; there are no rows to fit")
+        return total
+
+
+def whole_clusters(frames: Iterator[pd.DataFrame], columns: tuple[str, ...]) -> Iterator[pd.DataFrame]:
+    """Re-cut a stream of frames so that no run of equal cluster keys is split between two frames."""
+    tail: pd.DataFrame | None = None
+    for frame in frames:
+        if tail is not None and len(tail):
+            frame = pd.concat([tail, frame], ignore_index=True)
+        if len(frame) == 0:
+            continue
+        codes = run_codes(frame, columns)
+        last = codes[-1]
+        start = len(codes)
+        while start > 0 and codes[start - 1] == last:
+            start -= 1
+        tail = frame.iloc[start:]
+        if start:
+            yield frame.iloc[:start]
+    if tail is not None and len(tail):
+        yield tail
+
+
+def run_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """Integer codes of the cluster keys of ``frame`` (missing keys are a key of their own)."""
+    if len(columns) == 1:
+        return pd.factorize(frame[columns[0]], use_na_sentinel=False)[0]
+    return pd.MultiIndex.from_frame(frame[list(columns)]).factorize()[0]
+
+
+class DaskPasses(RowPasses):
+    """Passes over a Dask DataFrame: each partition is processed on the worker that holds it.
+
+    Partial results (of a size independent of the number of rows) are merged
+    in a binary tree in partition order, so the result does not depend on the
+    number of workers or on which worker ran what.
+    """
+
+    def __init__(self, ddf: Any) -> None:
+        self.ddf = ddf
+        self.name = f"the Dask frame ({ddf.npartitions} partitions)"
+
+    def column_names(self) -> list[str]:
+        return [str(c) for c in self.ddf.columns]
+
+    def map_reduce(self, per_chunk: PerChunk, merge: Merge, columns: list[str], desc: str = "reading rows",
+                   cluster_columns: tuple[str, ...] | None = None) -> Any:
+        import dask
+
+        columns = list(columns)
+        parts = self.ddf[columns].to_delayed()
+        tasks = [dask.delayed(_run_on_partition, pure=True)(part, per_chunk, columns, i)
+                 for i, part in enumerate(parts)]
+        (total,) = dask.compute(tree_reduce(tasks, _copying(merge)))
+        return total
+
+
+def _run_on_partition(frame: Any, per_chunk: PerChunk, columns: list[str], index: int) -> Any:
+    where = f"partition {index}"
+    return per_chunk(select_columns(frame, columns, where), where)
+
+
+class _copying:
+    """``merge`` applied to a copy of its first argument (a task graph may reuse its inputs)."""
+
+    def __init__(self, merge: Merge) -> None:
+        self.merge = merge
+
+    def __call__(self, a: Any, b: Any) -> Any:
+        return self.merge(copy.deepcopy(a), b)
+
+
+def tree_reduce(items: list[Any], merge: Callable[[Any, Any], Any]) -> Any:
+    """Delayed binary-tree reduction of ``items`` in their order: ((0, 1), (2, 3)), ...
+
+    The pairing depends only on the number of items, so a reduction over a
+    given partitioning is the same computation whatever runs it.
+    """
+    import dask
+
+    if not items:
+        raise ValueError("the Dask frame has no partitions")
+    merge_task = dask.delayed(merge, pure=True)
+    level = list(items)
+    while len(level) > 1:
+        nxt = [merge_task(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def row_passes(data: Any, progress: bool) -> RowPasses | None:
+    """The :class:`RowPasses` for streamed or Dask data; None for in-memory data."""
+    from multilevel.streaming.sources import chunk_source, is_dask_frame
+
+    if is_dask_frame(data):
+        return DaskPasses(data)
+    source = chunk_source(data)
+    return None if source is None else SourcePasses(source, progress)
