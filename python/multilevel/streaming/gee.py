@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
-import formulaic
 import numpy as np
 import pandas as pd
 
@@ -41,6 +40,7 @@ from multilevel.gee.scoring import (
 from multilevel.grouping import GroupingLevels
 from multilevel.progress import progress_enabled
 from multilevel.streaming.passes import RowPasses, row_passes
+from multilevel.streaming.specs import response_and_matrix, response_and_spec
 from multilevel.streaming.scan import ChunkPlan, ColumnScan, factor_call_columns, make_plan, merge_scans, scan_chunk
 
 T = TypeVar("T")
@@ -125,14 +125,7 @@ class GeeChunkModel:
         rows = self.plan.prepare(frame)
         if len(rows) == 0:
             return None
-        mm = self.fixed_spec.get_model_matrix(rows, output="numpy", na_action="raise")
-        y = np.ascontiguousarray(np.asarray(mm.lhs, dtype=float)[:, 0])
-        X = np.asarray(mm.rhs, dtype=float)
-        if self.kept is not None:
-            X = X[:, self.kept]
-        check_finite(y, f"response {self.response!r} in {where}")
-        for j, name in enumerate(self.names):
-            check_finite(X[:, j], f"fixed-effects column {name!r} in {where}")
+        y, X = response_and_matrix(self.fixed_spec, rows, self.response, where, self.kept)
         self.family.check_response(y, f"{self.response} in {where}")
         weights = offset = None
         if self.columns.weights is not None:
@@ -221,20 +214,7 @@ class RowlessGeeDesign:
 
 def gee_chunk_model(columns: GeeColumns, plan: ChunkPlan, scan: ColumnScan, family: Family) -> GeeChunkModel:
     """The model spec (built once on the first complete rows) and the global cluster and time layout."""
-    proto = plan.prototype
-    lhs = columns.formula.split("~", 1)[0].strip()
-    if lhs in proto.columns and not pd.api.types.is_numeric_dtype(proto[lhs]):
-        raise ValueError(f"the response {lhs!r} has dtype {proto[lhs].dtype}; a GEE needs a numeric response")
-    try:
-        mm = formulaic.model_matrix(columns.formula, proto, na_action="raise", output="numpy")
-    except Exception as exc:
-        raise ValueError(f"could not build the model matrix of {columns.formula!r}: {exc}") from exc
-    if mm.lhs.shape[1] != 1:
-        raise ValueError(f"the response {lhs!r} must be one numeric column; it expands to {mm.lhs.shape[1]} columns")
-    if mm.model_spec.rhs.transform_state:
-        names = ", ".join(sorted(mm.model_spec.rhs.transform_state))
-        raise ValueError(f"the formula uses {names}, whose state (a mean, a scale) would be computed from one "
-                         "chunk; for data read in chunks, compute that column before fitting")
+    lhs, fixed_spec = response_and_spec(columns.formula, plan.prototype)
     clusters = plan.groupings[columns.groups]
     if clusters.nlevels < 2:
         raise ValueError(f"groups column {clusters.name!r} has {clusters.nlevels} level: GEE needs several "
@@ -248,7 +228,7 @@ def gee_chunk_model(columns: GeeColumns, plan: ChunkPlan, scan: ColumnScan, fami
         npositions = len(times)
     else:
         npositions = int(sizes.max())
-    return GeeChunkModel(columns, plan, mm.model_spec, clusters, times, npositions, sizes, family, lhs)
+    return GeeChunkModel(columns, plan, fixed_spec, clusters, times, npositions, sizes, family, lhs)
 
 
 def part_r_factor(design: GeeDesign) -> ColumnRFactor:

@@ -25,6 +25,7 @@ from multilevel.formula import RandomTermSpec, split_formula
 from multilevel.frames import check_finite, columns_in, require_columns
 from multilevel.lmm.design import RowlessLmmDesign, TermStructure, check_term_sizes
 from multilevel.progress import progress_enabled
+from multilevel.streaming.specs import refuse_stateful_transforms, response_and_matrix, response_and_spec
 from multilevel.streaming.scan import ChunkPlan, ColumnScan, factor_call_columns, make_plan, merge_scans, scan_chunk
 from multilevel.streaming.passes import row_passes
 
@@ -121,12 +122,7 @@ class LmmChunkModel:
         rows = self.plan.prepare(frame)
         if len(rows) == 0:
             return sums
-        mm = self.fixed_spec.get_model_matrix(rows, output="numpy", na_action="raise")
-        y = np.ascontiguousarray(np.asarray(mm.lhs, dtype=float)[:, 0])
-        X = np.asarray(mm.rhs, dtype=float)
-        check_finite(y, f"response {self.response!r} in {where}")
-        for j, name in enumerate(self.fixed_spec.rhs.column_names):
-            check_finite(X[:, j], f"fixed-effects column {name!r} in {where}")
+        y, X = response_and_matrix(self.fixed_spec, rows, self.response, where)
         codes, zs = [], []
         for t in self.terms:
             c = self.plan.groupings[tuple(t.factors)].codes(rows)
@@ -157,38 +153,19 @@ class LmmChunkModel:
 def chunk_model(columns: LmmColumns, plan: ChunkPlan) -> LmmChunkModel:
     """The model spec, built once on the first complete rows (with global factor levels)."""
     proto = plan.prototype
-    lhs = columns.fixed_formula.split("~", 1)[0].strip()
-    if lhs in proto.columns and not pd.api.types.is_numeric_dtype(proto[lhs]):
-        raise ValueError(f"the response {lhs!r} has dtype {proto[lhs].dtype}; a linear model needs a numeric response")
-    try:
-        mm = formulaic.model_matrix(columns.fixed_formula, proto, na_action="raise", output="numpy")
-    except Exception as exc:
-        raise ValueError(f"could not build the fixed-effects model matrix of {columns.fixed_formula!r}: {exc}") from exc
-    if mm.lhs.shape[1] != 1:
-        raise ValueError(f"the response {lhs!r} must be one numeric column; it expands to {mm.lhs.shape[1]} columns")
-    fixed_spec = mm.model_spec
+    lhs, fixed_spec = response_and_spec(columns.fixed_formula, proto)
     terms = []
     for spec in columns.terms:
         try:
             zmm = formulaic.model_matrix(spec.expr, proto, na_action="raise", output="numpy")
         except Exception as exc:
             raise ValueError(f"could not build the columns of random term {spec}: {exc}") from exc
-        _refuse_stateful_transforms(zmm.model_spec)
+        refuse_stateful_transforms(zmm.model_spec)
         levels = plan.groupings[tuple(spec.factors)]
         terms.append(TermStructure(levels.name, [str(c) for c in zmm.model_spec.column_names], levels.levels,
                                    spec.expr, zmm.model_spec, tuple(spec.factors)))
-    _refuse_stateful_transforms(fixed_spec.rhs)
     terms = sorted(terms, key=lambda t: -t.nlevels)
     return LmmChunkModel(columns, plan, fixed_spec, terms, lhs)
-
-
-def _refuse_stateful_transforms(spec: Any) -> None:
-    if spec.transform_state:
-        names = ", ".join(sorted(spec.transform_state))
-        raise ValueError(
-            f"the formula uses {names}, whose state (a mean, a scale) would be computed from one chunk; "
-            "for data read in chunks, compute that column before fitting"
-        )
 
 
 class ScanChunk:
