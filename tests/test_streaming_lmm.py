@@ -98,6 +98,12 @@ def test_chunk_size_changes_only_rounding_and_a_chunking_is_reproducible():
     assert np.array_equal(fits[2].params.to_numpy(), fits[0].params.to_numpy())
 
 
+def test_center_and_scale_take_their_state_from_all_rows():
+    df = generated()
+    formula = "y ~ scale(x) + center(w) + (1 + standardize(x) | school)"
+    assert_same_fit(lmm(formula, df), lmm(formula, in_chunks(df, 77)), True)
+
+
 def test_rows_are_not_kept_and_row_quantities_say_what_to_do():
     df = generated()
     fit = lmm("y ~ x + (1 | school)", in_chunks(df, 100))
@@ -177,8 +183,8 @@ def test_bad_chunked_input_gets_clear_errors(tmp_path):
         lmm("y ~ x + (1 | school)", chunks(lambda: iter(mixed)))
     with pytest.raises(TypeError, match="must name a column"):
         lmm("y ~ x + (1 | school)", in_chunks(df, 100), weights=np.ones(len(df)))
-    with pytest.raises(ValueError, match="center"):
-        lmm("y ~ center(x) + (1 | school)", in_chunks(df, 100))
+    with pytest.raises(ValueError, match=r"scale\(np.log\(w\)\), whose state would be computed from one chunk"):
+        lmm("y ~ scale(np.log(w)) + (1 | school)", in_chunks(df, 100))
     with pytest.raises(TypeError, match="fresh iterator"):
         chunks([df])
     calls = {"n": 0}

@@ -214,7 +214,7 @@ class RowlessGeeDesign:
 
 def gee_chunk_model(columns: GeeColumns, plan: ChunkPlan, scan: ColumnScan, family: Family) -> GeeChunkModel:
     """The model spec (built once on the first complete rows) and the global cluster and time layout."""
-    lhs, fixed_spec = response_and_spec(columns.formula, plan.prototype)
+    lhs, fixed_spec = response_and_spec(columns.formula, plan.prototype, plan.moments)
     clusters = plan.groupings[columns.groups]
     if clusters.nlevels < 2:
         raise ValueError(f"groups column {clusters.name!r} has {clusters.nlevels} level: GEE needs several "

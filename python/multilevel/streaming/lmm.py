@@ -25,7 +25,7 @@ from multilevel.formula import RandomTermSpec, split_formula
 from multilevel.frames import check_finite, columns_in, require_columns
 from multilevel.lmm.design import RowlessLmmDesign, TermStructure, check_term_sizes
 from multilevel.progress import progress_enabled
-from multilevel.streaming.specs import refuse_stateful_transforms, response_and_matrix, response_and_spec
+from multilevel.streaming.specs import response_and_matrix, response_and_spec, with_global_transform_state
 from multilevel.streaming.scan import ChunkPlan, ColumnScan, factor_call_columns, make_plan, merge_scans, scan_chunk
 from multilevel.streaming.passes import row_passes
 
@@ -153,17 +153,17 @@ class LmmChunkModel:
 def chunk_model(columns: LmmColumns, plan: ChunkPlan) -> LmmChunkModel:
     """The model spec, built once on the first complete rows (with global factor levels)."""
     proto = plan.prototype
-    lhs, fixed_spec = response_and_spec(columns.fixed_formula, proto)
+    lhs, fixed_spec = response_and_spec(columns.fixed_formula, proto, plan.moments)
     terms = []
     for spec in columns.terms:
         try:
             zmm = formulaic.model_matrix(spec.expr, proto, na_action="raise", output="numpy")
         except Exception as exc:
             raise ValueError(f"could not build the columns of random term {spec}: {exc}") from exc
-        refuse_stateful_transforms(zmm.model_spec)
+        z_spec = with_global_transform_state(zmm.model_spec, plan.moments)
         levels = plan.groupings[tuple(spec.factors)]
         terms.append(TermStructure(levels.name, [str(c) for c in zmm.model_spec.column_names], levels.levels,
-                                   spec.expr, zmm.model_spec, tuple(spec.factors)))
+                                   spec.expr, z_spec, tuple(spec.factors)))
     terms = sorted(terms, key=lambda t: -t.nlevels)
     return LmmChunkModel(columns, plan, fixed_spec, terms, lhs)
 

@@ -31,6 +31,35 @@ def factor_call_columns(formula_text: str) -> list[str]:
     return [quoted or bare for quoted, bare in _FACTOR_CALL.findall(formula_text)]
 
 
+@dataclass
+class ColumnMoments:
+    """Count, mean and sums of squares of a numeric column, mergeable (Chan et al.'s update)."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0  # sum of squared deviations from the mean
+    sumsq: float = 0.0  # sum of squares about zero
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> ColumnMoments:
+        v = np.asarray(values, dtype=float)
+        if v.size == 0:
+            return cls()
+        mean = float(v.mean())
+        return cls(v.size, mean, float(((v - mean) ** 2).sum()), float((v * v).sum()))
+
+    def merge(self, other: ColumnMoments) -> ColumnMoments:
+        n = self.n + other.n
+        if n == 0:
+            return self
+        delta = other.mean - self.mean
+        self.m2 += other.m2 + delta * delta * self.n * other.n / n
+        self.mean += delta * other.n / n
+        self.sumsq += other.sumsq
+        self.n = n
+        return self
+
+
 def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
 
@@ -53,6 +82,8 @@ class ColumnScan:
     cluster_sizes : rows per cluster key (complete rows), for models whose
         clusters must each lie in one chunk (GEE): a key met in two parts is an error
     distinct : distinct values (complete rows) of other columns, such as a time column
+    moments : count, mean and sums of squares of the numeric expression columns (complete
+        rows), for the state of ``center()``, ``scale()`` and ``standardize()``
     """
 
     nrows: int = 0
@@ -66,6 +97,7 @@ class ColumnScan:
     where: str = "a chunk"
     cluster_sizes: pd.Series | None = None
     distinct: dict[str, pd.Series] = field(default_factory=dict)
+    moments: dict[str, ColumnMoments] = field(default_factory=dict)
 
     def merge(self, other: ColumnScan) -> ColumnScan:
         """Add the scan of other rows (this one's rows first)."""
@@ -90,6 +122,8 @@ class ColumnScan:
         for cols, frame in other.keys.items():
             self.keys[cols] = frame if cols not in self.keys else pd.concat(
                 [self.keys[cols], frame], ignore_index=True).drop_duplicates()
+        for col, mom in other.moments.items():
+            self.moments[col] = mom if col not in self.moments else self.moments[col].merge(mom)
         for col, vals in other.distinct.items():
             self.distinct[col] = vals if col not in self.distinct else pd.concat([self.distinct[col], vals]).drop_duplicates()
         if other.cluster_sizes is not None:
@@ -151,6 +185,8 @@ def scan_chunk(frame: pd.DataFrame, expression_columns: list[str], factor_calls:
             scan.categories[col] = pd.Index(frame[col].cat.categories)
         elif col in factor_calls or not scan.numeric[col]:
             scan.levels[col] = pd.Series(complete[col].unique())
+        else:
+            scan.moments[col] = ColumnMoments.of(complete[col].to_numpy(dtype=float))
     for cols in groupings:
         scan.keys[cols] = complete[list(cols)].drop_duplicates()
     if clusters is not None:
@@ -182,6 +218,7 @@ class ChunkPlan:
     nkept: int
     missing: dict[str, int]
     prototype: pd.DataFrame
+    moments: dict[str, ColumnMoments] = field(default_factory=dict)
 
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
         """A chunk's complete rows with factor columns given the global levels."""
@@ -219,4 +256,4 @@ def make_plan(scan: ColumnScan, columns: list[str], source_name: str) -> ChunkPl
             raise ValueError(f"the values of column {col!r} cannot be ordered (mixed types?): {exc}") from exc
     groupings = {cols: grouping_levels(keys, cols) for cols, keys in scan.keys.items()}
     return ChunkPlan(tuple(columns), factor_levels, groupings, scan.nrows, scan.ncomplete, dict(scan.missing),
-                     prepare_chunk(scan.prototype, factor_levels))
+                     prepare_chunk(scan.prototype, factor_levels), dict(scan.moments))

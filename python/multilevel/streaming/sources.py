@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 #: Rows per chunk handed to the core: batches of a Parquet scan are joined up to this size.
-TARGET_CHUNK_ROWS = 1 << 20
+TARGET_CHUNK_ROWS = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,8 @@ def parquet_source(data: Any) -> ChunkSource:
             raise ValueError(f"column {missing[0]!r} is not in {name}{hint}")
         pending, rows = [], 0
         try:
-            for batch in dataset.to_batches(columns=wanted):
+            # Little read-ahead: memory stays a few chunks whatever the size of the data.
+            for batch in dataset.to_batches(columns=wanted, batch_readahead=1, fragment_readahead=1):
                 pending.append(batch)
                 rows += batch.num_rows
                 if rows >= TARGET_CHUNK_ROWS:
