@@ -18,7 +18,7 @@ import pandas as pd
 from multilevel.fixed_effects import FixedDesign, fixed_design, missing_formula_variables
 from multilevel.formula import RandomTermSpec, split_formula
 from multilevel.frames import as_pandas, check_finite, columns_in, drop_missing, require_columns, vector_argument
-from multilevel.grouping import make_grouping
+from multilevel.grouping import GroupingLevels, make_grouping
 
 
 class TermDescription:
@@ -33,6 +33,7 @@ class TermDescription:
     levels: Any
     z_spec: Any
     factors: tuple[str, ...] | None
+    keys: pd.Index | None  # the key values behind `levels` (formula fits), matched by value in codes_for
 
     @property
     def label(self) -> str:
@@ -57,6 +58,8 @@ class TermDescription:
 
     def codes_for(self, newdata: pd.DataFrame) -> np.ndarray:
         """Codes of new data's levels; -1 for a level not seen in the fit."""
+        if self.keys is not None and self.factors:
+            return GroupingLevels(self.group, self.levels, tuple(self.factors), self.keys).codes_of(newdata)
         keys = newdata[self.factors[0]].astype(str) if self.factors else None
         for f in (self.factors or ())[1:]:
             keys = keys + ":" + newdata[f].astype(str)
@@ -81,6 +84,7 @@ class TermStructure(TermDescription):
     expr: str | None = None
     z_spec: Any = None
     factors: tuple[str, ...] | None = None
+    keys: pd.Index | None = None
 
 
 @dataclass
@@ -117,6 +121,7 @@ class RandomTerm(TermDescription):
     expr: str | None = None
     z_spec: Any = None
     factors: tuple[str, ...] | None = None
+    keys: pd.Index | None = None
 
     def __post_init__(self) -> None:
         codes = np.asarray(self.codes)
@@ -144,7 +149,8 @@ class RandomTerm(TermDescription):
 
     def structure(self) -> TermStructure:
         """The term without its rows."""
-        return TermStructure(self.group, list(self.columns), self.levels, self.expr, self.z_spec, self.factors)
+        return TermStructure(self.group, list(self.columns), self.levels, self.expr, self.z_spec, self.factors,
+                             self.keys)
 
 
 def check_term_sizes(terms: Sequence[TermDescription], nobs: int) -> None:
@@ -319,7 +325,7 @@ def lmm_design(
         z, cols, z_spec = _term_columns(spec, df)
         terms.append(
             RandomTerm(grouping.codes, z, grouping.name, cols, grouping.levels,
-                       expr=spec.expr, z_spec=z_spec, factors=spec.factors)
+                       expr=spec.expr, z_spec=z_spec, factors=spec.factors, keys=grouping.keys)
         )
     return LmmDesign(
         y=fixed.y, X=fixed.X, fixed_names=fixed.names, terms=terms, weights=w, offset=off,

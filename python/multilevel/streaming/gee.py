@@ -136,7 +136,7 @@ class GeeChunkModel:
         if self.columns.offset is not None:
             offset = rows[self.columns.offset].to_numpy(dtype=float)
             check_finite(offset, f"offset in {where}")
-        found = self.clusters.codes(rows)
+        found = self.clusters.codes_of(rows)
         present, local = np.unique(found, return_inverse=True)
         labels = self.clusters.levels[present]
         positions = None

@@ -125,7 +125,7 @@ class LmmChunkModel:
         y, X = response_and_matrix(self.fixed_spec, rows, self.response, where)
         codes, zs = [], []
         for t in self.terms:
-            c = self.plan.groupings[tuple(t.factors)].codes(rows)
+            c = self.plan.groupings[tuple(t.factors)].codes_of(rows)
             if (c < 0).any():
                 raise ValueError(f"{where} has a level of {t.group!r} that the first pass did not see; "
                                  "the data changed between passes (a source must give the same rows each time)")
@@ -163,7 +163,7 @@ def chunk_model(columns: LmmColumns, plan: ChunkPlan) -> LmmChunkModel:
         z_spec = with_global_transform_state(zmm.model_spec, plan.moments)
         levels = plan.groupings[tuple(spec.factors)]
         terms.append(TermStructure(levels.name, [str(c) for c in zmm.model_spec.column_names], levels.levels,
-                                   spec.expr, z_spec, tuple(spec.factors)))
+                                   spec.expr, z_spec, tuple(spec.factors), levels.keys))
     terms = sorted(terms, key=lambda t: -t.nlevels)
     return LmmChunkModel(columns, plan, fixed_spec, terms, lhs)
 
