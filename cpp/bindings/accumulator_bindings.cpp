@@ -19,25 +19,6 @@ namespace {
 
 constexpr int kStateVersion = 1;
 
-template <class T>
-py::array_t<T> to_array(const std::vector<T>& v) {
-  py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
-  std::copy(v.begin(), v.end(), out.mutable_data());
-  return out;
-}
-
-template <class T>
-std::vector<T> from_array(const py::handle& h) {
-  const auto a = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(h);
-  if (!a || a.ndim() != 1) throw std::invalid_argument("accumulator state: expected a 1-D array");
-  return std::vector<T>(a.data(), a.data() + a.size());
-}
-
-void check_shape(const MatrixXd& got, Index rows, Index cols, const char* what) {
-  if (got.rows() != rows || got.cols() != cols)
-    throw std::invalid_argument(std::string("accumulator state: ") + what + " has the wrong shape");
-}
-
 py::tuple get_state(const NormalEquationsAccumulator& a) {
   std::vector<Index> p_k, nlev;
   for (const TermShape& s : a.shapes) {

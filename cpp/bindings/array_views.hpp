@@ -4,8 +4,12 @@
 #pragma once
 
 #include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
 
+#include <algorithm>
+#include <memory>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "multilevel/normal_equations.hpp"
@@ -13,6 +17,7 @@
 
 namespace multilevel {
 struct LmmSolution;
+class LinearMixedModel;
 }
 
 namespace multilevel::bindings {
@@ -33,6 +38,28 @@ inline CodesMap as_map(const CodesArg& v) {
   return CodesMap(v.data(), v.size(), Eigen::InnerStride<Eigen::Dynamic>(v.innerStride()));
 }
 
+/// A std::vector as a new 1-D numpy array (for pickled states).
+template <class T>
+inline pybind11::array_t<T> to_array(const std::vector<T>& v) {
+  pybind11::array_t<T> out(static_cast<pybind11::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+/// A 1-D numpy array (any numeric dtype) as a std::vector<T> (for pickled states).
+template <class T>
+inline std::vector<T> from_array(const pybind11::handle& h) {
+  const auto a = pybind11::array_t<T, pybind11::array::c_style | pybind11::array::forcecast>::ensure(h);
+  if (!a || a.ndim() != 1) throw std::invalid_argument("saved state: expected a 1-D array");
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+/// Refuse a pickled matrix of another shape than expected.
+inline void check_shape(const MatrixXd& got, Index rows, Index cols, const char* what) {
+  if (got.rows() != rows || got.cols() != cols)
+    throw std::invalid_argument(std::string("saved state: ") + what + " has the wrong shape");
+}
+
 /// One TermInput per random-effects term from the bound arrays (codes (n,), z (n, p_k)).
 inline std::vector<TermInput> term_inputs(const std::vector<CodesArg>& codes, const std::vector<MatrixArg>& z,
                                           const std::vector<Index>& nlevels) {
@@ -45,5 +72,10 @@ inline std::vector<TermInput> term_inputs(const std::vector<CodesArg>& codes, co
 
 /// A linear mixed model's solution as a Python dict (defined in lmm_bindings.cpp).
 pybind11::dict solution_dict(const LmmSolution& sol);
+
+/// A linear mixed model's normal equations and storage choice as plain arrays (its pickled state),
+/// and the model rebuilt from them, every size and index checked (lmm_bindings.cpp).
+pybind11::tuple core_state(const LinearMixedModel& model);
+std::unique_ptr<LinearMixedModel> core_from_state(const pybind11::tuple& state);
 
 }  // namespace multilevel::bindings

@@ -76,5 +76,8 @@ link : 0 logit, 1 probit, 2 cloglog, 3 log, 4 identity, 5 sqrt
       .def(
           "conditional_variance",
           [](GlmmPirls& g, Index k, double sigma) { return g.last_system().conditional_variance(k, sigma); },
-          py::arg("term"), py::arg("sigma"), "LmmCore.conditional_variance on the last system.");
+          py::arg("term"), py::arg("sigma"), "LmmCore.conditional_variance on the last system.")
+      .def(
+          "system_copy", [](GlmmPirls& g) { return core_from_state(core_state(g.last_system())); },
+          "An independent LmmCore holding the last penalized least-squares system (later runs leave it as it is).");
 }

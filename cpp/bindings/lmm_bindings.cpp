@@ -29,6 +29,90 @@ py::dict solution_dict(const LmmSolution& sol) {
   return d;
 }
 
+constexpr int kCoreStateVersion = 1;
+
+namespace {
+
+py::tuple sparse_state(const SparseMatrix& m) {
+  const Index nnz = m.nonZeros();
+  std::vector<int> outer(m.outerIndexPtr(), m.outerIndexPtr() + m.outerSize() + 1);
+  std::vector<int> inner(m.innerIndexPtr(), m.innerIndexPtr() + nnz);
+  std::vector<double> values(m.valuePtr(), m.valuePtr() + nnz);
+  return py::make_tuple(to_array(outer), to_array(inner), to_array(values));
+}
+
+// A compressed-column matrix (rows, cols) from a saved (outer, inner, values), every index checked.
+SparseMatrix sparse_from_state(const py::handle& h, Index rows, Index cols, const char* what) {
+  const auto t = h.cast<py::tuple>();
+  const auto outer = from_array<int>(t[0]);
+  const auto inner = from_array<int>(t[1]);
+  const auto values = from_array<double>(t[2]);
+  bool ok = static_cast<Index>(outer.size()) == cols + 1 && outer.front() == 0 &&
+            outer.back() == static_cast<int>(inner.size()) && inner.size() == values.size();
+  for (Index c = 0; ok && c < cols; ++c) {
+    ok = outer[c + 1] >= outer[c];
+    for (int k = outer[c]; ok && k < outer[c + 1]; ++k)
+      ok = inner[k] >= 0 && inner[k] < rows && (k == outer[c] || inner[k] > inner[k - 1]);
+  }
+  if (!ok) throw std::invalid_argument(std::string("saved state: ") + what + " is not a valid sparse matrix");
+  SparseMatrix m = Eigen::Map<const SparseMatrix>(rows, cols, static_cast<Index>(values.size()), outer.data(),
+                                                  inner.data(), values.data());
+  return m;
+}
+
+}  // namespace
+
+py::tuple core_state(const LinearMixedModel& model) {
+  const NormalEquations& a = model.normal_equations();
+  std::vector<Index> p_k, nlev;
+  for (const TermLayout& t : a.terms) {
+    p_k.push_back(t.p);
+    nlev.push_back(t.nlevels);
+  }
+  return py::make_tuple(kCoreStateVersion, a.n, a.p, a.sum_log_weights, p_k, nlev, a.A00, a.AX0, a.AXR, a.AXX,
+                        sparse_state(a.AR0), sparse_state(a.ARR), static_cast<int>(model.rest_storage()));
+}
+
+// The model from core_state's tuple. The blocked Cholesky reads AR0 level by level,
+// so the columns of one level must share one row list: checked before anything is built.
+std::unique_ptr<LinearMixedModel> core_from_state(const py::tuple& t) {
+  if (t.size() != 13 || t[0].cast<int>() != kCoreStateVersion)
+    throw std::invalid_argument("not an LmmCore state of this version");
+  const auto p_k = t[4].cast<std::vector<Index>>(), nlev = t[5].cast<std::vector<Index>>();
+  if (p_k.size() != nlev.size()) throw std::invalid_argument("saved state: term shapes differ in length");
+  std::vector<TermShape> shapes;
+  for (std::size_t k = 0; k < p_k.size(); ++k) shapes.push_back(TermShape{p_k[k], nlev[k]});
+  NormalEquations a{NormalEquationsAccumulator(t[2].cast<Index>(), shapes)};
+  a.n = t[1].cast<Index>();
+  a.sum_log_weights = t[3].cast<double>();
+  const auto take = [](const py::handle& h, MatrixXd& into, const char* what) {
+    MatrixXd m = h.cast<MatrixXd>();
+    check_shape(m, into.rows(), into.cols(), what);
+    into = std::move(m);
+  };
+  take(t[6], a.A00, "A00");
+  take(t[7], a.AX0, "AX0");
+  take(t[8], a.AXR, "AXR");
+  take(t[9], a.AXX, "AXX");
+  const TermLayout& t0 = a.terms[0];
+  a.AR0 = sparse_from_state(t[10], a.q_rest, t0.size(), "AR0");
+  a.ARR = sparse_from_state(t[11], a.q_rest, a.q_rest, "ARR");
+  const int* outer = a.AR0.outerIndexPtr();
+  const int* inner = a.AR0.innerIndexPtr();
+  for (Index j = 0; j < t0.nlevels; ++j)
+    for (Index d = 1; d < t0.p; ++d) {
+      const Index c0 = j * t0.p, c = c0 + d;
+      const bool same = outer[c + 1] - outer[c] == outer[c0 + 1] - outer[c0] &&
+                        std::equal(inner + outer[c], inner + outer[c + 1], inner + outer[c0]);
+      if (!same) throw std::invalid_argument("saved state: AR0 does not have one row list per level");
+    }
+  const int storage = t[12].cast<int>();
+  const RestStorage prefer = storage == static_cast<int>(RestStorage::Dense)    ? RestStorage::Dense
+                             : storage == static_cast<int>(RestStorage::Sparse) ? RestStorage::Sparse
+                                                                                 : RestStorage::Auto;
+  return std::make_unique<LinearMixedModel>(std::move(a), prefer);
+}
+
 }  // namespace multilevel::bindings
 
 namespace {
@@ -127,5 +211,8 @@ storage : {"auto", "dense", "sparse"}
             return s.conditional_variance(k, sigma);
           },
           py::arg("term"), py::arg("sigma"),
-          "Conditional covariance of b for term k: (p_k, p_k * nlevels_k). Call after solve().");
+          "Conditional covariance of b for term k: (p_k, p_k * nlevels_k). Call after solve().")
+      .def("copy", [](const LinearMixedModel& s) { return core_from_state(core_state(s)); },
+           "An independent copy (its own factorization).")
+      .def(py::pickle(&core_state, &core_from_state));
 }

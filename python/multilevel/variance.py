@@ -27,6 +27,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -73,8 +74,7 @@ class ConstantVariance(VarianceFunction):
     """Homoscedastic rows: ``g = 1``."""
 
     def bind(self, data: pd.DataFrame) -> BoundVariance:
-        n = len(data)
-        return BoundVariance([], np.zeros(0), lambda p: np.ones(n), _identity, _identity)
+        return BoundVariance([], np.zeros(0), partial(_constant_sd, len(data)), _identity, _identity)
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,7 @@ class VarIdent(VarianceFunction):
             raise ValueError(f"VarIdent({self.factor!r}) needs a factor with at least two levels, "
                              f"not {len(levels)}")
 
-        def sd(params: np.ndarray) -> np.ndarray:
-            return np.concatenate([[1.0], params])[codes]
-
+        sd = partial(_ratio_per_level_sd, codes)
         names = [str(int(v)) if isinstance(v, float) and float(v).is_integer() else str(v) for v in levels[1:]]
         return BoundVariance(names, np.ones(len(levels) - 1), sd, np.log, np.exp)
 
@@ -122,7 +120,7 @@ class VarPower(VarianceFunction):
             raise ValueError(f"VarPower({self.covariate!r}): the covariate is 0 at row "
                              f"{int(np.flatnonzero(v == 0)[0])}, where |v|^delta is 0 or undefined")
         log_v = np.log(v)
-        return BoundVariance(["power"], np.zeros(1), lambda p: np.exp(p[0] * log_v), _identity, _identity)
+        return BoundVariance(["power"], np.zeros(1), partial(_exp_linear_sd, log_v), _identity, _identity)
 
 
 @dataclass(frozen=True)
@@ -137,7 +135,21 @@ class VarExp(VarianceFunction):
 
     def bind(self, data: pd.DataFrame) -> BoundVariance:
         v = _numeric_column(data, self.covariate, "VarExp")
-        return BoundVariance(["expon"], np.zeros(1), lambda p: np.exp(p[0] * v), _identity, _identity)
+        return BoundVariance(["expon"], np.zeros(1), partial(_exp_linear_sd, v), _identity, _identity)
+
+
+# The sd_factors of the variance functions, as module functions bound with partial so they pickle.
+def _constant_sd(n: int, params: np.ndarray) -> np.ndarray:
+    return np.ones(n)
+
+
+def _ratio_per_level_sd(codes: np.ndarray, params: np.ndarray) -> np.ndarray:
+    return np.concatenate([[1.0], params])[codes]
+
+
+def _exp_linear_sd(v: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """``exp(delta v)``; with ``v = log|x|`` that is VarPower's ``|x|^delta``."""
+    return np.exp(params[0] * v)
 
 
 def _identity(x: np.ndarray) -> np.ndarray:

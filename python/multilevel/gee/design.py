@@ -36,6 +36,11 @@ class GeeDesign(ClusteredDesign):
     def offset_or_zero(self) -> np.ndarray | float:
         return 0.0 if self.offset is None else self.offset
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_working_cache", None)  # per-row arrays at the last beta (see gee.scoring.working_arrays)
+        return state
+
 
 def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weights: Any = None,
                offset: Any = None) -> GeeDesign:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -131,7 +132,19 @@ class GeeResult:
         """Where the rows are: the in-memory design, or the chunked data of a streamed fit."""
         from multilevel.gee.scoring import DesignRows
 
-        return self._rows if self._rows is not None else DesignRows(self.design)
+        if self._rows is not None:
+            return self._rows
+        if not getattr(self.design, "has_rows", True):
+            raise ValueError("this fit from chunked data was unpickled without its data source, so it cannot "
+                             "re-read the rows (qic() refits with an independence working correlation); "
+                             "call qic() before pickling")
+        return DesignRows(self.design)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles without the data source of a chunked fit (a reader of files or a generator) and caches."""
+        state = dict(self.__dict__)
+        state["_rows"] = None
+        return state
 
     def with_cov_type(self, kind: str) -> GeeResult:
         """The same fit reporting another covariance (no refit; computed covariances are shared)."""
@@ -248,12 +261,7 @@ class GeeResult:
         ``Q`` is :meth:`quasi_loglik`. Unlike geepack, prior weights multiply
         ``Q`` and the gamma quasi-likelihood is ``-y/mu - log(mu)``.
         """
-        from multilevel.gee.scoring import fisher_scoring
-
-        independence = fisher_scoring(self._data_rows(), self.family, Independence(), self.params.to_numpy(),
-                                      scale=self.scale if self.scale_fixed else None, maxiter=100, tol=1e-10)
-        naive = np.linalg.inv(independence.information)
-        omega = np.linalg.inv(0.5 * (naive + naive.T))
+        omega = self._independence_information
         cic = float(np.trace(omega @ self.cov_params("robust").to_numpy()))
         q = self.quasi_loglik()
         p = len(self.params)
@@ -261,6 +269,16 @@ class GeeResult:
         qic = -2 * (q - cic)
         return pd.Series({"QIC": qic, "QICu": -2 * (q - p), "Quasi Lik": q, "CIC": cic, "params": p,
                           "QICC": qic + 2 * k * (k + 1) / (self.nclusters - k - 1)})
+
+    @cached_property
+    def _independence_information(self) -> np.ndarray:
+        """``Omega_I`` of :meth:`qic`: the model-based information of the independence refit."""
+        from multilevel.gee.scoring import fisher_scoring
+
+        independence = fisher_scoring(self._data_rows(), self.family, Independence(), self.params.to_numpy(),
+                                      scale=self.scale if self.scale_fixed else None, maxiter=100, tol=1e-10)
+        naive = np.linalg.inv(independence.information)
+        return np.linalg.inv(0.5 * (naive + naive.T))
 
     # -- prediction and residuals ---------------------------------------------
     def fitted(self) -> pd.Series:

@@ -73,6 +73,14 @@ class Pirls:
         if family.name == "negative_binomial":
             self.set_dispersion(family.shape if family.shape is not None else 1.0)
 
+    def warm_start(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where the next run starts: the last linear predictor and random part (copies)."""
+        return self.eta.copy(), self.zb.copy()
+
+    def set_warm_start(self, start: tuple[np.ndarray, np.ndarray]) -> None:
+        """Start the next run from a saved :meth:`warm_start`."""
+        self.eta, self.zb = start[0].copy(), start[1].copy()
+
     def set_dispersion(self, value: float) -> None:
         """Gamma: the dispersion phi (the conditional log-likelihood is sum -d_i / (2 phi));
         negative binomial: the shape k of the variance function."""

@@ -3,6 +3,7 @@ prediction of the random part) with GLM likelihood, scale and residuals."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
@@ -53,8 +54,33 @@ class GlmmResult(LmmResult):
             self.objective = self.state.laplace
         self._beta = self.state.beta
         self._b = self.state.b
-        self._core = self.state.core
+        # The result is a snapshot: its own copy of the final penalized system (later PIRLS runs on the
+        # shared objective leave it as it is), and the warm start every later computation begins from,
+        # so no accessor's value depends on which accessors ran before it.
+        self._core = self.state.core.system_copy()
+        self._warm_start = objective.pirls.warm_start()
+        self._pirls_family = objective.pirls.family
         self.sigma = 1.0
+
+    def _at_optimum(self) -> Any:
+        """The objective, with PIRLS warm-started and the dispersion set as at the optimum."""
+        f = self._objective
+        if f is None:
+            raise ValueError("this result was unpickled without its objective; the value was not computed "
+                             "before pickling")
+        f.pirls.set_warm_start(self._warm_start)
+        if f.has_dispersion:
+            f.set_dispersion(float(np.exp(self._log_dispersion[0])))
+        return f
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles as a snapshot: what needs the objective is computed first, the live C++ PIRLS is left out."""
+        for name in ("_hessian_cov", "_conditional_cov", "saturated_loglik"):
+            getattr(self, name)
+        state = dict(self.__dict__)
+        state["_objective"] = None
+        state["state"] = replace(self.state, core=None)
+        return state
 
     # ----- likelihood -------------------------------------------------------
     @property
@@ -106,8 +132,7 @@ class GlmmResult(LmmResult):
         """
         names = self.design.fixed_names
         if kind == "conditional":
-            joint = self._objective.pirls.run(self._theta)
-            cov = rx_covariance(joint.core, self._theta)
+            cov = self._conditional_cov
         elif kind == "hessian":
             cov = self._hessian_cov
         else:
@@ -115,17 +140,22 @@ class GlmmResult(LmmResult):
         return pd.DataFrame(cov, index=names, columns=names)
 
     @cached_property
+    def _conditional_cov(self) -> np.ndarray:
+        """``(RX RX')^-1`` at theta with beta re-estimated by PIRLS (the covariance given theta)."""
+        joint = self._at_optimum().pirls.run(self._theta)
+        return rx_covariance(joint.core, self._theta)
+
+    @cached_property
     def _hessian_cov(self) -> np.ndarray:
         """Beta block of ``2 H^-1``; ``H`` by central differences of the exact gradient where there is
         one, else of the deviance (steps 1e-4, as lme4's ``deriv12``)."""
-        f = self._objective
+        f = self._at_optimum()
         x0 = np.concatenate([self._theta, self._beta, self._log_dispersion])
         nt, p = self._theta.size, self._beta.size
         if f.has_gradient:
             hess = hessian_from_gradient(lambda x: f.value_and_gradient(x)[1], x0)
         else:
             hess = hessian(f, x0)
-        f(x0)  # leave PIRLS (and the dispersion) at the optimum
         try:
             cov = 2.0 * np.linalg.inv(hess)
         except np.linalg.LinAlgError:
@@ -133,8 +163,7 @@ class GlmmResult(LmmResult):
         block = cov[nt:nt + p, nt:nt + p]
         if not np.all(np.isfinite(block)) or np.any(np.diag(block) <= 0):
             # Not positive definite (a boundary fit): the covariance given theta, as lme4 falls back.
-            joint = f.pirls.run(self._theta)
-            return rx_covariance(joint.core, self._theta)
+            return self._conditional_cov
         return 0.5 * (block + block.T)
 
     @property
@@ -172,7 +201,7 @@ class GlmmResult(LmmResult):
     def resid(self, kind: str = "response") -> pd.Series:  # type: ignore[override]
         """``"response"`` ``y - mu``, ``"pearson"`` ``(y - mu) sqrt(w / v(mu))``,
         ``"deviance"`` ``sign(y - mu) sqrt(w d(y, mu))``."""
-        d, fam, mu = self.design, self._objective.pirls.family, self.state.mu
+        d, fam, mu = self.design, self._pirls_family, self.state.mu
         w = d.weights if d.weights is not None else np.ones(self.nobs)
         if kind == "response":
             r = d.y - mu
