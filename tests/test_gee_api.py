@@ -268,13 +268,12 @@ def test_clusters_of_size_one_and_a_single_row_cluster_structure() -> None:
 
 def test_the_core_result_does_not_depend_on_the_thread_count() -> None:
     df = clustered_binary(n_clusters=3000, seed=12)
-    before = ml._core.get_num_threads()
     try:
-        ml._core.set_num_threads(1)
+        ml.set_num_threads(1)
         one = ml.gee("y ~ x + t", df, groups="id", time="t", family="binomial", corr="ar1")
-        ml._core.set_num_threads(2)
+        ml.set_num_threads(2)
         two = ml.gee("y ~ x + t", df, groups="id", time="t", family="binomial", corr="ar1")
     finally:
-        ml._core.set_num_threads(before)
+        ml.set_num_threads(None)
     assert np.array_equal(one.params.to_numpy(), two.params.to_numpy())
     assert np.array_equal(one.cov_params().to_numpy(), two.cov_params().to_numpy())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from multilevel import _core
 from multilevel.datasets import load_dataset
@@ -23,8 +24,31 @@ def test_objective_and_estimates_identical_across_thread_counts():
             sol = core.solve(theta, False)
             results.append((core.objective(theta, False), sol["beta"], np.concatenate([b.ravel() for b in sol["b"]])))
     finally:
-        _core.set_num_threads(before)
+        _core.set_num_threads(0)  # back to the default
     for obj, beta, b in results[1:]:
         assert obj == results[0][0]  # bitwise
         assert np.array_equal(beta, results[0][1])
         assert np.array_equal(b, results[0][2])
+
+
+def test_set_num_threads_is_validated_and_process_wide():
+    import threading
+
+    import multilevel
+
+    with pytest.raises(ValueError, match="at least 1"):
+        multilevel.set_num_threads(0)
+    with pytest.raises(ValueError, match="at least 1"):
+        multilevel.set_num_threads(-1)
+    with pytest.raises(TypeError, match="positive integer"):
+        multilevel.set_num_threads(2.5)
+    with pytest.raises(TypeError, match="positive integer"):
+        multilevel.set_num_threads("2")
+    try:
+        worker = threading.Thread(target=multilevel.set_num_threads, args=(1,))
+        worker.start()
+        worker.join()
+        assert multilevel.get_num_threads() == 1  # set in another Python thread, seen in this one
+    finally:
+        multilevel.set_num_threads(None)
+    assert multilevel.get_num_threads() >= 1

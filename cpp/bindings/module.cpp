@@ -14,7 +14,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "C++/Eigen core of multilevel (sufficient statistics, objectives, factorizations).";
   m.def("get_num_threads", &multilevel::max_threads, "Threads the core uses (1 if built without OpenMP).");
   m.def("set_num_threads", &multilevel::set_max_threads, py::arg("n"),
-        "Set the number of threads of the core; results do not depend on it.");
+        "Set the number of threads of the core for the whole process (0: the default); results do not depend on it.");
   bind_accumulator(m);
   bind_lmm(m);
   bind_cluster_sums(m);

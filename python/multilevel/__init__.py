@@ -7,6 +7,12 @@ Linear mixed models (:func:`lmm`), generalized estimating equations
 (:func:`multilevel.datasets.load_dataset`).
 """
 
+import os as _os
+
+# Passive waiting at OpenMP barriers: spinning threads lose badly when another process holds a core.
+# libgomp reads this once, when the compiled core first loads it.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from multilevel.correlation import Ar1, Car1, Exchangeable, Fixed, Independence, MDependent, Unstructured
 from multilevel.datasets import list_datasets, load_dataset
 from multilevel.families import Family, Link, get_family
@@ -15,6 +21,7 @@ from multilevel.glmm import GlmmResult, PirlsError, SeparationWarning, glmm
 from multilevel.gls import GlsConvergenceWarning, GlsResult, gls, lrtest
 from multilevel.variance import VarExp, VarIdent, VarPower
 from multilevel.streaming import ChunkSource, chunks
+from multilevel.threads import get_num_threads, set_num_threads
 from multilevel.lmm import ConvergenceWarning, LmmDesign, LmmResult, RandomTerm, SingularFitWarning, fit_lmm, lmm
 
 __version__ = "0.1.0"
@@ -23,6 +30,8 @@ __all__ = [
     "Ar1",
     "ChunkSource",
     "chunks",
+    "get_num_threads",
+    "set_num_threads",
     "Car1",
     "GlmmResult",
     "GlsConvergenceWarning",

@@ -5,34 +5,44 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
 #define ML_PRAGMA(x) _Pragma(#x)
-#define ML_PARALLEL_FOR_DYNAMIC ML_PRAGMA(omp parallel for schedule(dynamic, 1))
+// Every parallel loop sizes its team from the process-wide setting (not the
+// calling thread's OpenMP state, which differs between Python threads).
+#define ML_PARALLEL_FOR_DYNAMIC ML_PRAGMA(omp parallel for schedule(dynamic, 1) num_threads(::multilevel::max_threads()))
 #else
 #define ML_PARALLEL_FOR_DYNAMIC
 #endif
 
 namespace multilevel {
 
-/// Threads the core may use (1 without OpenMP).
+/// The process-wide thread count; 0 means OpenMP's default (OMP_NUM_THREADS, else all cores).
+inline std::atomic<int>& thread_setting() {
+  static std::atomic<int> setting{0};
+  return setting;
+}
+
+/// Threads the core uses (1 without OpenMP).
 inline int max_threads() {
 #ifdef _OPENMP
-  return omp_get_max_threads();
+  const int n = thread_setting().load(std::memory_order_relaxed);
+  return n > 0 ? n : omp_get_max_threads();
 #else
   return 1;
 #endif
 }
 
-/// Set the number of threads for later calls (ignored without OpenMP).
+/// Set the number of threads of every later call, from any thread; 0 restores the default.
 inline void set_max_threads(int n) {
-#ifdef _OPENMP
-  if (n > 0) omp_set_num_threads(n);
-#else
-  (void)n;
-#endif
+  if (n < 0) throw std::invalid_argument("the number of threads must be positive (or 0 for the default), not " +
+                                         std::to_string(n));
+  thread_setting().store(n, std::memory_order_relaxed);
 }
 
 /// Deterministic parallel sum over items 0..n-1.
