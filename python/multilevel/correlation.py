@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy import optimize
 
 # Kinds understood by the C++ core (WorkingCorrelation::kind).
 KIND_INDEPENDENCE, KIND_EXCHANGEABLE, KIND_AR1, KIND_TABLE, KIND_CAR1 = 0, 1, 2, 3, 4
@@ -160,15 +161,18 @@ class Ar1(CorrelationStructure):
         S, C = sums[1:], weights[1:]
         if not np.any(C > 0):
             return np.zeros(1)
-        alpha = float(np.clip(S[0] / C[0], -0.95, 0.95)) if C[0] > 0 else 0.0
-        for _ in range(100):
-            score = np.sum(lags * alpha ** (lags - 1) * (S - C * alpha**lags))
-            slope = np.sum(lags * (lags - 1) * alpha ** np.maximum(lags - 2, 0) * (S - C * alpha**lags)
-                           - C * (lags * alpha ** (lags - 1)) ** 2)
-            step = score / slope if slope != 0 else 0.0
-            alpha -= step
-            if abs(step) <= 1e-15 * max(1.0, abs(alpha)):
-                break
+        start = float(np.clip(S[0] / C[0], -0.95, 0.95)) if C[0] > 0 else 0.0
+        alpha = _ar1_newton(lags, S, C, start)
+        if alpha is None:
+            # Newton left (-1, 1) (geepack's estimate would not be a correlation): minimize the least-squares
+            # criterion whose stationary point the equation is, over the open interval, then polish.
+            def criterion(a: float) -> float:
+                return float(np.sum((S - C * a**lags) ** 2 / np.where(C > 0, C, 1.0)))
+
+            best = optimize.minimize_scalar(criterion, bounds=(-_AR1_EDGE, _AR1_EDGE), method="bounded",
+                                            options={"xatol": 1e-12})
+            alpha = _ar1_newton(lags, S, C, float(best.x))
+            alpha = float(best.x) if alpha is None else alpha
         return np.array([alpha])
 
     def param_names(self, npositions: int) -> list[str]:
@@ -179,6 +183,26 @@ class Ar1(CorrelationStructure):
 
     def to_unconstrained(self, params: np.ndarray, max_size: int) -> np.ndarray:
         return 2.0 * np.arctanh(np.asarray(params, dtype=float)[:1])
+
+
+#: The AR(1) moment estimate is kept inside [-edge, edge], where the working correlation is a correlation.
+_AR1_EDGE = 1.0 - 1e-6
+
+
+def _ar1_newton(lags: np.ndarray, S: np.ndarray, C: np.ndarray, alpha: float) -> float | None:
+    """geepack's AR(1) equation ``sum_d d alpha^(d-1) (S_d - C_d alpha^d) = 0`` by Newton from ``alpha``;
+    None when an iterate leaves (-1, 1)."""
+    for _ in range(100):
+        score = np.sum(lags * alpha ** (lags - 1) * (S - C * alpha**lags))
+        slope = np.sum(lags * (lags - 1) * alpha ** np.maximum(lags - 2, 0) * (S - C * alpha**lags)
+                       - C * (lags * alpha ** (lags - 1)) ** 2)
+        step = score / slope if slope != 0 else 0.0
+        alpha -= step
+        if not abs(alpha) < _AR1_EDGE:
+            return None
+        if abs(step) <= 1e-15 * max(1.0, abs(alpha)):
+            break
+    return float(alpha)
 
 
 @dataclass(frozen=True, repr=False)

@@ -25,6 +25,44 @@ _RESULT_MESSAGES = {
 }
 
 
+#: The keyword arguments the fitting functions pass on to :func:`minimize_bobyqa`.
+OPTIMIZER_OPTIONS = ("ftol_rel", "ftol_abs", "xtol_abs", "initial_step", "maxeval")
+
+
+def check_optimizer_options(options: dict[str, Any], function: Callable[..., Any]) -> dict[str, Any]:
+    """Refuse a keyword that is neither an optimizer option nor a parameter of ``function``.
+
+    The error names the keyword and the close matches among both (case
+    ignored), so ``lmm(..., REML=False)`` says "did you mean 'reml'?"
+    instead of failing inside the optimizer or being ignored.
+
+    Examples
+    --------
+    >>> def fit(formula, data, *, reml=True, **options): return check_optimizer_options(options, fit)
+    >>> fit("y ~ x", None, maxeval=10)
+    {'maxeval': 10}
+    >>> fit("y ~ x", None, REML=False)
+    Traceback (most recent call last):
+    ...
+    TypeError: fit() got an unexpected keyword argument 'REML'; did you mean 'reml'?
+    """
+    import inspect
+    from difflib import get_close_matches
+
+    for key in options:
+        if key in OPTIMIZER_OPTIONS:
+            continue
+        params = [p.name for p in inspect.signature(function).parameters.values()
+                  if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        choices = params + list(OPTIMIZER_OPTIONS)
+        lowered = {c.lower(): c for c in choices}
+        close = [lowered[c] for c in get_close_matches(key.lower(), list(lowered), n=3, cutoff=0.6)]
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+            f"; it takes {', '.join(params)} and the optimizer options {', '.join(OPTIMIZER_OPTIONS)}")
+        raise TypeError(f"{function.__name__}() got an unexpected keyword argument {key!r}{hint}")
+    return options
+
+
 @dataclass
 class OptSummary:
     """How the optimizer went: start, end, evaluations, tolerances, outcome.

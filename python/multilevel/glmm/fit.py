@@ -19,7 +19,7 @@ from multilevel.glmm.result import GlmmResult, rx_covariance
 from multilevel.lmm.design import LmmDesign, lmm_design
 from multilevel.lmm.fit import ConvergenceWarning, SingularFitWarning
 from multilevel.lmm.result import theta_lower_bounds, theta_start
-from multilevel.optimize import minimize_bobyqa, minimize_quasi_newton
+from multilevel.optimize import check_optimizer_options, minimize_bobyqa, minimize_quasi_newton
 
 
 class SeparationWarning(UserWarning):
@@ -171,5 +171,6 @@ def glmm(formula: str, data: Any, *, family: Family | str = "binomial", link: An
     >>> round(float(fit.theta.iloc[0]), 3)
     0.642
     """
+    check_optimizer_options(optimizer_options, glmm)
     design = lmm_design(formula, data, weights=weights, offset=offset)
     return fit_glmm_design(design, family, link=link, nagq=nagq, start=start, **optimizer_options)

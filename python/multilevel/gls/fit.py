@@ -20,7 +20,7 @@ import numpy as np
 from multilevel import _core
 from multilevel.correlation import CorrelationStructure, get_correlation
 from multilevel.gls.design import GlsDesign, gls_design
-from multilevel.optimize import OptSummary, minimize_bobyqa
+from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa
 from multilevel.variance import VarianceFunction, get_variance
 
 # Bound of the unconstrained parameters (far beyond any fitted value).
@@ -181,6 +181,7 @@ def gls(formula: str, data: Any, *, groups: Any = None, time: Any = None,
     >>> round(float(fit.corr_params[0]), 4)
     0.6318
     """
+    check_optimizer_options(optimizer_options, gls)
     structure = get_correlation(corr)
     design = gls_design(formula, data, groups=groups, time=time, structure=structure,
                         variance=get_variance(variance))

@@ -20,7 +20,7 @@ import numpy as np
 from multilevel import _core
 from multilevel.lmm.design import LmmDesign, RandomTerm, lmm_design
 from multilevel.lmm.result import LmmResult, theta_lower_bounds, theta_start
-from multilevel.optimize import OptSummary, minimize_bobyqa
+from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa
 from multilevel.progress import progress_bar, progress_enabled
 
 
@@ -149,6 +149,7 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
     >>> round(float(fit.params["Days"]), 3)
     10.467
     """
+    check_optimizer_options(optimizer_options, lmm)
     from multilevel.streaming.lmm import streamed_lmm_core
 
     streamed = streamed_lmm_core(formula, data, weights=weights, offset=offset, progress=progress)
@@ -186,6 +187,7 @@ def fit_lmm(y: Any, X: Any, random_terms: Sequence[RandomTerm], *, reml: bool = 
     >>> fit.params.index.tolist()
     ['x0']
     """
+    check_optimizer_options(optimizer_options, fit_lmm)
     X = np.asarray(X, dtype=float)
     if X.ndim == 1:
         X = X[:, None]
