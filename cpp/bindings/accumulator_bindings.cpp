@@ -39,25 +39,11 @@ py::tuple get_state(const NormalEquationsAccumulator& a) {
 NormalEquationsAccumulator set_state(const py::tuple& t) {
   if (t.size() != 12 || t[0].cast<int>() != kStateVersion)
     throw std::invalid_argument("not a NormalEquationsAccumulator state of this version");
-  const auto p_k = t[4].cast<std::vector<Index>>(), nlev = t[5].cast<std::vector<Index>>();
-  if (p_k.size() != nlev.size()) throw std::invalid_argument("accumulator state: term shapes differ in length");
-  std::vector<TermShape> shapes;
-  for (std::size_t k = 0; k < p_k.size(); ++k) shapes.push_back(TermShape{p_k[k], nlev[k]});
-  NormalEquationsAccumulator a(t[2].cast<Index>(), shapes);
-  a.n = t[1].cast<Index>();
-  a.sum_log_weights = t[3].cast<double>();
-  const auto take = [](const py::handle& h, MatrixXd& into, const char* what) {
-    MatrixXd m = h.cast<MatrixXd>();
-    check_shape(m, into.rows(), into.cols(), what);
-    into = std::move(m);
-  };
-  take(t[6], a.A00, "A00");
-  take(t[7], a.AX0, "AX0");
-  take(t[8], a.AXR, "AXR");
-  take(t[9], a.AXX, "AXX");
+  NormalEquationsAccumulator a(t[2].cast<Index>(), saved_shapes(t));
+  load_row_blocks(t, a);
   const auto rest = t[10].cast<py::list>();
   if (rest.size() != a.rest_diag.size()) throw std::invalid_argument("accumulator state: wrong number of rest blocks");
-  for (std::size_t k = 1; k < a.rest_diag.size(); ++k) take(rest[k], a.rest_diag[k], "a rest block");
+  for (std::size_t k = 1; k < a.rest_diag.size(); ++k) load_matrix(rest[k], a.rest_diag[k], "a rest block");
   const auto pairs = t[11].cast<py::list>();
   if (pairs.size() != a.pairs.size()) throw std::invalid_argument("accumulator state: wrong number of level pairs");
   for (std::size_t e = 0; e < a.pairs.size(); ++e) {

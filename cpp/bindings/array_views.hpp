@@ -54,10 +54,33 @@ inline std::vector<T> from_array(const pybind11::handle& h) {
   return std::vector<T>(a.data(), a.data() + a.size());
 }
 
-/// Refuse a pickled matrix of another shape than expected.
-inline void check_shape(const MatrixXd& got, Index rows, Index cols, const char* what) {
-  if (got.rows() != rows || got.cols() != cols)
+/// A pickled matrix into `into`, refused when its shape differs from `into`'s.
+inline void load_matrix(const pybind11::handle& h, MatrixXd& into, const char* what) {
+  MatrixXd m = h.cast<MatrixXd>();
+  if (m.rows() != into.rows() || m.cols() != into.cols())
     throw std::invalid_argument(std::string("saved state: ") + what + " has the wrong shape");
+  into = std::move(m);
+}
+
+/// The term shapes of a pickled accumulator or core state (slots 4 and 5: columns and levels per term).
+inline std::vector<TermShape> saved_shapes(const pybind11::tuple& t) {
+  const auto p_k = t[4].cast<std::vector<Index>>(), nlev = t[5].cast<std::vector<Index>>();
+  if (p_k.size() != nlev.size()) throw std::invalid_argument("saved state: term shapes differ in length");
+  std::vector<TermShape> shapes;
+  for (std::size_t k = 0; k < p_k.size(); ++k) shapes.push_back(TermShape{p_k[k], nlev[k]});
+  return shapes;
+}
+
+/// The blocks an accumulator and finished normal equations share, from their pickled state
+/// (slots 1 rows, 3 sum of log weights, 6-9 A00, AX0, AXR, AXX); `blocks` gives the expected shapes.
+template <class Blocks>
+void load_row_blocks(const pybind11::tuple& t, Blocks& blocks) {
+  blocks.n = t[1].cast<Index>();
+  blocks.sum_log_weights = t[3].cast<double>();
+  load_matrix(t[6], blocks.A00, "A00");
+  load_matrix(t[7], blocks.AX0, "AX0");
+  load_matrix(t[8], blocks.AXR, "AXR");
+  load_matrix(t[9], blocks.AXX, "AXX");
 }
 
 /// One TermInput per random-effects term from the bound arrays (codes (n,), z (n, p_k)).

@@ -78,22 +78,8 @@ py::tuple core_state(const LinearMixedModel& model) {
 std::unique_ptr<LinearMixedModel> core_from_state(const py::tuple& t) {
   if (t.size() != 13 || t[0].cast<int>() != kCoreStateVersion)
     throw std::invalid_argument("not an LmmCore state of this version");
-  const auto p_k = t[4].cast<std::vector<Index>>(), nlev = t[5].cast<std::vector<Index>>();
-  if (p_k.size() != nlev.size()) throw std::invalid_argument("saved state: term shapes differ in length");
-  std::vector<TermShape> shapes;
-  for (std::size_t k = 0; k < p_k.size(); ++k) shapes.push_back(TermShape{p_k[k], nlev[k]});
-  NormalEquations a{NormalEquationsAccumulator(t[2].cast<Index>(), shapes)};
-  a.n = t[1].cast<Index>();
-  a.sum_log_weights = t[3].cast<double>();
-  const auto take = [](const py::handle& h, MatrixXd& into, const char* what) {
-    MatrixXd m = h.cast<MatrixXd>();
-    check_shape(m, into.rows(), into.cols(), what);
-    into = std::move(m);
-  };
-  take(t[6], a.A00, "A00");
-  take(t[7], a.AX0, "AX0");
-  take(t[8], a.AXR, "AXR");
-  take(t[9], a.AXX, "AXX");
+  NormalEquations a{NormalEquationsAccumulator(t[2].cast<Index>(), saved_shapes(t))};
+  load_row_blocks(t, a);
   const TermLayout& t0 = a.terms[0];
   a.AR0 = sparse_from_state(t[10], a.q_rest, t0.size(), "AR0");
   a.ARR = sparse_from_state(t[11], a.q_rest, a.q_rest, "ARR");
