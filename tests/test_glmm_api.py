@@ -43,10 +43,12 @@ def test_prediction_on_both_scales_with_new_levels() -> None:
     fit = ml.glmm("y ~ x + (1 | g)", df)
     np.testing.assert_allclose(fit.predict(df), fit.fitted(), rtol=1e-10)
     new = pd.DataFrame({"x": [0.0, 0.0], "g": ["g3", "unseen"]})
-    link = fit.predict(new, scale="link")
+    with pytest.raises(ValueError, match="allow_new_levels=True"):
+        fit.predict(new)
+    link = fit.predict(new, scale="link", allow_new_levels=True)
     assert link.iloc[1] == pytest.approx(fit.params["Intercept"])
     assert link.iloc[0] == pytest.approx(fit.params["Intercept"] + fit.ranef["g"].loc["g3", "Intercept"])
-    np.testing.assert_allclose(fit.predict(new), expit(link.to_numpy()))
+    np.testing.assert_allclose(fit.predict(new, allow_new_levels=True), expit(link.to_numpy()))
     assert np.all(fit.predict(new, re=False, scale="link") == fit.params["Intercept"])
 
 

@@ -36,7 +36,11 @@ def test_predict_on_training_rows_matches_fitted(fit, sleep):
 
 def test_predict_new_level_is_population_level(fit):
     new = pd.DataFrame({"Days": [0.0, 5.0], "Subject": ["308", "unseen"]})
-    pred = fit.predict(new)
+    with pytest.raises(ValueError, match=r"1 row\(s\) of newdata have levels of 'Subject' not in the fit \('unseen'\)"):
+        fit.predict(new)
+    with pytest.raises(ValueError, match="no column 'Subject'"):
+        fit.predict(new.drop(columns="Subject"))
+    pred = fit.predict(new, allow_new_levels=True)
     b = fit.ranef["Subject"].loc["308"]
     assert pred.iloc[0] == pytest.approx(fit.params["Intercept"] + b["Intercept"])
     assert pred.iloc[1] == pytest.approx(fit.params["Intercept"] + 5 * fit.params["Days"])

@@ -187,14 +187,14 @@ class GlmmResult(LmmResult):
         return pd.Series(self.state.mu, index=self._index(), name="fitted")
 
     def predict(self, newdata: Any = None, *, re: bool = True, offset: Any = None,  # type: ignore[override]
-                scale: str = "response") -> pd.Series:
+                scale: str = "response", allow_new_levels: bool = False) -> pd.Series:
         """Predictions on the ``"link"`` or ``"response"`` scale (random effects of known levels if ``re``)."""
         if scale not in ("link", "response"):
             raise ValueError(f"scale must be 'link' or 'response', not {scale!r}")
         if newdata is None and re:
             eta = pd.Series(self.state.eta, index=self._index())
         else:
-            eta = super().predict(newdata, re=re, offset=offset)
+            eta = super().predict(newdata, re=re, offset=offset, allow_new_levels=allow_new_levels)
         values = eta.to_numpy() if scale == "link" else self.family.link.inverse(eta.to_numpy())
         return pd.Series(values, index=eta.index, name=scale)
 

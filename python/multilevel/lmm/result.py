@@ -274,6 +274,22 @@ class LmmResult:
             total = total + contrib
         return total
 
+    @staticmethod
+    def _new_codes(term: Any, df: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+        """Codes of new rows' levels of ``term``; unseen levels are an error unless allowed."""
+        missing = [c for c in (term.factors or ()) if c not in df.columns]
+        if missing:
+            raise ValueError(f"newdata has no column {missing[0]!r}, the grouping factor of {term.label}; add it, "
+                             "or predict with re=False for the population level")
+        codes = term.codes_for(df)
+        if not allow_new_levels and (codes < 0).any():
+            rows = np.flatnonzero(codes < 0)
+            keys = df.iloc[rows][list(term.factors)].astype(str).agg(":".join, axis=1).unique()
+            shown = ", ".join(repr(k) for k in keys[:5]) + (", ..." if len(keys) > 5 else "")
+            raise ValueError(f"{len(rows)} row(s) of newdata have levels of {term.group!r} not in the fit ({shown}); "
+                             "pass allow_new_levels=True to predict them with a random effect of 0")
+        return codes
+
     def _index(self) -> pd.Index:
         return self.design.row_index if self.design.row_index is not None else pd.RangeIndex(self.nobs)
 
@@ -305,7 +321,8 @@ class LmmResult:
         lhs = formulaic.model_matrix(f"{self.design.response} ~ 1", df, na_action="ignore", output="numpy").lhs
         return np.asarray(lhs, dtype=float)[:, 0]
 
-    def predict(self, newdata: Any = None, *, re: bool = True, offset: Any = None) -> pd.Series:
+    def predict(self, newdata: Any = None, *, re: bool = True, offset: Any = None,
+                allow_new_levels: bool = False) -> pd.Series:
         """Predictions for new data.
 
         Parameters
@@ -313,11 +330,14 @@ class LmmResult:
         newdata : data frame, optional
             Rows to predict; default the rows of the fit (then ``fitted()``).
         re : bool
-            Add the random effects of levels seen in the fit (new levels get
-            the population-level prediction); ``False`` gives ``X beta`` only.
+            Add the random effects of the rows' levels; ``False`` gives ``X beta`` only.
         offset : column name or array, optional
             Offset for the new rows; if the fit used an offset column of that
             name it is taken from ``newdata``.
+        allow_new_levels : bool, default False
+            As lme4's ``allow.new.levels``: a level of a grouping factor not
+            seen in the fit is an error naming it, unless this is True; then
+            its random effect is 0 (the population-level prediction).
         """
         if newdata is None:
             self._require_rows("predict() without newdata", "pass the rows wanted: predict(chunk)")
@@ -332,7 +352,8 @@ class LmmResult:
         df = as_pandas(newdata)
         pred = self.design.fixed.model_matrix(df) @ self._beta
         if re:
-            pred = pred + self._random_part([(t.z_for(df), t.codes_for(df)) for t in self.design.terms])
+            pred = pred + self._random_part([(t.z_for(df), self._new_codes(t, df, allow_new_levels))
+                                             for t in self.design.terms])
         off = offset if offset is not None else self.design.extra.get("offset_column")
         if off is not None:
             vals, _ = vector_argument(off, df, "offset")
