@@ -20,6 +20,7 @@ from multilevel.gee import GeeConvergenceWarning, GeeResult, fit_gee, gee
 from multilevel.glmm import GlmmResult, PirlsError, SeparationWarning, glmm
 from multilevel.gls import GlsConvergenceWarning, GlsResult, gls, lrtest
 from multilevel.variance import VarExp, VarIdent, VarPower
+from multilevel.inference import anova
 from multilevel.streaming import ChunkSource, chunks
 from multilevel.threads import get_num_threads, set_num_threads
 from multilevel.lmm import ConvergenceWarning, LmmDesign, LmmResult, RandomTerm, SingularFitWarning, fit_lmm, lmm
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Ar1",
     "ChunkSource",
+    "anova",
     "chunks",
     "get_num_threads",
     "set_num_threads",
