@@ -213,7 +213,7 @@ def test_dask_fit_equals_in_memory_and_does_not_depend_on_workers(dask_client):
     for formula, kwargs, reml in MODELS:
         ddf = dd.from_pandas(df, npartitions=4)
         mem = lmm(formula, df, reml=reml, **kwargs)
-        on_cluster = lmm(formula, ddf, reml=reml, **kwargs)
+        on_cluster = lmm(formula, ddf, reml=reml, progress=True, **kwargs)  # progress over partitions
         assert_same_fit(mem, on_cluster, reml)
         with dask.config.set(scheduler="synchronous"):  # one thread in this process: same tree, same sums
             local = lmm(formula, ddf, reml=reml, **kwargs)

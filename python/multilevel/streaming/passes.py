@@ -109,8 +109,8 @@ class DaskPasses(RowPasses):
     number of workers or on which worker ran what.
     """
 
-    def __init__(self, ddf: Any) -> None:
-        self.ddf = ddf
+    def __init__(self, ddf: Any, progress: bool = False) -> None:
+        self.ddf, self.progress = ddf, progress
         self.name = f"the Dask frame ({ddf.npartitions} partitions)"
 
     def column_names(self) -> list[str]:
@@ -124,8 +124,27 @@ class DaskPasses(RowPasses):
         parts = self.ddf[columns].to_delayed()
         tasks = [dask.delayed(_run_on_partition, pure=True)(part, per_chunk, columns, i)
                  for i, part in enumerate(parts)]
+        client = _distributed_client() if self.progress else None
+        if client is not None:
+            # Start the partitions' work on the workers and count them as they finish; the tree of
+            # merges then runs on the same results.
+            from distributed import as_completed, futures_of
+
+            tasks = list(dask.persist(*tasks))
+            for _ in iterate_with_progress(as_completed(futures_of(tasks)), desc, True, "partition", len(tasks)):
+                pass
         (total,) = dask.compute(tree_reduce(tasks, _copying(merge)))
         return total
+
+
+def _distributed_client() -> Any:
+    """The active Dask distributed client, if there is one."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
 
 
 def _run_on_partition(frame: Any, per_chunk: PerChunk, columns: list[str], index: int) -> Any:
@@ -168,6 +187,6 @@ def row_passes(data: Any, progress: bool) -> RowPasses | None:
     from multilevel.streaming.sources import chunk_source, is_dask_frame
 
     if is_dask_frame(data):
-        return DaskPasses(data)
+        return DaskPasses(data, progress)
     source = chunk_source(data)
     return None if source is None else SourcePasses(source, progress)
