@@ -156,7 +156,7 @@ def _family_script(name: str) -> Any:
     return importlib.import_module(name)
 
 
-def run_quick() -> int:
+def run_quick(results_dir: Path = RESULTS_DIR) -> int:
     """Fit the quick problems; print and save a table; 1 if any estimate disagrees with its reference."""
     rows, failed = [], 0
     for name, job in QUICK.items():
@@ -170,8 +170,8 @@ def run_quick() -> int:
         rows.append({"problem": name, "seconds": time.perf_counter() - t0, "check": what,
                      "worst": worst, "status": status})
         print(f"{name:24s} {rows[-1]['seconds']:7.2f} s  {status:8s} worst {worst:.2e}  ({what})", flush=True)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "quick.json").write_text(json.dumps(rows, indent=1))
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "quick.json").write_text(json.dumps(rows, indent=1))
     print("quick check " + ("FAILED" if failed else "passed") + f" ({len(rows) - failed}/{len(rows)})")
     return 1 if failed else 0
 
@@ -438,9 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="fits per tool and problem (full mode)")
     parser.add_argument("--large", action="store_true", help="also the 10^7-row problems (ours only)")
     parser.add_argument("--gather-only", action="store_true", help="only gather the JSON already in results/")
+    parser.add_argument("--quick-dir", type=Path, default=RESULTS_DIR,
+                        help="where --quick writes quick.json (default benchmarks/results/)")
     args = parser.parse_args(argv)
     if args.quick:
-        return run_quick()
+        return run_quick(args.quick_dir)
     if not args.gather_only:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         # A fresh table: nothing left over from earlier runs (of other problems, sizes or builds).
