@@ -130,3 +130,8 @@ def test_dask_gee_equals_in_memory_and_split_clusters_are_refused(dask_client):
     assert df["id"].iloc[99] == df["id"].iloc[100]  # the cut splits a cluster
     with pytest.raises(ValueError, match="lie in one partition"):
         gee("yb ~ x", split, groups="id", family="binomial", corr="exchangeable")
+    # with time= the rows' positions do not depend on their order, so gee shuffles the frame itself
+    kwargs = dict(groups="id", family="binomial", corr="ar1", time="time")
+    with pytest.warns(UserWarning, match="shuffling it on \\['id'\\]"):
+        shuffled = gee("yb ~ x", split, **kwargs)
+    assert_same_gee(gee("yb ~ x", df, **kwargs), shuffled)

@@ -39,9 +39,17 @@ from multilevel.gee.scoring import (
 )
 from multilevel.grouping import GroupingLevels
 from multilevel.progress import progress_enabled
-from multilevel.streaming.passes import RowPasses, row_passes
+from multilevel.streaming.passes import DaskPasses, RowPasses, row_passes
 from multilevel.streaming.specs import response_and_matrix, response_and_spec
-from multilevel.streaming.scan import ChunkPlan, ColumnScan, factor_call_columns, make_plan, merge_scans, scan_chunk
+from multilevel.streaming.scan import (
+    ChunkPlan,
+    ClusterSplitError,
+    ColumnScan,
+    factor_call_columns,
+    make_plan,
+    merge_scans,
+    scan_chunk,
+)
 
 T = TypeVar("T")
 
@@ -271,8 +279,19 @@ def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Fam
     family = get_family(family, link)
     structure = get_correlation(corr)
     columns = gee_columns(formula, passes.column_names(), groups, time, weights, offset)
-    scan = passes.map_reduce(GeeScanChunk(columns), merge_scans, columns.used, "reading levels",
-                             cluster_columns=columns.groups)
+    try:
+        scan = passes.map_reduce(GeeScanChunk(columns), merge_scans, columns.used, "reading levels",
+                                 cluster_columns=columns.groups)
+    except ClusterSplitError:
+        # Dask partitions that split clusters can be shuffled by cluster when time= orders the rows of a
+        # cluster (a shuffle does not keep the rows' order, which is the positions without time=).
+        if not isinstance(passes, DaskPasses) or columns.time is None:
+            raise
+        warnings.warn(f"the partitions of the Dask frame split clusters; shuffling it on {list(columns.groups)} "
+                      "(rows of a cluster keep their positions from time=)", UserWarning, stacklevel=3)
+        passes = DaskPasses(passes.ddf.shuffle(on=list(columns.groups)), passes.progress)
+        scan = passes.map_reduce(GeeScanChunk(columns), merge_scans, columns.used, "reading levels",
+                                 cluster_columns=columns.groups)
     plan = make_plan(scan, columns.used, passes.name)
     model = gee_chunk_model(columns, plan, scan, family)
     aliased = StreamRows(passes, model).map_reduce(part_r_factor, "checking columns").aliased()

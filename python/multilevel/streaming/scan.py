@@ -135,15 +135,19 @@ class ColumnScan:
         return self
 
 
+class ClusterSplitError(ValueError):
+    """A cluster's rows lie in more than one chunk or partition."""
+
+
 def _join_clusters(first: pd.Series, later: pd.Series, where: str) -> pd.Series:
     """Rows per cluster of two parts, refusing a cluster that has rows in both."""
     both = first.index.intersection(later.index)
     if len(both):
         key = both[0]
-        raise ValueError(
+        raise ClusterSplitError(
             f"cluster {key} has rows in more than one chunk (again in {where}): the rows of a cluster must be "
             "contiguous in the data (sort by the cluster column) or, for a Dask frame, lie in one partition "
-            "(ddf.set_index(cluster column) or shuffle on it)"
+            "(ddf.set_index(cluster column) or shuffle on it; with time= given, gee shuffles it itself)"
         )
     return pd.concat([first, later])
 
