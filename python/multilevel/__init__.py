@@ -18,9 +18,12 @@ from multilevel.datasets import list_datasets, load_dataset
 from multilevel.families import Family, Link, get_family
 from multilevel.gee import GeeConvergenceWarning, GeeResult, fit_gee, gee
 from multilevel.glmm import GlmmResult, PirlsError, SeparationWarning, glmm
-from multilevel.gls import GlsConvergenceWarning, GlsResult, gls, lrtest
+from multilevel.gls import GlsConvergenceWarning, GlsResult, gls
 from multilevel.variance import VarExp, VarIdent, VarPower
 from multilevel.inference import anova
+
+#: The likelihood-ratio test of nested fits: the same function as :func:`anova`.
+lrtest = anova
 from multilevel.streaming import ChunkSource, chunks
 from multilevel.threads import get_num_threads, set_num_threads
 from multilevel.lmm import ConvergenceWarning, LmmDesign, LmmResult, RandomTerm, SingularFitWarning, fit_lmm, lmm

@@ -186,11 +186,11 @@ class GlsResult:
 
     # -- comparison ------------------------------------------------------------------
     def compare(self, other: GlsResult) -> pd.DataFrame:
-        """Likelihood-ratio test of two nested fits (as nlme's ``anova(fit1, fit2)``).
+        """Likelihood-ratio test of two nested fits as nlme's ``anova(fit1, fit2)`` does it: no refit, so
+        both must use the same method and, under REML, the same fixed effects (see :func:`multilevel.anova`)."""
+        from multilevel.inference import anova
 
-        Both must use the same method; under REML also the same fixed effects.
-        """
-        return lrtest(self, other)
+        return anova(self, other, refit=False)
 
     # -- prediction and residuals ---------------------------------------------------------
     def fitted(self) -> pd.Series:
@@ -266,33 +266,3 @@ def _compound_symmetry_whiten(e: np.ndarray, order: np.ndarray, ptr: np.ndarray,
     result = np.empty_like(e)
     result[order] = out
     return result
-
-
-def lrtest(fit0: GlsResult, fit1: GlsResult) -> pd.DataFrame:
-    """Likelihood-ratio test of nested GLS fits, laid out like nlme's ``anova(fit0, fit1)``.
-
-    Examples
-    --------
-    >>> from multilevel import gls
-    >>> from multilevel.datasets import load_dataset
-    >>> d = load_dataset("Orthodont")
-    >>> cs = gls("distance ~ age * Sex", d, groups="Subject", corr="exchangeable")
-    >>> ind = gls("distance ~ age * Sex", d, groups="Subject")
-    >>> float(lrtest(ind, cs).loc["fit1", "df"])
-    6.0
-    """
-    if fit0.method != fit1.method:
-        raise ValueError(f"cannot compare a {fit0.method} fit with a {fit1.method} fit")
-    if fit0.nobs != fit1.nobs:
-        raise ValueError(f"the fits use different rows ({fit0.nobs} and {fit1.nobs})")
-    if fit0.method == "REML" and list(fit0.params.index) != list(fit1.params.index):
-        raise ValueError("REML fits with different fixed effects cannot be compared; refit both with method='ML'")
-    rows = []
-    for f in (fit0, fit1):
-        rows.append({"df": f.df_model, "AIC": f.aic, "BIC": f.bic, "logLik": f.loglik})
-    table = pd.DataFrame(rows, index=["fit0", "fit1"])
-    ddf = abs(fit1.df_model - fit0.df_model)
-    ratio = 2 * abs(fit1.loglik - fit0.loglik)
-    table["L.Ratio"] = [np.nan, ratio]
-    table["p-value"] = [np.nan, stats.chi2.sf(ratio, ddf) if ddf else np.nan]
-    return table

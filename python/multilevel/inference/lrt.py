@@ -85,7 +85,7 @@ def anova(*fits: Any, refit: bool = True) -> pd.DataFrame:
     -------
     DataFrame
         One row per model (index ``fit0``, ``fit1``, ... in the order given),
-        ordered by ``npar``: ``npar``, ``AIC``, ``BIC``, ``logLik``,
+        ordered by ``npar``: ``npar``, ``AIC``, ``BIC`` (each fit's own), ``logLik``,
         ``deviance`` (``-2 logLik``), and against the row above ``Chisq``
         (``2`` times the gain in log-likelihood, at least 0), ``Df`` and
         ``Pr(>Chisq)``.
@@ -123,11 +123,10 @@ def anova(*fits: Any, refit: bool = True) -> pd.DataFrame:
             if len(names) > 1:
                 raise ValueError("REML criteria of models with different fixed effects are not comparable; "
                                  "use refit=True (refits by ML) or fit with reml=False")
-    n = fits[0].nobs
     rows = []
     for i, f in enumerate(fits):
-        k, ll = npar(f), float(f.loglik)
-        rows.append({"model": f"fit{i}", "npar": k, "AIC": -2 * ll + 2 * k, "BIC": -2 * ll + np.log(n) * k,
+        ll = float(f.loglik)  # AIC and BIC as each family defines them (nlme: BIC of a REML fit uses n - p)
+        rows.append({"model": f"fit{i}", "npar": npar(f), "AIC": float(f.aic), "BIC": float(f.bic),
                      "logLik": ll, "deviance": -2 * ll})
     table = pd.DataFrame(rows).set_index("model")
     table = table.iloc[np.argsort(table["npar"].to_numpy(), kind="stable")]
