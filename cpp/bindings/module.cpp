@@ -10,7 +10,12 @@ void bind_lmm(py::module_& m);
 void bind_cluster_sums(py::module_& m);
 void bind_glmm(py::module_& m);
 
-PYBIND11_MODULE(_core, m) {
+// The module is built once per instruction set under different names (see CMakeLists.txt).
+#ifndef MULTILEVEL_MODULE_NAME
+#define MULTILEVEL_MODULE_NAME _core_base
+#endif
+
+PYBIND11_MODULE(MULTILEVEL_MODULE_NAME, m) {
   m.doc() = "C++/Eigen core of multilevel (sufficient statistics, objectives, factorizations).";
   m.def("get_num_threads", &multilevel::max_threads, "Threads the core uses (1 if built without OpenMP).");
   m.def("set_num_threads", &multilevel::set_max_threads, py::arg("n"),

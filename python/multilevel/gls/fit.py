@@ -20,7 +20,7 @@ import numpy as np
 from multilevel import _core
 from multilevel.correlation import CorrelationStructure, get_correlation
 from multilevel.gls.design import GlsDesign, gls_design
-from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa
+from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa_restarted
 from multilevel.variance import VarianceFunction, get_variance
 
 # Bound of the unconstrained parameters (far beyond any fitted value).
@@ -128,8 +128,8 @@ def fit_gls_design(design: GlsDesign, structure: CorrelationStructure, *, method
     u0 = objective.start() if start is None else objective.join(np.asarray(start.get("corr", []), float),
                                                                 np.asarray(start.get("variance", []), float))
     if objective.nparams:
-        optsum = minimize_bobyqa(objective, u0, np.full(u0.size, -_UNCONSTRAINED_BOUND),
-                                 **{"initial_step": 0.5, **optimizer_options})
+        optsum = minimize_bobyqa_restarted(objective, u0, np.full(u0.size, -_UNCONSTRAINED_BOUND),
+                                           **{"initial_step": 0.5, **optimizer_options})
         u = optsum.final
     else:
         optsum = OptSummary("none (no parameters)", u0, u0, u0, objective(u0), 1, 1, "success", 0.0, 0, 0, 0, 0)
