@@ -19,7 +19,15 @@ from multilevel.correlation import CorrelationStructure, get_correlation
 from multilevel.families import Family, get_family
 from multilevel.gee.design import GeeDesign, gee_design
 from multilevel.gee.result import GeeResult
-from multilevel.gee.scoring import DesignRows, fisher_scoring, scoring_sums, start_beta, working_arrays
+from multilevel.gee.scoring import (
+    DesignRows,
+    GeeEstimates,
+    GeeRows,
+    fisher_scoring,
+    scoring_sums,
+    start_beta,
+    working_arrays,
+)
 
 class GeeConvergenceWarning(UserWarning):
     """Fisher scoring stopped at the iteration limit before the estimates settled."""
@@ -33,6 +41,18 @@ def check_gee_sizes(nobs: int, p: int, scale: float | None) -> None:
         raise ValueError(f"{nobs} rows cannot estimate {p} coefficients")
     if scale is not None and not scale > 0:
         raise ValueError(f"scale must be positive, not {scale!r}")
+
+
+def estimate_gee(rows: GeeRows, family: Family, structure: CorrelationStructure, *, p: int, nobs: int,
+                 scale: float | None, maxiter: int, tol: float, start: np.ndarray | None = None) -> GeeEstimates:
+    """Fisher scoring on rows held anywhere (:class:`~multilevel.gee.scoring.GeeRows`), from ``start``
+    or the independence GLM, warning when it does not converge: the steps every GEE fit shares."""
+    check_gee_sizes(nobs, p, scale)
+    beta = start_beta(rows, family, p) if start is None else np.asarray(start, dtype=float).copy()
+    est = fisher_scoring(rows, family, structure, beta, scale=scale, maxiter=maxiter, tol=tol)
+    if not est.converged:
+        warnings.warn(f"GEE did not converge in {maxiter} iterations", GeeConvergenceWarning, stacklevel=4)
+    return est
 
 
 def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: CorrelationStructure | str | None = None,
@@ -53,13 +73,8 @@ def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: Correlat
     family = get_family(family, link)
     structure = get_correlation(corr)
     family.check_response(design.y, design.fixed.response if design.fixed is not None else "y")
-    p = design.X.shape[1]
-    check_gee_sizes(design.nobs, p, scale)
-    rows = DesignRows(design)
-    beta = start_beta(rows, family, p) if start is None else np.asarray(start, dtype=float).copy()
-    est = fisher_scoring(rows, family, structure, beta, scale=scale, maxiter=maxiter, tol=tol)
-    if not est.converged:
-        warnings.warn(f"GEE did not converge in {maxiter} iterations", GeeConvergenceWarning, stacklevel=3)
+    est = estimate_gee(DesignRows(design), family, structure, p=design.X.shape[1], nobs=design.nobs, scale=scale,
+                       maxiter=maxiter, tol=tol, start=start)
     return GeeResult(design=design, family=family, structure=structure, params_array=est.beta, scale=est.scale,
                      corr_params=est.corr_params, information=est.information, meat=est.meat,
                      working=working_arrays(design, family, est.beta), n_iter=est.n_iter,

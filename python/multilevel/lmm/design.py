@@ -241,9 +241,8 @@ class LmmDesign:
 class RowlessLmmDesign:
     """What a result needs of a design whose rows were read in chunks and not kept.
 
-    Labels, levels and the model specs (so ``predict(newdata)`` works), the
-    number of rows, and whether weights or an offset were used; no per-row
-    array.
+    Labels, levels and the model specs (so ``predict(newdata)`` works) and
+    the number of rows; no per-row array.
     """
 
     fixed_names: list[str]
@@ -253,8 +252,6 @@ class RowlessLmmDesign:
     formula: str | None = None
     response: str = "y"
     n_dropped: int = 0
-    weighted: bool = False
-    has_offset: bool = False
     source: str = "chunks"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -266,12 +263,43 @@ class RowlessLmmDesign:
         return sum(t.ntheta for t in self.terms)
 
 
-def _term_columns(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, list[str], Any]:
+def term_columns(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, list[str], Any]:
+    """A random term's model matrix (n, p_k) on ``data``, its column names and its formulaic spec."""
     try:
         mm = formulaic.model_matrix(spec.expr, data, na_action="raise", output="numpy")
     except Exception as exc:
         raise ValueError(f"could not build the columns of random term {spec}: {exc}") from exc
     return np.asarray(mm, dtype=float), [str(c) for c in mm.model_spec.column_names], mm.model_spec
+
+
+def mixed_model_columns(formula: str, data: pd.DataFrame) -> tuple[str, list[RandomTermSpec], list[str], list[str]]:
+    """Split an lme4 formula and find the columns it uses in ``data`` (only its column names are read).
+
+    Returns the fixed part, the random terms, every used column (formula
+    variables, then grouping factors, in order of appearance) and the
+    columns inside the formulas' expressions. A variable that is not a
+    column is a ValueError naming it.
+    """
+    fixed_formula, specs = split_formula(formula)
+    if not specs:
+        raise ValueError(
+            f"formula {formula!r} has no random-effects term such as (1 | group); "
+            "for a model without random effects use ordinary least squares"
+        )
+    missing = missing_formula_variables(fixed_formula, data)
+    if missing:
+        require_columns(missing, data, f"the fixed part {fixed_formula!r}")
+    expressions = columns_in(fixed_formula, data)
+    used = list(expressions)
+    for spec in specs:
+        require_columns(spec.factors, data, f"random term {spec}")
+        missing = missing_formula_variables(f"~ {spec.expr}", data) if spec.expr.strip() not in ("1", "0") else []
+        if missing:
+            require_columns(missing, data, f"random term {spec}")
+        in_term = columns_in(spec.expr, data)
+        expressions += [c for c in in_term if c not in expressions]
+        used += [c for c in in_term + list(spec.factors) if c not in used]
+    return fixed_formula, specs, used, expressions
 
 
 def lmm_design(
@@ -294,24 +322,9 @@ def lmm_design(
     (['Intercept'], 'g', 3)
     """
     df = as_pandas(data)
-    fixed_formula, specs = split_formula(formula)
-    if not specs:
-        raise ValueError(
-            f"formula {formula!r} has no random-effects term such as (1 | group); "
-            "for a model without random effects use ordinary least squares"
-        )
-    missing = missing_formula_variables(fixed_formula, df)
-    if missing:
-        require_columns(missing, df, f"the fixed part {fixed_formula!r}")
+    fixed_formula, specs, used, _ = mixed_model_columns(formula, df)
     w, w_col = vector_argument(weights, df, "weights")
     off, off_col = vector_argument(offset, df, "offset")
-    used = columns_in(fixed_formula, df)
-    for spec in specs:
-        require_columns(spec.factors, df, f"random term {spec}")
-        missing = missing_formula_variables(f"~ {spec.expr}", df) if spec.expr.strip() not in ("1", "0") else []
-        if missing:
-            require_columns(missing, df, f"random term {spec}")
-        used += [c for c in columns_in(spec.expr, df) + list(spec.factors) if c not in used]
     used += [c for c in (w_col, off_col) if c and c not in used]
     df, keep, n_dropped = drop_missing(df, used, {"weights": w, "offset": off})
     if n_dropped:
@@ -322,7 +335,7 @@ def lmm_design(
     terms = []
     for spec in specs:
         grouping = make_grouping(df, spec.factors)
-        z, cols, z_spec = _term_columns(spec, df)
+        z, cols, z_spec = term_columns(spec, df)
         terms.append(
             RandomTerm(grouping.codes, z, grouping.name, cols, grouping.levels,
                        expr=spec.expr, z_spec=z_spec, factors=spec.factors, keys=grouping.keys)

@@ -31,11 +31,9 @@ from multilevel.gee.scoring import (
     MEAT_BIAS_REDUCED,
     MEAT_JACKKNIFE,
     GeeRows,
-    fisher_scoring,
     merge,
     part_quasi_loglik,
     part_sums,
-    start_beta,
 )
 from multilevel.grouping import GroupingLevels
 from multilevel.progress import progress_enabled
@@ -220,17 +218,41 @@ class RowlessGeeDesign:
     y = X = weights = offset = row_index = None
 
 
-def gee_chunk_model(columns: GeeColumns, plan: ChunkPlan, scan: ColumnScan, family: Family) -> GeeChunkModel:
+def scan_clusters(passes: RowPasses, columns: GeeColumns) -> tuple[RowPasses, ColumnScan, pd.Series]:
+    """The first pass, and the rows per cluster; each cluster must lie in one chunk or partition.
+
+    Dask partitions that split clusters are shuffled on the cluster columns (with a warning) when
+    ``time=`` gives the rows' positions: a shuffle does not keep the rows' order, which gives the
+    positions without it. Returns the passes to use from then on.
+    """
+    def scan(over: RowPasses) -> tuple[ColumnScan, pd.Series]:
+        found = over.map_reduce(GeeScanChunk(columns), merge_scans, columns.used, "reading levels",
+                                cluster_columns=columns.groups)
+        return found, found.cluster_counts()
+
+    try:
+        return (passes, *scan(passes))
+    except ClusterSplitError:
+        if not isinstance(passes, DaskPasses) or columns.time is None:
+            raise
+        warnings.warn(f"the partitions of the Dask frame split clusters; shuffling it on {list(columns.groups)} "
+                      "(rows of a cluster keep their positions from time=)", UserWarning, stacklevel=4)
+        shuffled = DaskPasses(passes.ddf.shuffle(on=list(columns.groups)), passes.progress)
+        return (shuffled, *scan(shuffled))
+
+
+def gee_chunk_model(columns: GeeColumns, plan: ChunkPlan, scan: ColumnScan, counts: pd.Series,
+                    family: Family) -> GeeChunkModel:
     """The model spec (built once on the first complete rows) and the global cluster and time layout."""
     lhs, fixed_spec = response_and_spec(columns.formula, plan.prototype, plan.moments)
     clusters = plan.groupings[columns.groups]
     if clusters.nlevels < 2:
         raise ValueError(f"groups column {clusters.name!r} has {clusters.nlevels} level: GEE needs several "
                          "clusters (its sandwich variance is estimated from the spread between clusters)")
-    sizes = scan.cluster_sizes.reindex(clusters.keys).to_numpy(dtype=np.int64)
+    sizes = counts.reindex(clusters.keys).to_numpy(dtype=np.int64)
     times = None
     if columns.time is not None:
-        distinct = scan.distinct[columns.time].to_numpy()
+        distinct = scan.distinct_values(columns.time).to_numpy()
         _positions_from_time(distinct, True)  # the in-memory checks: numeric, finite, integer-valued
         times = pd.Index(np.unique(distinct))
         npositions = len(times)
@@ -269,7 +291,7 @@ def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Fam
                  corr: CorrelationStructure | str | None, weights: Any, offset: Any, scale: float | None,
                  cov_type: str, maxiter: int, tol: float, progress: bool | None) -> GeeResult | None:
     """A GEE fit on chunked or Dask data; None for in-memory data."""
-    from multilevel.gee.fit import GeeConvergenceWarning, check_gee_sizes
+    from multilevel.gee.fit import estimate_gee
 
     passes = row_passes(data, progress_enabled(progress))
     if passes is None:
@@ -279,21 +301,9 @@ def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Fam
     family = get_family(family, link)
     structure = get_correlation(corr)
     columns = gee_columns(formula, passes.column_names(), groups, time, weights, offset)
-    try:
-        scan = passes.map_reduce(GeeScanChunk(columns), merge_scans, columns.used, "reading levels",
-                                 cluster_columns=columns.groups)
-    except ClusterSplitError:
-        # Dask partitions that split clusters can be shuffled by cluster when time= orders the rows of a
-        # cluster (a shuffle does not keep the rows' order, which is the positions without time=).
-        if not isinstance(passes, DaskPasses) or columns.time is None:
-            raise
-        warnings.warn(f"the partitions of the Dask frame split clusters; shuffling it on {list(columns.groups)} "
-                      "(rows of a cluster keep their positions from time=)", UserWarning, stacklevel=3)
-        passes = DaskPasses(passes.ddf.shuffle(on=list(columns.groups)), passes.progress)
-        scan = passes.map_reduce(GeeScanChunk(columns), merge_scans, columns.used, "reading levels",
-                                 cluster_columns=columns.groups)
+    passes, scan, counts = scan_clusters(passes, columns)
     plan = make_plan(scan, columns.used, passes.name)
-    model = gee_chunk_model(columns, plan, scan, family)
+    model = gee_chunk_model(columns, plan, scan, counts, family)
     aliased = StreamRows(passes, model).map_reduce(part_r_factor, "checking columns").aliased()
     if aliased:
         names = model.names
@@ -302,10 +312,7 @@ def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Fam
         model = replace(model, kept=np.array([j for j in range(len(names)) if j not in aliased], dtype=int))
     rows = StreamRows(passes, model)
     p = len(model.names)
-    check_gee_sizes(plan.nkept, p, scale)
-    est = fisher_scoring(rows, family, structure, start_beta(rows, family, p), scale=scale, maxiter=maxiter, tol=tol)
-    if not est.converged:
-        warnings.warn(f"GEE did not converge in {maxiter} iterations", GeeConvergenceWarning, stacklevel=3)
+    est = estimate_gee(rows, family, structure, p=p, nobs=plan.nkept, scale=scale, maxiter=maxiter, tol=tol)
     final = rows.map_reduce(partial(part_final_sums, family=family, structure=structure, params=est.corr_params,
                                     scale=est.scale, beta=est.beta, h_full=est.information), "covariances")
     all_names = [str(c) for c in model.fixed_spec.rhs.column_names]

@@ -15,15 +15,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import formulaic
 import numpy as np
 import pandas as pd
 
 from multilevel import _core
-from multilevel.fixed_effects import ColumnRFactor, FixedDesign, missing_formula_variables
-from multilevel.formula import RandomTermSpec, split_formula
-from multilevel.frames import check_finite, columns_in, require_columns
-from multilevel.lmm.design import RowlessLmmDesign, TermStructure, check_term_sizes
+from multilevel.fixed_effects import ColumnRFactor, FixedDesign
+from multilevel.formula import RandomTermSpec
+from multilevel.frames import check_finite, require_columns
+from multilevel.lmm.design import RowlessLmmDesign, TermStructure, check_term_sizes, mixed_model_columns, term_columns
 from multilevel.progress import progress_enabled
 from multilevel.streaming.specs import response_and_matrix, response_and_spec, with_global_transform_state
 from multilevel.streaming.scan import ChunkPlan, ColumnScan, factor_call_columns, make_plan, merge_scans, scan_chunk
@@ -50,28 +49,11 @@ class LmmColumns:
 def lmm_columns(formula: str, names: Iterable[str], weights: Any, offset: Any) -> LmmColumns:
     """Resolve the columns of an LMM formula against the column names of chunked data."""
     header = pd.DataFrame(columns=list(names))
-    fixed_formula, specs = split_formula(formula)
-    if not specs:
-        raise ValueError(f"formula {formula!r} has no random-effects term such as (1 | group); "
-                         "for a model without random effects use ordinary least squares")
     for label, value in (("weights", weights), ("offset", offset)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{label}= must name a column when the data are read in chunks, "
                             f"not a {type(value).__name__}")
-    missing = missing_formula_variables(fixed_formula, header)
-    if missing:
-        require_columns(missing, header, f"the fixed part {fixed_formula!r}")
-    expressions = columns_in(fixed_formula, header)
-    used = list(expressions)
-    for spec in specs:
-        require_columns(spec.factors, header, f"random term {spec}")
-        if spec.expr.strip() not in ("1", "0"):
-            missing = missing_formula_variables(f"~ {spec.expr}", header)
-            if missing:
-                require_columns(missing, header, f"random term {spec}")
-        term_columns = columns_in(spec.expr, header)
-        expressions += [c for c in term_columns if c not in expressions]
-        used += [c for c in term_columns + list(spec.factors) if c not in used]
+    fixed_formula, specs, used, expressions = mixed_model_columns(formula, header)
     for col in (weights, offset):
         if col is not None:
             require_columns([col], header, "weights=/offset=")
@@ -117,8 +99,11 @@ class LmmChunkModel:
 
     def partial_sums(self, frame: pd.DataFrame, where: str) -> LmmPartialSums:
         """The sums of one chunk (a frame of the used columns), its rows named by ``where`` in errors."""
-        sums = self.empty_sums()
-        sums.nread = len(frame)
+        return self.add_chunk(self.empty_sums(), frame, where)
+
+    def add_chunk(self, sums: LmmPartialSums, frame: pd.DataFrame, where: str) -> LmmPartialSums:
+        """Add one chunk's rows into ``sums`` (no per-chunk accumulator, whose term-0 blocks are O(levels))."""
+        sums.nread += len(frame)
         rows = self.plan.prepare(frame)
         if len(rows) == 0:
             return sums
@@ -156,14 +141,11 @@ def chunk_model(columns: LmmColumns, plan: ChunkPlan) -> LmmChunkModel:
     lhs, fixed_spec = response_and_spec(columns.fixed_formula, proto, plan.moments)
     terms = []
     for spec in columns.terms:
-        try:
-            zmm = formulaic.model_matrix(spec.expr, proto, na_action="raise", output="numpy")
-        except Exception as exc:
-            raise ValueError(f"could not build the columns of random term {spec}: {exc}") from exc
-        z_spec = with_global_transform_state(zmm.model_spec, plan.moments)
+        _, names, z_spec = term_columns(spec, proto)
         levels = plan.groupings[tuple(spec.factors)]
-        terms.append(TermStructure(levels.name, [str(c) for c in zmm.model_spec.column_names], levels.levels,
-                                   spec.expr, z_spec, tuple(spec.factors), levels.keys))
+        terms.append(TermStructure(levels.name, names, levels.levels, spec.expr,
+                                   with_global_transform_state(z_spec, plan.moments), tuple(spec.factors),
+                                   levels.keys))
     terms = sorted(terms, key=lambda t: -t.nlevels)
     return LmmChunkModel(columns, plan, fixed_spec, terms, lhs)
 
@@ -202,8 +184,7 @@ def finish_design(model: LmmChunkModel, sums: LmmPartialSums, source_name: str) 
                         model.fixed_spec.rhs, kept, dropped)
     design = RowlessLmmDesign(
         fixed_names=fixed.names, terms=model.terms, nobs=plan.nkept, fixed=fixed, formula=None,
-        response=model.response, n_dropped=plan.nrows - plan.nkept, weighted=model.columns.weights is not None,
-        has_offset=model.columns.offset is not None, source=source_name,
+        response=model.response, n_dropped=plan.nrows - plan.nkept, source=source_name,
     )
     if model.columns.offset is not None:
         design.extra["offset_column"] = model.columns.offset
@@ -219,7 +200,7 @@ def streamed_lmm_core(formula: str, data: Any, *, weights: Any = None, offset: A
     columns = lmm_columns(formula, passes.column_names(), weights, offset)
     scan = passes.map_reduce(ScanChunk(columns), merge_scans, columns.used, "reading levels")
     model = chunk_model(columns, make_plan(scan, columns.used, passes.name))
-    sums = passes.map_reduce(model.partial_sums, merge_sums, columns.used, "summing rows")
+    sums = passes.map_reduce(model.partial_sums, merge_sums, columns.used, "summing rows", add_into=model.add_chunk)
     design, core = finish_design(model, sums, passes.name)
     design.formula = formula
     return design, core

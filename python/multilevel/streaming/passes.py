@@ -22,6 +22,7 @@ from multilevel.streaming.sources import ChunkSource, select_columns
 T = TypeVar("T")
 PerChunk = Callable[[pd.DataFrame, str], T]
 Merge = Callable[[T, T], T]
+AddInto = Callable[[T, pd.DataFrame, str], T]
 
 
 class RowPasses:
@@ -34,12 +35,16 @@ class RowPasses:
         raise NotImplementedError
 
     def map_reduce(self, per_chunk: PerChunk, merge: Merge, columns: list[str], desc: str = "reading rows",
-                   cluster_columns: tuple[str, ...] | None = None) -> Any:
+                   cluster_columns: tuple[str, ...] | None = None, add_into: AddInto | None = None) -> Any:
         """``per_chunk(frame, where)`` on every chunk (a frame of ``columns``), merged in chunk order.
 
         ``merge(a, b)`` may update ``a`` in place and return it. With
         ``cluster_columns``, every cluster is whole in one chunk (see
         :class:`SourcePasses`; a Dask partition must hold whole clusters).
+        ``add_into(total, frame, where)``, where given, adds a chunk straight
+        into the running result when the chunks are read in this process
+        (no partial result per chunk); Dask partitions still use
+        ``per_chunk`` and ``merge``.
         """
         raise NotImplementedError
 
@@ -61,14 +66,19 @@ class SourcePasses(RowPasses):
         return self.source.column_names()
 
     def map_reduce(self, per_chunk: PerChunk, merge: Merge, columns: list[str], desc: str = "reading rows",
-                   cluster_columns: tuple[str, ...] | None = None) -> Any:
+                   cluster_columns: tuple[str, ...] | None = None, add_into: AddInto | None = None) -> Any:
         frames = self.source.frames(list(columns))
         if cluster_columns is not None:
             frames = whole_clusters(frames, cluster_columns)
         total = None
         for i, frame in enumerate(iterate_with_progress(frames, desc, self.progress)):
-            part = per_chunk(frame, f"chunk {i} of {self.name}")
-            total = part if total is None else merge(total, part)
+            where = f"chunk {i} of {self.name}"
+            if total is None:
+                total = per_chunk(frame, where)
+            elif add_into is not None:
+                total = add_into(total, frame, where)
+            else:
+                total = merge(total, per_chunk(frame, where))
         if total is None:
             raise ValueError(f"{self.name} gave no chunks; there are no rows to fit")
         return total
@@ -117,7 +127,7 @@ class DaskPasses(RowPasses):
         return [str(c) for c in self.ddf.columns]
 
     def map_reduce(self, per_chunk: PerChunk, merge: Merge, columns: list[str], desc: str = "reading rows",
-                   cluster_columns: tuple[str, ...] | None = None) -> Any:
+                   cluster_columns: tuple[str, ...] | None = None, add_into: AddInto | None = None) -> Any:
         import dask
 
         columns = list(columns)

@@ -68,20 +68,24 @@ def _is_numeric(series: pd.Series) -> bool:
 class ColumnScan:
     """What one pass over (some of) the rows found; :meth:`merge` adds another part's.
 
+    Per-part findings whose union needs hashing (distinct values, keys,
+    cluster counts) are kept as lists of parts and joined once, by the
+    accessors below, so a pass over many chunks stays linear in the rows.
+
     Attributes
     ----------
     nrows : rows seen
     ncomplete : rows without a missing value in any used column
     missing : rows with a missing value, per column
     numeric : per used column, whether it is numeric (must agree across chunks)
-    levels : distinct values (complete rows) of the columns whose levels are needed
+    levels : per part, distinct values (complete rows) of the columns whose levels are needed
     categories : for pandas categorical columns, their categories in order
-    keys : distinct key rows (complete rows) of each grouping factor
+    keys : per part, distinct key rows (complete rows) of each grouping factor
     prototype : the first complete rows, to build the model spec on
     where : the first chunk scanned (for error messages)
-    cluster_sizes : rows per cluster key (complete rows), for models whose
+    cluster_sizes : per part, rows per cluster key (complete rows), for models whose
         clusters must each lie in one chunk (GEE): a key met in two parts is an error
-    distinct : distinct values (complete rows) of other columns, such as a time column
+    distinct : per part, distinct values (complete rows) of other columns, such as a time column
     moments : count, mean and sums of squares of the numeric expression columns (complete
         rows), for the state of ``center()``, ``scale()`` and ``standardize()``
     """
@@ -90,66 +94,67 @@ class ColumnScan:
     ncomplete: int = 0
     missing: dict[str, int] = field(default_factory=dict)
     numeric: dict[str, bool] = field(default_factory=dict)
-    levels: dict[str, pd.Series] = field(default_factory=dict)
+    levels: dict[str, list[pd.Series]] = field(default_factory=dict)
     categories: dict[str, pd.Index] = field(default_factory=dict)
-    keys: dict[tuple[str, ...], pd.DataFrame] = field(default_factory=dict)
+    keys: dict[tuple[str, ...], list[pd.DataFrame]] = field(default_factory=dict)
     prototype: pd.DataFrame | None = None
     where: str = "a chunk"
-    cluster_sizes: pd.Series | None = None
-    distinct: dict[str, pd.Series] = field(default_factory=dict)
+    cluster_sizes: list[pd.Series] = field(default_factory=list)
+    distinct: dict[str, list[pd.Series]] = field(default_factory=dict)
     moments: dict[str, ColumnMoments] = field(default_factory=dict)
 
     def merge(self, other: ColumnScan) -> ColumnScan:
         """Add the scan of other rows (this one's rows first)."""
-        where = other.where
         for col, num in other.numeric.items():
             if col in self.numeric and self.numeric[col] != num:
                 kinds = {True: "numeric", False: "not numeric"}
                 raise ValueError(
-                    f"column {col!r} is {kinds[self.numeric[col]]} in the first chunks but {kinds[num]} in {where}; "
-                    "every chunk must give a column the same type"
+                    f"column {col!r} is {kinds[self.numeric[col]]} in the first chunks but {kinds[num]} in "
+                    f"{other.where}; every chunk must give a column the same type"
                 )
             self.numeric[col] = num
         self.nrows += other.nrows
         self.ncomplete += other.ncomplete
         for col, count in other.missing.items():
             self.missing[col] = self.missing.get(col, 0) + count
-        for col, vals in other.levels.items():
-            self.levels[col] = vals if col not in self.levels else pd.concat([self.levels[col], vals]).drop_duplicates()
+        for mine, theirs in ((self.levels, other.levels), (self.keys, other.keys), (self.distinct, other.distinct)):
+            for key, parts in theirs.items():
+                mine.setdefault(key, []).extend(parts)
         for col, cats in other.categories.items():
             self.categories[col] = cats if col not in self.categories else self.categories[col].append(
                 cats.difference(self.categories[col], sort=False))
-        for cols, frame in other.keys.items():
-            self.keys[cols] = frame if cols not in self.keys else pd.concat(
-                [self.keys[cols], frame], ignore_index=True).drop_duplicates()
         for col, mom in other.moments.items():
             self.moments[col] = mom if col not in self.moments else self.moments[col].merge(mom)
-        for col, vals in other.distinct.items():
-            self.distinct[col] = vals if col not in self.distinct else pd.concat([self.distinct[col], vals]).drop_duplicates()
-        if other.cluster_sizes is not None:
-            self.cluster_sizes = other.cluster_sizes if self.cluster_sizes is None else _join_clusters(
-                self.cluster_sizes, other.cluster_sizes, where)
+        self.cluster_sizes.extend(other.cluster_sizes)
         if other.prototype is not None and (self.prototype is None or len(self.prototype) < PROTOTYPE_ROWS):
             parts = [p for p in (self.prototype, other.prototype) if p is not None]
             self.prototype = pd.concat(parts).head(PROTOTYPE_ROWS)
         return self
 
+    def distinct_values(self, col: str) -> pd.Series:
+        """Distinct values of a column collected in :attr:`distinct` or :attr:`levels`, over all parts."""
+        parts = self.distinct.get(col) or self.levels[col]
+        return pd.concat(parts, ignore_index=True).drop_duplicates()
+
+    def grouping_keys(self, cols: tuple[str, ...]) -> pd.DataFrame:
+        """Distinct key rows of a grouping factor over all parts."""
+        return pd.concat(self.keys[cols], ignore_index=True).drop_duplicates()
+
+    def cluster_counts(self) -> pd.Series:
+        """Rows per cluster over all parts; a cluster found in two parts is a :class:`ClusterSplitError`."""
+        counts = pd.concat(self.cluster_sizes)
+        split = counts.index.duplicated()
+        if split.any():
+            raise ClusterSplitError(
+                f"cluster {counts.index[split][0]} has rows in more than one chunk: the rows of a cluster must be "
+                "contiguous in the data (sort by the cluster column) or, for a Dask frame, lie in one partition "
+                "(ddf.set_index(cluster column) or shuffle on it; with time= given, gee shuffles it itself)"
+            )
+        return counts
+
 
 class ClusterSplitError(ValueError):
     """A cluster's rows lie in more than one chunk or partition."""
-
-
-def _join_clusters(first: pd.Series, later: pd.Series, where: str) -> pd.Series:
-    """Rows per cluster of two parts, refusing a cluster that has rows in both."""
-    both = first.index.intersection(later.index)
-    if len(both):
-        key = both[0]
-        raise ClusterSplitError(
-            f"cluster {key} has rows in more than one chunk (again in {where}): the rows of a cluster must be "
-            "contiguous in the data (sort by the cluster column) or, for a Dask frame, lie in one partition "
-            "(ddf.set_index(cluster column) or shuffle on it; with time= given, gee shuffles it itself)"
-        )
-    return pd.concat([first, later])
 
 
 def merge_scans(a: ColumnScan, b: ColumnScan) -> ColumnScan:
@@ -188,16 +193,16 @@ def scan_chunk(frame: pd.DataFrame, expression_columns: list[str], factor_calls:
         if isinstance(frame[col].dtype, pd.CategoricalDtype):
             scan.categories[col] = pd.Index(frame[col].cat.categories)
         elif col in factor_calls or not scan.numeric[col]:
-            scan.levels[col] = pd.Series(complete[col].unique())
+            scan.levels[col] = [pd.Series(complete[col].unique())]
         else:
             scan.moments[col] = ColumnMoments.of(complete[col].to_numpy(dtype=float))
     for cols in groupings:
-        scan.keys[cols] = complete[list(cols)].drop_duplicates()
+        scan.keys[cols] = [complete[list(cols)].drop_duplicates()]
     if clusters is not None:
         keys = complete[clusters[0]] if len(clusters) == 1 else pd.MultiIndex.from_frame(complete[list(clusters)])
-        scan.cluster_sizes = pd.Series(1, index=keys).groupby(level=list(range(len(clusters))), sort=False).sum()
+        scan.cluster_sizes = [pd.Series(1, index=keys).groupby(level=list(range(len(clusters))), sort=False).sum()]
     for col in distinct:
-        scan.distinct[col] = pd.Series(complete[col].unique())
+        scan.distinct[col] = [pd.Series(complete[col].unique())]
     if len(complete):
         scan.prototype = complete.head(PROTOTYPE_ROWS)
     return scan
@@ -253,11 +258,11 @@ def make_plan(scan: ColumnScan, columns: list[str], source_name: str) -> ChunkPl
         warnings.warn(f"dropped {dropped} of {scan.nrows} rows with missing values ({detail})", UserWarning,
                       stacklevel=4)
     factor_levels: dict[str, pd.Index] = dict(scan.categories)
-    for col, values in scan.levels.items():
+    for col in scan.levels:
         try:
-            factor_levels[col] = pd.Index(values.sort_values(ignore_index=True))
+            factor_levels[col] = pd.Index(scan.distinct_values(col).sort_values(ignore_index=True))
         except TypeError as exc:
             raise ValueError(f"the values of column {col!r} cannot be ordered (mixed types?): {exc}") from exc
-    groupings = {cols: grouping_levels(keys, cols) for cols, keys in scan.keys.items()}
+    groupings = {cols: grouping_levels(scan.grouping_keys(cols), cols) for cols in scan.keys}
     return ChunkPlan(tuple(columns), factor_levels, groupings, scan.nrows, scan.ncomplete, dict(scan.missing),
                      prepare_chunk(scan.prototype, factor_levels), dict(scan.moments))
