@@ -30,11 +30,14 @@ process:
   ``calc.derivs = TRUE``, is inside the call);
 * glmmTMB: the same driver times ``glmmTMB(formula, data, family =
   binomial("logit"))`` with ``glmmTMBControl()`` defaults (its
-  ``sdreport`` is inside the call).
+  ``sdreport`` is inside the call);
+* mixedlm (PyPI, the Rust-backed lme4 port): a subprocess of this script
+  generates the same data frame and times ``mixedlm.glmer(formula, df,
+  family=Binomial(), nAGQ=1)`` and its ``vcov()`` (``--no-mixedlm`` skips it).
 
 A fit still running after its tool's time limit (``--ours-timeout``,
 ``--r-timeout`` or the per-tool ``--lme4-timeout`` / ``--glmmtmb-timeout``;
-1800 s by default) is killed and reported as "timed out", its time as a lower
+1800 s by default; mixedlm: ``--r-timeout``) is killed and reported as "timed out", its time as a lower
 bound. The generated data frames and the CSV hold the same rows in the same
 order, checked through column sums.
 
@@ -76,7 +79,7 @@ import lmm_vs_lme4 as lmm
 
 R_SCRIPT = lmm.BENCH_DIR / "r" / "glmm_fit.R"
 DEFAULT_OUT = lmm.RESULTS_DIR / "glmm_vs_lme4.json"
-TOOLS = ("multilevel", "lme4", "glmmTMB")
+TOOLS = ("multilevel", "lme4", "glmmTMB", "mixedlm")
 PEERS = TOOLS[1:]
 FAMILY, LINK, NAGQ = "binomial", "logit", 1
 
@@ -139,10 +142,54 @@ def run_worker(spec_path: str, out_path: str) -> None:
         "optimizer_seconds": float(res.optsum.elapsed),
         "optimizer_message": str(res.optsum.message),
         "converged": bool(res.converged),
-        "column_sums": {str(c): float(np.asarray(df[c], dtype=float).sum()) for c in df.columns
-                        if not isinstance(df[c].dtype, pd.CategoricalDtype)},
+        "column_sums": column_sums(df),
     }
     Path(out_path).write_text(json.dumps(record, indent=1))
+
+
+def column_sums(df: Any) -> dict[str, float]:
+    """Sums of the numeric columns: every tool's record carries them, to check all fitted the same data."""
+    import numpy as np
+    import pandas as pd
+
+    return {str(c): float(np.asarray(df[c], dtype=float).sum()) for c in df.columns
+            if not isinstance(df[c].dtype, pd.CategoricalDtype)}
+
+
+def run_mixedlm_worker(spec_path: str, out_path: str) -> None:
+    """The same problem fitted once by ``mixedlm.glmer`` (the Rust-backed lme4 port on PyPI), in the
+    record layout of :func:`run_worker`. Its time includes its covariance, as lme4's does."""
+    import mixedlm
+    import numpy as np
+    from mixedlm import families
+
+    spec = json.loads(Path(spec_path).read_text())
+    started = time.perf_counter()
+    df = gee.generate(spec)
+    loaded = time.perf_counter()
+
+    def fit() -> Any:
+        res = mixedlm.glmer(spec["formula"], df, family=families.Binomial(), nAGQ=spec["nagq"])
+        res.vcov()
+        return res
+
+    res, figures = gls.measured(fit)
+    fixef = res.fixef()
+    bse = dict(zip(fixef, (float(v) ** 0.5 for v in np.diag(res.vcov()))))
+    sd = {_sd_key(group, term): float(var) ** 0.5 for group, terms in res.VarCorr().as_dict().items()
+          for term, var in terms.items()}
+    record = {**figures, "load_seconds": loaded - started, "tool": "mixedlm", "version": mixedlm.__version__,
+              "nobs": len(df), "params": {_lme4_term(k): float(v) for k, v in fixef.items()},
+              "bse": {_lme4_term(k): v for k, v in bse.items()}, "sd": sd,
+              "theta": {str(i): float(t) for i, t in enumerate(res.theta)}, "loglik": float(res.logLik().value),
+              "feval": int(getattr(res, "n_iter", -1)), "converged": bool(res.converged),
+              "column_sums": column_sums(df)}
+    Path(out_path).write_text(json.dumps(record, indent=1))
+
+
+def _lme4_term(name: str) -> str:
+    """lme4's ``(Intercept)`` is our ``Intercept``."""
+    return "Intercept" if name == "(Intercept)" else str(name)
 
 
 # --------------------------------------------------------------------------
@@ -164,11 +211,13 @@ def run_fit(cmd: list[str], out_path: Path, timeout: float | None, what: str,
     return rec
 
 
-def fit_ours(spec: dict[str, Any], workdir: Path, tag: str, *, timeout: float | None,
-             threads: int | None) -> dict[str, Any]:
-    spec_path, out_path = workdir / f"{tag}.spec.json", workdir / f"{tag}.multilevel.json"
+def fit_python(tool: str, spec: dict[str, Any], workdir: Path, tag: str, *, timeout: float | None,
+               threads: int | None = None) -> dict[str, Any]:
+    """One fit by ours or by mixedlm in a fresh process of this script."""
+    spec_path, out_path = workdir / f"{tag}.spec.json", workdir / f"{tag}.{tool}.json"
     spec_path.write_text(json.dumps(spec))
-    return run_fit([sys.executable, str(Path(__file__).resolve()), "--_worker", str(spec_path), str(out_path)],
+    flag = "--_worker" if tool == "multilevel" else "--_mixedlm_worker"
+    return run_fit([sys.executable, str(Path(__file__).resolve()), flag, str(spec_path), str(out_path)],
                    out_path, timeout, "worker", env={"OMP_NUM_THREADS": str(threads)} if threads else None)
 
 
@@ -320,9 +369,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--ours-timeout", type=float, default=1800.0, help="seconds before one of our fits is killed (default 1800)")
     add("--no-lme4", action="store_true", help="skip lme4")
     add("--no-glmmtmb", action="store_true", help="skip glmmTMB")
+    add("--no-mixedlm", action="store_true", help="skip the mixedlm package (PyPI)")
     add("--ours-threads", type=int, metavar="N", help="OMP_NUM_THREADS=N for our fits")
     add("--out", type=Path, default=DEFAULT_OUT, help="the JSON file (default: %(default)s)")
     add("--_worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
+    add("--_mixedlm_worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -331,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     if args._worker:  # one of our fits, in a process of its own
         run_worker(*args._worker)
         return 0
+    if args._mixedlm_worker:
+        run_mixedlm_worker(*args._mixedlm_worker)
+        return 0
 
     machine = {**lmm.machine_info(), **lmm.core_fingerprint()}
     dirty = " (cpp/ or python/ modified)" if machine.get("git_dirty_cpp_python") else ""
@@ -338,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
           f"load average {machine['loadavg_at_start'][0]}; commit {machine.get('git_commit')}{dirty}, "
           f"_core {machine['core_sha256']} of {machine['core_mtime']}")
     limits = {"multilevel": args.ours_timeout, "lme4": args.lme4_timeout or args.r_timeout,
-              "glmmTMB": args.glmmtmb_timeout or args.r_timeout}
+              "glmmTMB": args.glmmtmb_timeout or args.r_timeout, "mixedlm": args.r_timeout}
     notes: dict[str, str | None] = {"multilevel": None}
     rscripts: dict[str, str] = {}
     for peer, skipped in (("lme4", args.no_lme4), ("glmmTMB", args.no_glmmtmb)):
@@ -349,6 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{peer} skipped: {why}")
 
+    try:
+        import mixedlm  # noqa: F401
+        notes["mixedlm"] = "--no-mixedlm" if args.no_mixedlm else None
+    except ImportError:
+        notes["mixedlm"] = "not installed (pip install mixedlm)"
+        print("mixedlm skipped: not installed")
     ds = lmm._load_datasets_module()
     summaries = []
     with tempfile.TemporaryDirectory(prefix="glmm_bench_") as tmp:
@@ -362,7 +422,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{spec['n_clusters'] * spec['cluster_size']:,} rows "
                   f"({spec['n_clusters']:,} x {spec['cluster_size']})", flush=True)
             fitters: dict[str, Callable[[str], dict[str, Any]]] = {
-                "multilevel": partial(fit_ours, spec, workdir, timeout=limits["multilevel"], threads=args.ours_threads)}
+                "multilevel": partial(fit_python, "multilevel", spec, workdir, timeout=limits["multilevel"],
+                                      threads=args.ours_threads)}
+            if notes["mixedlm"] is None:
+                fitters["mixedlm"] = partial(fit_python, "mixedlm", spec, workdir, timeout=limits["mixedlm"])
             if rscripts:
                 csv, secs = gee.data_for_r(spec)
                 print(f"   CSV for R ({csv.stat().st_size / 2**20:.0f} MB, {secs:.1f} s): {csv}")
