@@ -45,9 +45,10 @@ def working_arrays(design: GeeDesign, family: Family, beta: np.ndarray) -> Worki
     The last result is kept on the design: the moments and the scoring sums
     of one iteration are taken at the same ``beta``.
     """
-    key = (id(family), np.asarray(beta, dtype=float).tobytes())
+    # Keyed by the family itself (compared by value: an id could be reused by another family) and beta's bytes.
+    key = (family, np.asarray(beta, dtype=float).tobytes())
     cached = getattr(design, "_working_cache", None)
-    if cached is not None and cached[0] == key:
+    if cached is not None and cached[0][1] == key[1] and cached[0][0] == family:
         return cached[1]
     eta = design.X @ beta + design.offset_or_zero()
     mu, mu_eta = family.link.inverse_and_mu_eta(eta)

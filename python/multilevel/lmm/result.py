@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from multilevel.errors import RowsNotKeptError, require_rows  # noqa: F401  (RowsNotKeptError re-exported)
+from multilevel.errors import require_rows
 from multilevel.inference import coefficient_table, normal_pvalues, standard_errors, wald_conf_int
 from multilevel.lmm.design import LmmDesign, RandomTerm
 from multilevel.optimize import OptSummary
