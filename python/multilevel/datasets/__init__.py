@@ -65,7 +65,7 @@ def list_datasets() -> list[str]:
     --------
     >>> from multilevel.datasets import list_datasets
     >>> list_datasets()  # doctest: +NORMALIZE_WHITESPACE
-    ['BodyWeight', 'cbpp', 'Contraception', 'dietox', 'Dyestuff', 'epil', 'InstEval', 'ohio', 'Orthodont',
+    ['BodyWeight', 'cbpp', 'Contraception', 'dietox', 'Dyestuff', 'epil', 'ham', 'InstEval', 'ohio', 'Orthodont',
      'Ovary', 'Pastes', 'Penicillin', 'respiratory', 'sleepstudy', 'VerbAgg']
     """
     names = [

@@ -12,10 +12,15 @@ import pandas as pd
 
 from multilevel.families import Family
 from multilevel.inference import coefficient_table, normal_pvalues
+from multilevel.inference.ddf import NormalDdf, check_contrasts, check_ddf, f_table
 from multilevel.lmm.design import LmmDesign
 from multilevel.lmm.result import LmmResult
 from multilevel.numdiff import hessian, hessian_from_gradient
 from multilevel.optimize import OptSummary
+
+
+#: PIRLS tolerance while differencing the deviance for the Hessian covariance (see ``_hessian_cov``).
+_HESSIAN_PIRLS_TOL = 1e-13
 
 
 def rx_covariance(core: Any, theta: np.ndarray) -> np.ndarray:
@@ -149,13 +154,30 @@ class GlmmResult(LmmResult):
     def _hessian_cov(self) -> np.ndarray:
         """Beta block of ``2 H^-1``; ``H`` by central differences of the exact gradient where there is
         one, else of the deviance (steps 1e-4, as lme4's ``deriv12``)."""
+        from multilevel.glmm.pirls import PirlsError
+
         f = self._at_optimum()
         x0 = np.concatenate([self._theta, self._beta, self._log_dispersion])
         nt, p = self._theta.size, self._beta.size
-        if f.has_gradient:
-            hess = hessian_from_gradient(lambda x: f.value_and_gradient(x)[1], x0)
-        else:
-            hess = hessian(f, x0)
+
+        def differenced() -> np.ndarray:
+            if f.has_gradient:
+                return hessian_from_gradient(lambda x: f.value_and_gradient(x)[1], x0)
+            return hessian(f, x0)
+
+        # The Laplace term depends on the modes to first order, so PIRLS's stopping error enters the
+        # differences divided by step^2: at the fitting tolerance (eta to 1e-10 relative) a poisson
+        # identity fit's standard errors were 2% off (tests/test_glmm_links_reference.py). Difference
+        # with PIRLS converged to 1e-13 instead, falling back to the fitting tolerance if it cannot be met.
+        fit_tol = f.pirls.tol
+        try:
+            f.pirls.tol = min(fit_tol, _HESSIAN_PIRLS_TOL)
+            hess = differenced()
+        except PirlsError:
+            f.pirls.tol = fit_tol
+            hess = differenced()
+        finally:
+            f.pirls.tol = fit_tol
         try:
             cov = 2.0 * np.linalg.inv(hess)
         except np.linalg.LinAlgError:
@@ -165,6 +187,35 @@ class GlmmResult(LmmResult):
             # Not positive definite (a boundary fit): the covariance given theta, as lme4 falls back.
             return self._conditional_cov
         return 0.5 * (block + block.T)
+
+    def unadjusted_cov(self) -> np.ndarray:
+        """The covariance of :meth:`cov_params` (Wald tests of GLMMs use the normal distribution)."""
+        return self._hessian_cov
+
+    def _ddf_method(self, method: str | None = None) -> Any:
+        if method is not None and check_ddf(method) != "normal":
+            raise ValueError(f"ddf={method!r} is defined for linear mixed models; the tests of a GLMM use "
+                             "the normal distribution (ddf='normal'), as glmer's")
+        return NormalDdf(self.unadjusted_cov())
+
+    def with_ddf(self, method: str) -> GlmmResult:
+        """Only ``"normal"`` applies to GLMMs (their Wald tests are z tests, as glmer's)."""
+        self._ddf_method(method)
+        return self
+
+    def anova(self, ddf: str = "normal", type: int | str = 3) -> pd.DataFrame:
+        """Wald chi-square / q tests of the model's fixed terms (``DenDF`` infinite); see
+        :meth:`multilevel.lmm.result.LmmResult.anova`. ``Sum Sq`` and ``Mean Sq`` are on the
+        scale of the linear predictor (sigma 1)."""
+        from multilevel.inference.term_contrasts import term_contrasts
+
+        self._ddf_method(ddf)
+        return f_table(self._ddf_method(), term_contrasts(self.design, type), self._beta, 1.0)
+
+    def ftest(self, L: Any, *, ddf: str | None = None) -> pd.DataFrame:
+        """Wald test of ``L beta = 0`` (F = chi-square / q, ``DenDF`` infinite)."""
+        self._ddf_method(ddf)
+        return f_table(self._ddf_method(), {"L": check_contrasts(L, self.design.fixed_names)}, self._beta, 1.0)
 
     @property
     def zvalues(self) -> pd.Series:

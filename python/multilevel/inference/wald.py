@@ -18,8 +18,9 @@ def normal_pvalues(stat: pd.Series) -> pd.Series:
     return pd.Series(2.0 * stats.norm.sf(np.abs(stat.to_numpy())), index=stat.index)
 
 
-def wald_conf_int(params: pd.Series, bse: pd.Series, alpha: float = 0.05) -> pd.DataFrame:
-    """Normal-theory intervals ``params +/- z_{1-alpha/2} bse``.
+def wald_conf_int(params: pd.Series, bse: pd.Series, alpha: float = 0.05,
+                  df: np.ndarray | None = None) -> pd.DataFrame:
+    """Intervals ``params +/- z_{1-alpha/2} bse``, or with t quantiles where ``df`` is given and finite.
 
     Examples
     --------
@@ -29,7 +30,11 @@ def wald_conf_int(params: pd.Series, bse: pd.Series, alpha: float = 0.05) -> pd.
     """
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), not {alpha}")
-    z = stats.norm.ppf(1.0 - alpha / 2.0)
+    z = np.full(len(params), stats.norm.ppf(1.0 - alpha / 2.0))
+    if df is not None:
+        df = np.asarray(df, dtype=float)
+        finite = np.isfinite(df)
+        z[finite] = stats.t.ppf(1.0 - alpha / 2.0, df[finite])
     lo, hi = alpha / 2.0, 1.0 - alpha / 2.0
     return pd.DataFrame(
         {f"{lo:.3g}": params - z * bse, f"{hi:.3g}": params + z * bse}, index=params.index

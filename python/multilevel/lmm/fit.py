@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from multilevel import _core
+from multilevel.inference.ddf import check_ddf
 from multilevel.lmm.design import LmmDesign, RandomTerm, lmm_design
 from multilevel.lmm.result import LmmResult, theta_lower_bounds, theta_start
 from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa
@@ -46,19 +47,21 @@ def lmm_core(design: LmmDesign, storage: str = "auto") -> Any:
 
 
 def fit_design(design: LmmDesign, *, reml: bool = True, start: np.ndarray | None = None,
-               storage: str = "auto", progress: bool | None = False, **optimizer_options: Any) -> LmmResult:
+               storage: str = "auto", progress: bool | None = False, ddf: str = "normal",
+               **optimizer_options: Any) -> LmmResult:
     """Fit a linear mixed model from a prepared :class:`LmmDesign`."""
-    return fit_core(design, lmm_core(design, storage), reml=reml, start=start, progress=progress,
+    return fit_core(design, lmm_core(design, storage), reml=reml, start=start, progress=progress, ddf=ddf,
                     **optimizer_options)
 
 
 def fit_core(design: Any, core: Any, *, reml: bool, start: np.ndarray | None = None,
-             progress: bool | None = False, **optimizer_options: Any) -> LmmResult:
+             progress: bool | None = False, ddf: str = "normal", **optimizer_options: Any) -> LmmResult:
     """Optimize theta on a built core and make the result (shared by in-memory and chunked fits).
 
     ``design`` is an :class:`LmmDesign` or a
     :class:`~multilevel.lmm.design.RowlessLmmDesign` (labels only).
     """
+    ddf = check_ddf(ddf)  # before the fit: a misspelled method must not cost an optimization
     x0 = theta_start(design.terms) if start is None else np.asarray(start, dtype=float)
     if x0.size != design.ntheta:
         raise ValueError(f"start has {x0.size} values; the model has {design.ntheta} theta parameters")
@@ -78,7 +81,7 @@ def fit_core(design: Any, core: Any, *, reml: bool, start: np.ndarray | None = N
     if result.singular:
         warnings.warn("boundary (singular) fit: see result.singular and result.varcorr",
                       SingularFitWarning, stacklevel=3)
-    return result
+    return result if ddf == "normal" else result.with_ddf(ddf)
 
 
 def result_at_theta(design: LmmDesign, theta: Any, *, reml: bool = True, storage: str = "auto") -> LmmResult:
@@ -96,7 +99,7 @@ def result_at_theta(design: LmmDesign, theta: Any, *, reml: bool = True, storage
     320.8791
     """
     core = lmm_core(design, storage)
-    theta = np.asarray(theta, dtype=float)
+    theta = np.atleast_1d(np.asarray(theta, dtype=float))
     if theta.size != design.ntheta:
         raise ValueError(f"theta has {theta.size} values; the model has {design.ntheta}")
     optsum = OptSummary(optimizer="none (theta given)", initial=theta, lower=theta_lower_bounds(design.terms),
@@ -106,7 +109,8 @@ def result_at_theta(design: LmmDesign, theta: Any, *, reml: bool = True, storage
 
 
 def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offset: Any = None,
-        start: np.ndarray | None = None, progress: bool | None = None, **optimizer_options: Any) -> LmmResult:
+        start: np.ndarray | None = None, progress: bool | None = None, ddf: str = "normal",
+        **optimizer_options: Any) -> LmmResult:
     """Fit a linear mixed model ``y = X beta + Z b + e`` by REML or ML.
 
     Parameters
@@ -134,6 +138,9 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
     progress : bool, optional
         A progress bar over chunks and optimizer evaluations for fits longer
         than two seconds; default: on a terminal or in a notebook.
+    ddf : {"normal", "satterthwaite", "kenward-roger"}, default "normal"
+        Denominator degrees of freedom of the t tests (see
+        :meth:`~multilevel.lmm.result.LmmResult.with_ddf`).
     **optimizer_options
         ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxeval`` for BOBYQA.
 
@@ -155,16 +162,17 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
     streamed = streamed_lmm_core(formula, data, weights=weights, offset=offset, progress=progress)
     if streamed is not None:
         design, core = streamed
-        return fit_core(design, core, reml=reml, start=start, progress=progress, **optimizer_options)
+        return fit_core(design, core, reml=reml, start=start, progress=progress, ddf=ddf, **optimizer_options)
     design = lmm_design(formula, data, weights=weights, offset=offset)
     if isinstance(offset, str):
         design.extra["offset_column"] = offset
-    return fit_design(design, reml=reml, start=start, progress=progress, **optimizer_options)
+    return fit_design(design, reml=reml, start=start, progress=progress, ddf=ddf, **optimizer_options)
 
 
 def fit_lmm(y: Any, X: Any, random_terms: Sequence[RandomTerm], *, reml: bool = True,
             weights: Any = None, offset: Any = None, fixed_names: Sequence[str] | None = None,
-            response: str = "y", start: np.ndarray | None = None, **optimizer_options: Any) -> LmmResult:
+            response: str = "y", start: np.ndarray | None = None, ddf: str = "normal",
+            **optimizer_options: Any) -> LmmResult:
     """Array-level fit for front ends without formulas or pandas.
 
     Parameters
@@ -173,7 +181,7 @@ def fit_lmm(y: Any, X: Any, random_terms: Sequence[RandomTerm], *, reml: bool = 
     X : (n, p) array of fixed-effect columns (include a column of ones for an intercept)
     random_terms : list of :class:`RandomTerm`
         Each with integer codes (n,), its columns z (n, p_k), a group name and column names.
-    reml, weights, offset, start, **optimizer_options : as in :func:`lmm`
+    reml, weights, offset, start, ddf, **optimizer_options : as in :func:`lmm`
     fixed_names : names of the columns of X (default ``x0, x1, ...``)
 
     Examples
@@ -194,4 +202,4 @@ def fit_lmm(y: Any, X: Any, random_terms: Sequence[RandomTerm], *, reml: bool = 
     names = list(fixed_names) if fixed_names is not None else [f"x{j}" for j in range(X.shape[1])]
     design = LmmDesign(y=np.asarray(y, dtype=float), X=X, fixed_names=names, terms=list(random_terms),
                        weights=weights, offset=offset, response=response)
-    return fit_design(design, reml=reml, start=start, **optimizer_options)
+    return fit_design(design, reml=reml, start=start, ddf=ddf, **optimizer_options)

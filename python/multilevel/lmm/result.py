@@ -3,6 +3,7 @@ predictions and diagnostics, named as lme4 and statsmodels users expect."""
 
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from multilevel.errors import require_rows
-from multilevel.inference import coefficient_table, normal_pvalues, standard_errors, wald_conf_int
+from multilevel.inference import coefficient_table, standard_errors, wald_conf_int
+from multilevel.inference.ddf import DdfMethod, check_contrasts, check_ddf, f_table, t_pvalues
+from multilevel.inference.lmm_ddf import lmm_ddf_method
 from multilevel.lmm.design import LmmDesign, RandomTerm
 from multilevel.optimize import OptSummary
 
@@ -94,16 +97,62 @@ class LmmResult:
         """Alias of :attr:`params` (lme4's name)."""
         return self.params
 
-    def cov_params(self) -> pd.DataFrame:
-        """Covariance of the fixed effects, ``sigma^2 (X' V^-1 X)^-1``."""
+    def unadjusted_cov(self) -> np.ndarray:
+        """``sigma^2 (X' V^-1 X)^-1`` as an array, whatever the ddf method."""
         rinv = np.linalg.inv(self._rx)  # RX lower: X'V^-1 X / sigma^2 = RX RX'
-        cov = self.sigma**2 * rinv.T @ rinv
-        names = self.design.fixed_names
-        return pd.DataFrame(cov, index=names, columns=names)
+        return self.sigma**2 * rinv.T @ rinv
 
-    @cached_property
+    def cov_params(self) -> pd.DataFrame:
+        """Covariance of the fixed effects, ``sigma^2 (X' V^-1 X)^-1``; Kenward-Roger's
+        adjusted covariance after ``with_ddf("kenward-roger")``."""
+        names = self.design.fixed_names
+        return pd.DataFrame(self._ddf_method().cov, index=names, columns=names)
+
+    @property
     def bse(self) -> pd.Series:
         return standard_errors(self.cov_params()).rename("bse")
+
+    # ----- denominator degrees of freedom ----------------------------------
+    #: The ddf method of ``df``, ``tvalues``, ``pvalues``, ``conf_int()`` and ``coef_table()``.
+    ddf: str = "normal"
+
+    def _ddf_method(self, method: str | None = None) -> DdfMethod:
+        """The ddf method, computed once per fit and shared by the fit's ``with_ddf`` copies."""
+        name = check_ddf(self.ddf if method is None else method)
+        cache = self.__dict__.setdefault("_ddf_cache", {})
+        if name not in cache:
+            cache[name] = lmm_ddf_method(self, name)
+        return cache[name]
+
+    def with_ddf(self, method: str) -> LmmResult:
+        """The same fit with t and F tests on ``method``'s denominator degrees of freedom.
+
+        Parameters
+        ----------
+        method : {"satterthwaite", "kenward-roger", "normal"}
+            Satterthwaite's approximation (lmerTest), Kenward-Roger's (pbkrtest;
+            REML fits; it also adjusts ``cov_params()`` and ``bse``), or the
+            normal distribution (the default of a fit, as lme4 and statsmodels).
+
+        Examples
+        --------
+        >>> from multilevel import lmm
+        >>> from multilevel.datasets import load_dataset
+        >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+        >>> round(float(fit.with_ddf("satterthwaite").df["Days"]), 2)
+        17.0
+        """
+        self._ddf_method(method)  # compute (and check) before copying, so copies share it
+        other = copy.copy(self)
+        other.ddf = check_ddf(method)
+        return other
+
+    @property
+    def df(self) -> pd.Series:
+        """Denominator degrees of freedom per coefficient (infinite for ``ddf="normal"``)."""
+        method = self._ddf_method()
+        p = len(self._beta)
+        return pd.Series([method.contrast_df(e) for e in np.eye(p)], index=self.design.fixed_names, name="df")
 
     @property
     def tvalues(self) -> pd.Series:
@@ -111,17 +160,77 @@ class LmmResult:
 
     @property
     def pvalues(self) -> pd.Series:
-        """Two-sided p-values of the t values against the normal distribution
-        (as statsmodels' MixedLM and MixedModels.jl report them)."""
-        return normal_pvalues(self.tvalues).rename("pvalues")
+        """Two-sided p-values of the t values: against the t distribution with :attr:`df`
+        after ``with_ddf``, else against the normal (as statsmodels' MixedLM and MixedModels.jl)."""
+        return pd.Series(t_pvalues(self.tvalues.to_numpy(), self.df.to_numpy()),
+                         index=self.design.fixed_names, name="pvalues")
 
-    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
-        """Wald confidence intervals for the fixed effects."""
-        return wald_conf_int(self.params, self.bse, alpha)
+    def conf_int(self, alpha: float = 0.05, *, level: float | None = None, method: str = "wald") -> pd.DataFrame:
+        """Confidence intervals for the fixed effects: ``params +/- t_{df, 1-alpha/2} bse``
+        (normal quantiles for ``ddf="normal"``).
+
+        Parameters
+        ----------
+        alpha : float, default 0.05
+        level : float, optional
+            Coverage, ``1 - alpha`` (lme4's name); overrides ``alpha``.
+        method : "wald"
+        """
+        if method != "wald":
+            raise ValueError(f"unknown method {method!r}; choose 'wald'")
+        alpha = 1.0 - level if level is not None else alpha
+        return wald_conf_int(self.params, self.bse, alpha, df=self.df.to_numpy())
 
     def coef_table(self) -> pd.DataFrame:
-        """Estimate, Std. Error, t value and Pr(>|z|) per fixed effect."""
-        return coefficient_table(self.params, self.bse, "t value")
+        """Estimate, Std. Error, t value and Pr(>|z|) per fixed effect; with a ddf method
+        (``with_ddf``) Estimate, Std. Error, df, t value and Pr(>|t|), as lmerTest."""
+        if self.ddf == "normal":
+            return coefficient_table(self.params, self.bse, "t value")
+        return pd.DataFrame({"Estimate": self.params, "Std. Error": self.bse, "df": self.df,
+                             "t value": self.tvalues, "Pr(>|t|)": self.pvalues})
+
+    def ftest(self, L: Any, *, ddf: str | None = None) -> pd.DataFrame:
+        """F test of ``L beta = 0`` (lmerTest's ``contestMD``).
+
+        Parameters
+        ----------
+        L : (q, p) array, or a frame whose columns are coefficient names
+        ddf : {"satterthwaite", "kenward-roger", "normal"}, optional
+            Default: the fit's method after ``with_ddf``, else Satterthwaite.
+
+        Examples
+        --------
+        >>> from multilevel import lmm
+        >>> from multilevel.datasets import load_dataset
+        >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+        >>> round(float(fit.ftest([[0, 1]])["F value"].iloc[0]), 2)
+        45.85
+        """
+        contrasts = check_contrasts(L, self.design.fixed_names)
+        method = self._ddf_method(ddf if ddf is not None else ("satterthwaite" if self.ddf == "normal" else None))
+        return f_table(method, {"L": contrasts}, self._beta, self.sigma)
+
+    def anova(self, ddf: str = "satterthwaite", type: int | str = 3) -> pd.DataFrame:
+        """F tests of the model's fixed terms, as lmerTest's ``anova(fit, type, ddf)``.
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger", "normal"}
+        type : 1 or 3
+            Sequential (1) or marginal (3, SAS's definition) hypotheses.
+
+        Examples
+        --------
+        >>> from multilevel import lmm
+        >>> from multilevel.datasets import load_dataset
+        >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+        >>> fit.anova().columns.tolist()
+        ['Sum Sq', 'Mean Sq', 'NumDF', 'DenDF', 'F value', 'Pr(>F)']
+        """
+        from multilevel.inference.term_contrasts import term_contrasts
+
+        hypotheses = term_contrasts(self.design, type)
+        return f_table(self._ddf_method(ddf), hypotheses, self._beta, self.sigma)
 
     # ----- variance components --------------------------------------------
     @property
@@ -361,7 +470,7 @@ class LmmResult:
         return pd.Series(pred, index=df.index, name="predicted")
 
     # ----- printing --------------------------------------------------------
-    def summary(self) -> "LmmSummary":
+    def summary(self) -> LmmSummary:
         """lme4-style summary; prints as text, renders as HTML in notebooks."""
         from multilevel.lmm.summary import LmmSummary
 

@@ -50,6 +50,9 @@ class LmmSummary:
         r = self.res
         kind = "REML" if r.reml else "maximum likelihood"
         lines = [f"Linear mixed model fit by {kind} [multilevel]"]
+        if r.ddf != "normal":
+            method = {"satterthwaite": "Satterthwaite's", "kenward-roger": "Kenward-Roger's"}[r.ddf]
+            lines[0] = f"Linear mixed model fit by {kind}. t-tests use {method} method [multilevel]"
         if r.design.formula:
             lines.append(f"Formula: {r.design.formula}")
         if not r.design.has_rows:

@@ -1,0 +1,191 @@
+"""Kenward-Roger's adjusted covariance and degrees of freedom for linear mixed models, as pbkrtest.
+
+pbkrtest writes the marginal covariance as ``Sigma = sum_r gamma_r G_r``
+(one ``G_r = Z_k E_r Z_k'`` per element of each term's covariance matrix,
+and ``G = W^-1`` for the residual variance) and forms n x n matrices. Here
+nothing is n x n: with the prior weights folded into ``Z`` and ``X``,
+``S = Z'WZ``, ``U = Z'WX``, ``T = X'WX`` and ``C = Lambda (Lambda'S Lambda + I)^-1 Lambda'``,
+Woodbury gives ``Sigma^-1 = sigma^-2 W^1/2 Pm W^1/2`` with ``Pm = I - Z C Z'``
+(whitened), and every product pbkrtest needs reduces to q x q and q x p
+matrices:
+
+* ``Z'Pm^k X = R^k U`` and ``Z'Pm^k Z = R^k S`` with ``R = I - S C``;
+* ``X'Pm X = T - U'C U``; ``X'Pm^2 X`` and ``X'Pm^3 X`` from ``Pm X`` (n x p);
+* ``tr(Pm^2) = n - 2 tr(CS) + tr(CSCS)``.
+
+The cost is one dense q x q factorization, so models with more than
+:data:`MAX_RANDOM_EFFECTS` random effects are refused (use Satterthwaite).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+MAX_RANDOM_EFFECTS = 8000  # dense q x q matrices: about 5 q^2 doubles (2.5 GB at this size)
+
+
+@dataclass(frozen=True)
+class KenwardRoger:
+    """Kenward-Roger's ingredients at a REML fit.
+
+    Attributes
+    ----------
+    vcov_beta : (p, p) unadjusted covariance of the fixed effects, ``Phi``
+    vcov_adjusted : (p, p) adjusted covariance ``Phi_A = Phi + 2 Phi U Phi``
+    p_matrices : (m, p, p) ``P_r = -X' Sigma^-1 G_r Sigma^-1 X`` per variance parameter
+    w : (m, m) twice the inverse of the expected REML information of the variance parameters
+    """
+
+    vcov_beta: np.ndarray
+    vcov_adjusted: np.ndarray
+    p_matrices: np.ndarray
+    w: np.ndarray
+
+    def contrast_ddf(self, contrasts: np.ndarray) -> tuple[float, float]:
+        """Denominator df and F scaling of the test of ``L beta = 0`` (pbkrtest's ``.KR_adjust``).
+
+        Parameters
+        ----------
+        contrasts : (q, p) contrast matrix L of full row rank
+        """
+        L = np.atleast_2d(np.asarray(contrasts, dtype=float))
+        phi = self.vcov_beta
+        theta = L.T @ np.linalg.solve(L @ phi @ L.T, L)
+        u = np.einsum("ij,rjk,kl->ril", theta @ phi, self.p_matrices, phi)  # Theta Phi P_r Phi
+        traces = np.einsum("rii->r", u)
+        a1 = float(traces @ self.w @ traces)
+        a2 = float(np.einsum("rs,rij,sji->", self.w, u, u))
+        q = np.linalg.matrix_rank(L)
+        b = (a1 + 6.0 * a2) / (2.0 * q)
+        g = ((q + 1) * a1 - (q + 4) * a2) / ((q + 2) * a2)
+        denom = 3.0 * q + 2.0 * (1.0 - g)
+        c1, c2, c3 = g / denom, (q - g) / denom, (q + 2 - g) / denom
+        v0 = 1.0 + c1 * b
+        v0 = 0.0 if abs(v0) < 1e-10 else v0
+        v1, v2 = 1.0 - c2 * b, 1.0 - c3 * b
+        rho = (((1.0 - a2 / q) / v1) ** 2 * v0 / v2) / q
+        df2 = 4.0 + (q + 2.0) / (q * rho - 1.0)
+        scaling = 1.0 if abs(df2 - 2.0) < 1e-2 else df2 * (1.0 - a2 / q) / (df2 - 2.0)
+        return float(df2), float(scaling)
+
+
+def random_effects_matrix(terms: list[Any], nobs: int) -> tuple[sp.csr_matrix, list[slice]]:
+    """Sparse Z (n x q), term-major, level-major, component-minor, and each term's column slice."""
+    blocks, slices, offset = [], [], 0
+    for t in terms:
+        z = np.asarray(t.z, dtype=float).reshape(nobs, t.p)
+        cols = np.asarray(t.codes, dtype=np.int64)[:, None] * t.p + np.arange(t.p)[None, :]
+        blocks.append(sp.csr_matrix((z.ravel(), (np.repeat(np.arange(nobs), t.p), cols.ravel())),
+                                    shape=(nobs, t.nlevels * t.p)))
+        slices.append(slice(offset, offset + t.nlevels * t.p))
+        offset += t.nlevels * t.p
+    return sp.hstack(blocks, format="csr"), slices
+
+
+def _lambda_matrix(lambdas: list[np.ndarray], terms: list[Any]) -> sp.csr_matrix:
+    return sp.block_diag([sp.kron(sp.identity(t.nlevels), lam) for t, lam in zip(terms, lambdas)], format="csr")
+
+
+def _unit_matrices(p: int) -> list[np.ndarray]:
+    """pbkrtest's E_r for one term: a 1 at (i, i), or at (i, j) and (j, i), lower triangle by column."""
+    out = []
+    for c in range(p):
+        for r in range(c, p):
+            e = np.zeros((p, p))
+            e[r, c] = e[c, r] = 1.0
+            out.append(e)
+    return out
+
+
+def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float) -> KenwardRoger:
+    """Kenward-Roger's adjusted covariance at a REML estimate.
+
+    Parameters
+    ----------
+    design : an in-memory :class:`~multilevel.lmm.design.LmmDesign` (rows kept)
+    lambdas : per term, its (p_k, p_k) lower-triangular relative covariance factor
+    sigma : residual standard deviation (REML)
+
+    Examples
+    --------
+    >>> from multilevel import lmm
+    >>> from multilevel.datasets import load_dataset
+    >>> from multilevel.lmm.result import term_lambdas
+    >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+    >>> kr = kenward_roger(fit.design, term_lambdas(fit.design.terms, fit._theta), fit.sigma)
+    >>> round(kr.contrast_ddf([[0.0, 1.0]])[0], 3)
+    17.0
+    """
+    terms, n = design.terms, design.nobs
+    q = sum(t.nlevels * t.p for t in terms)
+    if q > MAX_RANDOM_EFFECTS:
+        raise ValueError(f"Kenward-Roger needs dense {q} x {q} matrices for this model's {q} random effects "
+                         f"(at most {MAX_RANDOM_EFFECTS}); use ddf='satterthwaite', which scales to any size")
+    Z, slices = random_effects_matrix(terms, n)
+    X = np.asarray(design.X, dtype=float)
+    if design.weights is not None:  # whiten: Sigma = Z D Z' + sigma^2 W^-1 -> unit residual weights
+        root = np.sqrt(np.asarray(design.weights, dtype=float))
+        Z, X = sp.diags(root) @ Z, X * root[:, None]
+    S = (Z.T @ Z).toarray()
+    U = np.asarray(Z.T @ X)
+    T = X.T @ X
+    lam = _lambda_matrix(lambdas, terms)
+    m = lam.T @ (lam.T @ S).T + np.eye(q)  # Lambda' S Lambda + I (S symmetric)
+    chol = scipy.linalg.cho_factor(m, lower=True)
+    lam_dense = lam.toarray()
+    C = lam_dense @ scipy.linalg.cho_solve(chol, lam_dense.T)
+    R = np.eye(q) - S @ C
+    RU, RS = R @ U, R @ S
+    R2U, R2S = R @ RU, R @ RS
+    pm_x = X - Z @ (C @ U)  # Pm X, n x p
+    x_pm2_x = pm_x.T @ pm_x
+    zy = np.asarray(Z.T @ pm_x)
+    x_pm3_x = x_pm2_x - zy.T @ C @ zy
+    cs = C @ S
+    trace_pm2 = n - 2.0 * np.trace(cs) + np.sum(cs * cs.T)
+    s2 = sigma**2
+    phi = s2 * np.linalg.inv(T - U.T @ C @ U)
+
+    # Variance parameters: (term index, E_r), residual last as (None, None).
+    params: list[tuple[int | None, np.ndarray | None]] = [
+        (k, e) for k, t in enumerate(terms) for e in _unit_matrices(t.p)] + [(None, None)]
+
+    def spread(k: int, e: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """(I_levels kron E) applied to ``a``, whose rows are term k's random effects (q_k x ...)."""
+        t = terms[k]
+        block = a.reshape(t.nlevels, t.p, -1)
+        return np.einsum("ij,ajc->aic", e, block).reshape(t.nlevels * t.p, -1)
+
+    e_ru = [None if k is None else spread(k, e, RU[slices[k]]) for k, e in params]
+    P = np.stack([-x_pm2_x / s2**2 if k is None else -(RU[slices[k]].T @ e_ru[r]) / s2**2
+                  for r, (k, e) in enumerate(params)])
+    npar = len(params)
+    Q = np.zeros((npar, npar) + phi.shape)
+    K = np.zeros((npar, npar))
+    for r, (k, e) in enumerate(params):
+        for s, (l, f) in enumerate(params):
+            if s < r:
+                Q[r, s], K[r, s] = Q[s, r].T, K[s, r]
+                continue
+            if k is None:  # residual with residual (s >= r, so l is None too)
+                Q[r, s], K[r, s] = x_pm3_x / s2**3, trace_pm2 / s2**2
+            elif l is None:
+                Q[r, s] = e_ru[r].T @ R2U[slices[k]] / s2**3
+                K[r, s] = np.trace(spread(k, e, R2S[slices[k], slices[k]])) / s2**2
+            else:
+                Q[r, s] = e_ru[r].T @ RS[slices[k], slices[l]] @ e_ru[s] / s2**3
+                er_rs = spread(k, e, RS[slices[k], slices[l]])
+                fs_rs = spread(l, f, RS[slices[l], slices[k]])
+                K[r, s] = np.sum(er_rs * fs_rs.T) / s2**2
+    info = (K - 2.0 * np.einsum("ij,rsij->rs", phi, Q)
+            + np.einsum("rij,jk,skl,li->rs", P, phi, P, phi))
+    evals = np.linalg.eigvalsh(info)
+    w = 2.0 * (np.linalg.inv(info) if np.min(np.abs(evals)) > 1e-10 else np.linalg.pinv(info))
+    u_sum = np.einsum("rs,rsij->ij", w, Q) - np.einsum("rs,rij,jk,skl->il", w, P, phi, P)
+    adjusted = phi + 2.0 * phi @ u_sum @ phi
+    return KenwardRoger(vcov_beta=phi, vcov_adjusted=0.5 * (adjusted + adjusted.T), p_matrices=P, w=w)
