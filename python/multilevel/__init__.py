@@ -27,6 +27,8 @@ lrtest = anova
 from multilevel.streaming import ChunkSource, chunks
 from multilevel.threads import get_num_threads, set_num_threads
 from multilevel.lmm import ConvergenceWarning, LmmDesign, LmmResult, RandomTerm, SingularFitWarning, fit_lmm, lmm
+from multilevel.tidy import glance, tidy, to_dict
+from multilevel import plot  # noqa: F401  (matplotlib is imported only when a plot is drawn)
 
 __version__ = "0.1.0"
 
@@ -70,4 +72,7 @@ __all__ = [
     "list_datasets",
     "lmm",
     "load_dataset",
+    "glance",
+    "tidy",
+    "to_dict",
 ]
