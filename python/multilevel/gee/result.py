@@ -17,6 +17,7 @@ from multilevel.families import Family
 from multilevel.errors import require_rows
 from multilevel.frames import as_pandas
 from multilevel.inference import coefficient_table, normal_pvalues, standard_errors, wald_conf_int
+from multilevel.tidy_methods import TidyMethods
 
 if TYPE_CHECKING:
     from multilevel.gee.design import GeeDesign
@@ -41,7 +42,7 @@ class WaldTest:
                 f"coefficients={list(self.names)}, cov_type={self.cov_type!r})")
 
 
-class GeeResult:
+class GeeResult(TidyMethods):
     """A fitted generalized estimating equations model (see :func:`multilevel.gee`).
 
     Attributes

@@ -15,6 +15,7 @@ from multilevel.correlation import KIND_EXCHANGEABLE, KIND_INDEPENDENCE
 from multilevel.frames import as_pandas
 from multilevel.inference import standard_errors
 from multilevel.numdiff import hessian
+from multilevel.tidy_methods import TidyMethods
 
 if TYPE_CHECKING:
     from multilevel.correlation import CorrelationStructure
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from multilevel.optimize import OptSummary
 
 
-class GlsResult:
+class GlsResult(TidyMethods):
     """A fitted GLS model (see :func:`multilevel.gls`).
 
     Attributes

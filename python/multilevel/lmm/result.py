@@ -16,6 +16,7 @@ from multilevel.inference.ddf import DdfMethod, check_contrasts, check_ddf, f_ta
 from multilevel.inference.lmm_ddf import lmm_ddf_method
 from multilevel.lmm.design import LmmDesign, RandomTerm
 from multilevel.optimize import OptSummary
+from multilevel.tidy_methods import TidyMethods
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal elements
 
@@ -57,7 +58,7 @@ def term_lambdas(terms: list[RandomTerm], theta: np.ndarray) -> list[np.ndarray]
     return out
 
 
-class LmmResult:
+class LmmResult(TidyMethods):
     """A fitted linear mixed model.
 
     Built by :func:`multilevel.lmm` or :func:`multilevel.fit_lmm`. Fixed
