@@ -101,8 +101,9 @@ def minimize_bobyqa(
     xtol_abs: float = 1e-10,
     initial_step: float | np.ndarray = 0.75,
     maxeval: int = 100_000,
+    upper: np.ndarray | None = None,
 ) -> OptSummary:
-    """Minimize ``objective`` over ``x >= lower`` with BOBYQA.
+    """Minimize ``objective`` over ``x >= lower`` (and ``x <= upper`` where given) with BOBYQA.
 
     Non-finite objective values (a system that is not positive definite) are
     replaced by a large finite number so the trust region backs off.
@@ -129,6 +130,8 @@ def minimize_bobyqa(
 
     opt = nlopt.opt(nlopt.LN_BOBYQA, x0.size)
     opt.set_lower_bounds(lower)
+    if upper is not None:
+        opt.set_upper_bounds(np.asarray(upper, dtype=float))
     opt.set_min_objective(wrapped)
     opt.set_ftol_rel(ftol_rel)
     opt.set_ftol_abs(ftol_abs)

@@ -65,8 +65,8 @@ def list_datasets() -> list[str]:
     --------
     >>> from multilevel.datasets import list_datasets
     >>> list_datasets()  # doctest: +NORMALIZE_WHITESPACE
-    ['BodyWeight', 'cbpp', 'Contraception', 'dietox', 'Dyestuff', 'epil', 'ham', 'InstEval', 'ohio', 'Orthodont',
-     'Ovary', 'Pastes', 'Penicillin', 'respiratory', 'sleepstudy', 'VerbAgg']
+    ['BodyWeight', 'cbpp', 'Contraception', 'dietox', 'Dyestuff', 'Dyestuff2', 'epil', 'ham', 'InstEval',
+     'ohio', 'Orthodont', 'Ovary', 'Pastes', 'Penicillin', 'respiratory', 'sleepstudy', 'VerbAgg']
     """
     names = [
         entry.name[: -len(".json")]

@@ -21,6 +21,7 @@ from multilevel.tidy_methods import TidyMethods
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal elements
 
 if TYPE_CHECKING:
+    from multilevel.inference.profile import LmmProfile
     from multilevel.lmm.summary import LmmSummary
 
 
@@ -166,21 +167,54 @@ class LmmResult(TidyMethods):
         return pd.Series(t_pvalues(self.tvalues.to_numpy(), self.df.to_numpy()),
                          index=self.design.fixed_names, name="pvalues")
 
-    def conf_int(self, alpha: float = 0.05, *, level: float | None = None, method: str = "wald") -> pd.DataFrame:
-        """Confidence intervals for the fixed effects: ``params +/- t_{df, 1-alpha/2} bse``
-        (normal quantiles for ``ddf="normal"``).
+    def conf_int(self, alpha: float = 0.05, *, level: float | None = None, method: str = "wald",
+                 parameters: list[str] | None = None) -> pd.DataFrame:
+        """Confidence intervals.
 
         Parameters
         ----------
         alpha : float, default 0.05
         level : float, optional
             Coverage, ``1 - alpha`` (lme4's name); overrides ``alpha``.
-        method : "wald"
+        method : {"wald", "profile"}
+            ``"wald"``: the fixed effects, ``params +/- t_{df, 1-alpha/2} bse``
+            (normal quantiles for ``ddf="normal"``). ``"profile"``: lme4's
+            ``confint(method = "profile", oldNames = FALSE)``: rows for every
+            random-effect standard deviation and correlation, sigma, then the
+            fixed effects, from the profiled ML deviance (see :meth:`profile`).
+        parameters : list of str, optional
+            For ``"profile"``: only these rows (names as in the full table).
+
+        Examples
+        --------
+        >>> from multilevel import lmm
+        >>> from multilevel.datasets import load_dataset
+        >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+        >>> ci = fit.conf_int(method="profile", parameters=["sigma"])
+        >>> [round(float(v), 2) for v in ci.loc["sigma"]]
+        [22.9, 28.86]
         """
-        if method != "wald":
-            raise ValueError(f"unknown method {method!r}; choose 'wald'")
         alpha = 1.0 - level if level is not None else alpha
+        if method == "profile":
+            return self.profile().conf_int(1.0 - alpha, parameters)
+        if method != "wald":
+            raise ValueError(f"unknown method {method!r}; choose 'wald' or 'profile'")
         return wald_conf_int(self.params, self.bse, alpha, df=self.df.to_numpy())
+
+    def profile(self) -> LmmProfile:
+        """The profiled ML deviance in lme4's parameters (a REML fit is refitted by ML first, as lme4 does).
+
+        Its ``conf_int(level)`` gives profile intervals and ``trace(name)`` the
+        values visited with their ``zeta`` (for plotting). The ML refit reuses
+        this fit's core: the rows are not read again.
+        """
+        from multilevel.inference.lrt import ml_refit
+        from multilevel.inference.profile import LmmProfile
+
+        cache = self.__dict__.setdefault("_profile_cache", {})
+        if "profile" not in cache:
+            cache["profile"] = LmmProfile(ml_refit(self) if self.reml else self)
+        return cache["profile"]
 
     def coef_table(self) -> pd.DataFrame:
         """Estimate, Std. Error, t value and Pr(>|z|) per fixed effect; with a ddf method
