@@ -6,6 +6,10 @@
 ## GEE_ESTIMATORS.md.  It covers what geeglm() can reach: an identity scale
 ## link with an intercept-only scale model, an identity correlation link,
 ## link.same = TRUE, and the families gaussian, binomial, poisson and Gamma.
+## It takes any stats::family object's linkinv, mu.eta and variance, so
+## gee_links_reference.R also uses it (verified against geepack on the links
+## geepack has) for what geepack cannot fit: poisson("sqrt") and
+## inverse.gaussian (dV/dmu = 3 mu^2 below).
 ##
 ## Arguments
 ##   X, y       model matrix and response (for binomial: proportions).
@@ -65,7 +69,8 @@ gp_fit <- function(X, y, id, w = NULL, offset = NULL, waves = NULL, family,
                   gaussian = function(m) 0 * m,
                   binomial = function(m) 1 - 2 * m,
                   poisson = function(m) 1 + 0 * m,
-                  Gamma = function(m) 2 * m)
+                  Gamma = function(m) 2 * m,
+                  inverse.gaussian = function(m) 3 * m^2)  # beyond geepack: gee_links_reference.R
     pairs <- function(s) if (s < 2) matrix(0L, 0, 2) else t(utils::combn(s, 2))
 
     ## Working correlation R_i and E_i = d rho_i / d alpha (one row per pair).
