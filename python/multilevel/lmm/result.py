@@ -21,6 +21,7 @@ from multilevel.tidy_methods import TidyMethods
 SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal elements
 
 if TYPE_CHECKING:
+    from multilevel.inference.bootstrap import BootstrapResult
     from multilevel.inference.profile import LmmProfile
     from multilevel.lmm.summary import LmmSummary
 
@@ -168,7 +169,7 @@ class LmmResult(TidyMethods):
                          index=self.design.fixed_names, name="pvalues")
 
     def conf_int(self, alpha: float = 0.05, *, level: float | None = None, method: str = "wald",
-                 parameters: list[str] | None = None) -> pd.DataFrame:
+                 parameters: list[str] | None = None, nsim: int = 500, seed: Any = None) -> pd.DataFrame:
         """Confidence intervals.
 
         Parameters
@@ -176,14 +177,17 @@ class LmmResult(TidyMethods):
         alpha : float, default 0.05
         level : float, optional
             Coverage, ``1 - alpha`` (lme4's name); overrides ``alpha``.
-        method : {"wald", "profile"}
+        method : {"wald", "profile", "boot"}
             ``"wald"``: the fixed effects, ``params +/- t_{df, 1-alpha/2} bse``
             (normal quantiles for ``ddf="normal"``). ``"profile"``: lme4's
             ``confint(method = "profile", oldNames = FALSE)``: rows for every
             random-effect standard deviation and correlation, sigma, then the
             fixed effects, from the profiled ML deviance (see :meth:`profile`).
+            ``"boot"``: the same rows, percentile intervals of a parametric
+            bootstrap of ``nsim`` replicates (see :meth:`bootstrap`).
         parameters : list of str, optional
-            For ``"profile"``: only these rows (names as in the full table).
+            For ``"profile"`` and ``"boot"``: only these rows (names as in the full table).
+        nsim, seed : for ``"boot"``: replicates (lme4's default 500) and their seed
 
         Examples
         --------
@@ -197,9 +201,50 @@ class LmmResult(TidyMethods):
         alpha = 1.0 - level if level is not None else alpha
         if method == "profile":
             return self.profile().conf_int(1.0 - alpha, parameters)
+        if method == "boot":
+            table = self.bootstrap(nsim, seed=seed).conf_int(1.0 - alpha)
+            return table if parameters is None else table.loc[parameters]
         if method != "wald":
-            raise ValueError(f"unknown method {method!r}; choose 'wald' or 'profile'")
+            raise ValueError(f"unknown method {method!r}; choose 'wald', 'profile' or 'boot'")
         return wald_conf_int(self.params, self.bse, alpha, df=self.df.to_numpy())
+
+    def bootstrap(self, nsim: int, *, seed: Any = None, kind: str = "parametric", threads: int | None = None,
+                  statistic: Any = None) -> BootstrapResult:
+        """Parametric bootstrap, as lme4's ``bootMer``: simulate from the fit, refit on the same design.
+
+        Parameters
+        ----------
+        nsim : int
+            Number of replicates.
+        seed : int or SeedSequence entropy, optional
+            The replicates depend on ``seed`` only (not on ``threads``).
+        kind : "parametric"
+        threads : int, optional
+            Replicates fitted at once (default: :func:`multilevel.get_num_threads`).
+        statistic : callable, optional
+            Function of a replicate's :class:`LmmResult` returning a Series or
+            array; default the sd/cor/sigma/fixed-effect rows of ``conf_int``.
+
+        Returns
+        -------
+        BootstrapResult
+            ``replicates`` (nsim rows), ``estimate`` and ``conf_int(level, kind)``
+            with kinds ``"percentile"``, ``"basic"``, ``"normal"``.
+
+        Examples
+        --------
+        >>> from multilevel import lmm
+        >>> from multilevel.datasets import load_dataset
+        >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+        >>> boot = fit.bootstrap(20, seed=1)
+        >>> boot.replicates.shape
+        (20, 6)
+        """
+        from multilevel.inference.bootstrap import parametric_bootstrap
+
+        if kind != "parametric":
+            raise ValueError(f"unknown kind {kind!r}; only 'parametric' is available")
+        return parametric_bootstrap(self, nsim, seed=seed, threads=threads, statistic=statistic)
 
     def profile(self) -> LmmProfile:
         """The profiled ML deviance in lme4's parameters (a REML fit is refitted by ML first, as lme4 does).
