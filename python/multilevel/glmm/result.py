@@ -18,7 +18,6 @@ from multilevel.lmm.result import LmmResult
 from multilevel.numdiff import hessian, hessian_from_gradient
 from multilevel.optimize import OptSummary
 
-
 #: PIRLS tolerance while differencing the deviance for the Hessian covariance (see ``_hessian_cov``).
 _HESSIAN_PIRLS_TOL = 1e-13
 
@@ -197,6 +196,13 @@ class GlmmResult(LmmResult):
             raise ValueError(f"ddf={method!r} is defined for linear mixed models; the tests of a GLMM use "
                              "the normal distribution (ddf='normal'), as glmer's")
         return NormalDdf(self.unadjusted_cov())
+
+    def with_cov_type(self, kind: str, cluster: Any = None) -> GlmmResult:
+        """Cluster-robust covariances are defined here for linear mixed models only."""
+        if kind != "model":
+            raise ValueError(f"cov_type {kind!r} is available for lmm fits; a GLMM reports its model-based "
+                             "covariance (cov_params(kind='hessian' | 'conditional'))")
+        return self
 
     def with_ddf(self, method: str) -> GlmmResult:
         """Only ``"normal"`` applies to GLMMs (their Wald tests are z tests, as glmer's)."""

@@ -119,8 +119,53 @@ class LmmResult(TidyMethods):
     #: The ddf method of ``df``, ``tvalues``, ``pvalues``, ``conf_int()`` and ``coef_table()``.
     ddf: str = "normal"
 
+    #: ``"model"`` (the model's covariance) or a cluster-robust kind after :meth:`with_cov_type`.
+    cov_type: str = "model"
+    _cluster_robust: Any = None
+
+    def with_cov_type(self, kind: str, cluster: Any = None) -> LmmResult:
+        """The same fit with cluster-robust (sandwich) standard errors, as clubSandwich's ``vcovCR``.
+
+        Parameters
+        ----------
+        kind : {"CR0", "CR1", "CR2", "model"}
+            CR2 is Bell and McCaffrey's bias-reduced sandwich; ``"model"``
+            returns to the model-based covariance.
+        cluster : str or array, optional
+            A grouping factor of the model, or one label per row; default the
+            outermost grouping factor (the one with fewest levels). Every
+            grouping factor must be nested in the clusters.
+
+        ``cov_params()``, ``bse``, ``tvalues``, ``pvalues``, ``conf_int()``,
+        ``coef_table()``, ``anova()``, ``ftest()`` and the summary then use it;
+        ``df`` are clubSandwich's Satterthwaite df, F tests its HTZ test.
+
+        Examples
+        --------
+        >>> from multilevel import lmm
+        >>> from multilevel.datasets import load_dataset
+        >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+        >>> robust = fit.with_cov_type("CR2")
+        >>> round(float(robust.bse["Days"]), 3), round(float(robust.df["Days"]), 1)
+        (1.546, 17.0)
+        """
+        from multilevel.inference.cluster_robust import cluster_robust
+
+        other = copy.copy(self)
+        if kind == "model":
+            other.cov_type, other._cluster_robust = "model", None
+            return other
+        other._cluster_robust = cluster_robust(self, kind, cluster)
+        other.cov_type = kind
+        return other
+
     def _ddf_method(self, method: str | None = None) -> DdfMethod:
-        """The ddf method, computed once per fit and shared by the fit's ``with_ddf`` copies."""
+        """The ddf method, computed once per fit and shared by the fit's ``with_ddf`` copies.
+
+        A cluster-robust covariance (``with_cov_type``) brings its own tests and takes precedence.
+        """
+        if self._cluster_robust is not None:
+            return self._cluster_robust
         name = check_ddf(self.ddf if method is None else method)
         cache = self.__dict__.setdefault("_ddf_cache", {})
         if name not in cache:
@@ -263,8 +308,9 @@ class LmmResult(TidyMethods):
 
     def coef_table(self) -> pd.DataFrame:
         """Estimate, Std. Error, t value and Pr(>|z|) per fixed effect; with a ddf method
-        (``with_ddf``) Estimate, Std. Error, df, t value and Pr(>|t|), as lmerTest."""
-        if self.ddf == "normal":
+        (``with_ddf``) or a cluster-robust covariance (``with_cov_type``) Estimate,
+        Std. Error, df, t value and Pr(>|t|), as lmerTest and clubSandwich."""
+        if self.ddf == "normal" and self.cov_type == "model":
             return coefficient_table(self.params, self.bse, "t value")
         return pd.DataFrame({"Estimate": self.params, "Std. Error": self.bse, "df": self.df,
                              "t value": self.tvalues, "Pr(>|t|)": self.pvalues})

@@ -53,6 +53,10 @@ class LmmSummary:
         if r.ddf != "normal":
             method = {"satterthwaite": "Satterthwaite's", "kenward-roger": "Kenward-Roger's"}[r.ddf]
             lines[0] = f"Linear mixed model fit by {kind}. t-tests use {method} method [multilevel]"
+        if r.cov_type != "model":
+            cr = r._cluster_robust
+            lines.append(f"Standard errors: cluster-robust {r.cov_type} by {cr.cluster} ({cr.nclusters} clusters); "
+                         "df: Satterthwaite (clubSandwich)")
         if r.design.formula:
             lines.append(f"Formula: {r.design.formula}")
         if not r.design.has_rows:
