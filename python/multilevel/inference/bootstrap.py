@@ -30,19 +30,35 @@ BOOT_KINDS = ("percentile", "basic", "normal")
 PARALLEL_ROWS = 50_000
 
 
+class ResponseSimulator:
+    """Draws responses from a fitted linear mixed model; what does not change between draws is kept.
+
+    ``draw(rng)`` takes the random effects of every term (levels x p, in term
+    order), then the residuals, from ``rng``.
+    """
+
+    def __init__(self, fit: Any) -> None:
+        from multilevel.lmm.result import term_lambdas
+
+        d = fit.design
+        self.mean = d.X @ fit._beta + (0.0 if d.offset is None else d.offset)
+        self.sigma = fit.sigma
+        self.terms = [(np.asarray(t.z).reshape(d.nobs, t.p), np.asarray(t.codes), t.nlevels, t.p, lam.T)
+                      for t, lam in zip(d.terms, term_lambdas(d.terms, fit._theta))]
+        self.noise_scale = fit.sigma if d.weights is None else fit.sigma / np.sqrt(d.weights)
+        self.nobs = d.nobs
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        y = self.mean.copy()
+        for z, codes, nlevels, p, lam_t in self.terms:
+            b = self.sigma * rng.standard_normal((nlevels, p)) @ lam_t  # one draw per level
+            y += np.einsum("ij,ij->i", z, b[codes])
+        return y + self.noise_scale * rng.standard_normal(self.nobs)
+
+
 def simulate_response(fit: Any, rng: np.random.Generator) -> np.ndarray:
     """One response vector drawn from a fitted linear mixed model (rows of the fit's design)."""
-    from multilevel.lmm.result import term_lambdas
-
-    d = fit.design
-    y = d.X @ fit._beta + (0.0 if d.offset is None else d.offset)
-    for t, lam in zip(d.terms, term_lambdas(d.terms, fit._theta)):
-        b = fit.sigma * rng.standard_normal((t.nlevels, t.p)) @ lam.T  # (levels, p): one draw per level
-        y = y + np.einsum("ij,ij->i", np.asarray(t.z).reshape(d.nobs, t.p), b[t.codes])
-    noise = fit.sigma * rng.standard_normal(d.nobs)
-    if d.weights is not None:
-        noise = noise / np.sqrt(d.weights)
-    return y + noise
+    return ResponseSimulator(fit).draw(rng)
 
 
 def default_statistic(fit: Any) -> pd.Series:
@@ -136,16 +152,18 @@ def parametric_bootstrap(fit: Any, nsim: int, *, seed: Any = None, threads: int 
     require_rows(fit.design, "the bootstrap", "fit the rows in memory to bootstrap")
     streams = np.random.SeedSequence(seed).spawn(int(nsim))
     start, lower, reml = fit._theta, theta_lower_bounds(fit.design.terms), fit.reml
+    simulator, terms = ResponseSimulator(fit), fit.design.terms
 
     def replicate(stream: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
-        design = dataclasses.replace(fit.design, y=simulate_response(fit, np.random.default_rng(stream)))
-        core = lmm_core(design)
+        y = simulator.draw(np.random.default_rng(stream))
+        core = lmm_core(fit.design, response=y)
         # From the fit's theta with a smaller first step than a fresh fit: replicates lie near it.
-        opt = minimize_bobyqa(lambda t: core.objective(t, reml), start, lower, initial_step=0.3)
+        opt = minimize_bobyqa(lambda t: core.objective(t, reml), start, lower, initial_step=0.15)
         if statistic is None:  # the default statistics need one solve, not a result object
             sol = core.solve(opt.final, reml)
-            values = _default_values(design.terms, opt.final, float(sol["sigma"]), np.asarray(sol["beta"]))
+            values = _default_values(terms, opt.final, float(sol["sigma"]), np.asarray(sol["beta"]))
         else:
+            design = dataclasses.replace(fit.design, y=y)
             values = np.asarray(statistic(LmmResult(design, core, reml, opt)), dtype=float)
         return values, opt.converged
 

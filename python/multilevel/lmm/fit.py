@@ -33,10 +33,13 @@ class SingularFitWarning(UserWarning):
     """A variance component is on the boundary of the parameter space."""
 
 
-def lmm_core(design: LmmDesign, storage: str = "auto") -> Any:
-    """Build the C++ model object (one pass over the rows) for a design."""
+def lmm_core(design: LmmDesign, storage: str = "auto", response: np.ndarray | None = None) -> Any:
+    """Build the C++ model object (one pass over the rows) for a design; ``response``
+    replaces the design's (before its offset is taken off), as the bootstrap does."""
+    y = design.response_minus_offset() if response is None else (
+        response if design.offset is None else response - design.offset)
     return _core.LmmCore(
-        design.response_minus_offset(),
+        y,
         design.X,
         design.weights if design.weights is not None else np.empty(0),
         [t.codes for t in design.terms],
