@@ -6,7 +6,8 @@
 ## It writes tests/reference/profile.json: per case the dataset, formula, REML
 ## flag and level, and lme4's interval table (row names in lme4's order:
 ## random-effect standard deviations and correlations, sigma, fixed effects;
-## NA as null). lme4 profiles the ML deviance, refitting REML fits by ML.
+## NA as null). lme4 profiles the ML deviance, refitting REML fits by ML;
+## for glmer fits (Laplace) the deviance in the sd and the fixed effects.
 
 suppressPackageStartupMessages(library(lme4))
 source(file.path("tests", "reference", "exact_json.R"))
@@ -21,14 +22,19 @@ cases <- list(
     penicillin_crossed = list(dataset = "Penicillin", formula = "diameter ~ 1 + (1 | plate) + (1 | sample)",
                               reml = TRUE, level = 0.95),
     dyestuff2_singular = list(dataset = "Dyestuff2", formula = "Yield ~ 1 + (1 | Batch)", reml = TRUE,
-                              level = 0.95)
+                              level = 0.95),
+    cbpp_binomial = list(dataset = "cbpp", family = "binomial", level = 0.95, reml = FALSE,
+                         formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+    epil_poisson = list(dataset = "epil", family = "poisson", level = 0.95, reml = FALSE,
+                        formula = "y ~ lbase * trt + lage + V4 + (1 | subject)")
 )
 
 records <- list()
 for (key in names(cases)) {
     case <- cases[[key]]
     data <- read_dataset(case$dataset, data_dir)
-    fit <- lmer(as.formula(case$formula), data = data, REML = case$reml)
+    fit <- if (is.null(case$family)) lmer(as.formula(case$formula), data = data, REML = case$reml) else
+        glmer(as.formula(case$formula), data = data, family = case$family)
     ci <- suppressWarnings(confint(fit, method = "profile", level = case$level, oldNames = FALSE))
     records[[key]] <- c(case, list(rownames = rownames(ci), lower = unname(ci[, 1]), upper = unname(ci[, 2])))
 }

@@ -197,6 +197,19 @@ class GlmmResult(LmmResult):
                              "the normal distribution (ddf='normal'), as glmer's")
         return NormalDdf(self.unadjusted_cov())
 
+    def profile(self) -> Any:
+        """The profiled deviance in lme4's parameters (one scalar random-effect term; see
+        :class:`multilevel.inference.profile.GlmmProfile`)."""
+        from multilevel.inference.profile import GlmmProfile
+
+        cache = self.__dict__.setdefault("_profile_cache", {})
+        if "profile" not in cache:
+            cache["profile"] = GlmmProfile(self)
+        return cache["profile"]
+
+    def bootstrap(self, nsim: int, **kwargs: Any) -> Any:
+        raise ValueError("the parametric bootstrap is available for lmm fits")
+
     def with_cov_type(self, kind: str, cluster: Any = None) -> GlmmResult:
         """Cluster-robust covariances are defined here for linear mixed models only."""
         if kind != "model":

@@ -149,17 +149,94 @@ def variance_parameter_names(terms: list[Any]) -> list[str]:
     return names + ["sigma"]
 
 
-class LmmProfile:
-    """The profiled ML deviance of a linear mixed model.
+class Profile:
+    """A profiled deviance: subclasses say how ``zeta`` is computed along each parameter.
 
-    Built by :meth:`multilevel.lmm.result.LmmResult.profile`. ``traces``
-    holds, per parameter, the values visited and their ``zeta``;
+    ``parameters`` lists the :class:`ProfiledParameter` in lme4's order;
+    ``traces`` holds, per parameter, the values visited and their ``zeta``;
     :meth:`conf_int` finds the interval at any level.
     """
 
+    parameters: list[ProfiledParameter]
+    base: float
+
+    def __init__(self, parameters: list[ProfiledParameter], base: float) -> None:
+        self.parameters = parameters
+        self.base = base
+        self.traces: dict[str, list[tuple[float, float]]] = {p.name: [(p.estimate, 0.0)] for p in parameters}
+        self._starts: dict[str, np.ndarray] = {}
+
+    def _parameter_zeta(self, p: ProfiledParameter, value: float) -> float:
+        raise NotImplementedError
+
+    def _zeta(self, p: ProfiledParameter, value: float, deviance: float) -> float:
+        z = float(np.sign(value - p.estimate) * np.sqrt(max(deviance - self.base, 0.0)))
+        self.traces[p.name].append((float(value), z))
+        return z
+
+    def zeta(self, name: str, value: float) -> float:
+        """Signed square root of the deviance increase with parameter ``name`` fixed at ``value``."""
+        return self._parameter_zeta(self._parameter(name), value)
+
+    def _parameter(self, name: str) -> ProfiledParameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(f"{name!r} is not a profiled parameter; they are {[p.name for p in self.parameters]}")
+
+    # ----- intervals -----------------------------------------------------------
+    def _bound(self, p: ProfiledParameter, side: int, target: float) -> float:
+        """Where zeta reaches ``side * target`` (side -1: below the estimate, +1: above)."""
+        edge = p.low if side < 0 else p.high
+        if p.estimate == edge:
+            return edge  # on the boundary (a singular fit): the interval starts there, as lme4's
+        self._starts.pop(p.name, None)
+
+        def f(v: float) -> float:
+            return self.zeta(p.name, v) - side * target
+
+        # zeta is close to linear in a fixed effect and smooth elsewhere: the first step is the
+        # Wald guess, then outward by 1.6 until the sign changes.
+        inner, f_inner, step = p.estimate, -side * target, target * p.scale
+        for _ in range(MAX_BRACKET_STEPS):
+            outer = p.estimate + side * step
+            if (side < 0 and outer <= edge) or (side > 0 and outer >= edge):
+                outer = edge
+            f_outer = f(outer)
+            if np.isnan(f_outer):
+                break
+            if f_outer * f_inner <= 0:
+                return _illinois(f, inner, f_inner, outer, f_outer, tol=1e-7 * p.scale)
+            if outer == edge:
+                return edge  # the profile stays inside the level up to the parameter's bound
+            inner, f_inner, step = outer, f_outer, step * 1.6
+        warnings.warn(f"the profile of {p.name} does not reach the requested level "
+                      f"{'below' if side < 0 else 'above'} the estimate (a flat likelihood): its bound is NaN",
+                      ProfileWarning, stacklevel=4)
+        return np.nan
+
+    def conf_int(self, level: float = 0.95, parameters: list[str] | None = None) -> pd.DataFrame:
+        """Profile intervals at ``level``, one row per parameter in lme4's order."""
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1), not {level}")
+        target = float(np.sqrt(stats.chi2.ppf(level, 1)))
+        chosen = [p for p in self.parameters if parameters is None or p.name in parameters]
+        rows = {p.name: [self._bound(p, -1, target), self._bound(p, +1, target)] for p in chosen}
+        lo, hi = (1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0
+        return pd.DataFrame.from_dict(rows, orient="index", columns=[f"{lo:.3g}", f"{hi:.3g}"])
+
+    def trace(self, name: str) -> pd.DataFrame:
+        """The values visited for parameter ``name`` and their zeta, sorted by value."""
+        points = sorted(set(self.traces[self._parameter(name).name]))
+        return pd.DataFrame(points, columns=["value", "zeta"])
+
+
+class LmmProfile(Profile):
+    """The profiled ML deviance of a linear mixed model (built by
+    :meth:`multilevel.lmm.result.LmmResult.profile`)."""
+
     def __init__(self, fit: Any) -> None:
         self.fit = fit  # the ML fit
-        self.base = float(fit.objective)
         terms = fit.design.terms
         self._sdcor = sdcor_from_theta(terms, fit._theta, fit.sigma)
         names = variance_parameter_names(terms)
@@ -170,9 +247,7 @@ class LmmProfile:
         bse = fit.bse.to_numpy()
         params += [ProfiledParameter(n, "beta", j, float(b), -np.inf, np.inf, float(se))
                    for j, (n, b, se) in enumerate(zip(fit.design.fixed_names, fit._beta, bse))]
-        self.parameters = params
-        self.traces: dict[str, list[tuple[float, float]]] = {p.name: [(p.estimate, 0.0)] for p in params}
-        self._starts: dict[str, np.ndarray] = {}
+        super().__init__(params, float(fit.objective))
 
     # ----- deviance along one parameter --------------------------------------
     @staticmethod
@@ -242,66 +317,60 @@ class LmmProfile:
         self._starts[p.name] = np.asarray(res.final)
         return self._zeta(p, value, res.fmin)
 
-    def _zeta(self, p: ProfiledParameter, value: float, deviance: float) -> float:
-        z = float(np.sign(value - p.estimate) * np.sqrt(max(deviance - self.base, 0.0)))
-        self.traces[p.name].append((float(value), z))
-        return z
+    def _parameter_zeta(self, p: ProfiledParameter, value: float) -> float:
+        return self._beta_zeta(p, value) if p.kind == "beta" else self._variance_zeta(p, value)
 
-    def zeta(self, name: str, value: float) -> float:
-        """Signed square root of the deviance increase with parameter ``name`` fixed at ``value``."""
-        p = self._parameter(name)
-        if p.kind == "beta":
-            return self._beta_zeta(p, value)
-        return self._variance_zeta(p, value)
 
-    def _parameter(self, name: str) -> ProfiledParameter:
-        for p in self.parameters:
-            if p.name == name:
-                return p
-        raise KeyError(f"{name!r} is not a profiled parameter; they are {[p.name for p in self.parameters]}")
 
-    # ----- intervals -----------------------------------------------------------
-    def _bound(self, p: ProfiledParameter, side: int, target: float) -> float:
-        """Where zeta reaches ``side * target`` (side -1: below the estimate, +1: above)."""
-        edge = p.low if side < 0 else p.high
-        if p.estimate == edge:
-            return edge  # on the boundary (a singular fit): the interval starts there, as lme4's
-        self._starts.pop(p.name, None)
+class GlmmProfile(Profile):
+    """The profiled deviance (Laplace or adaptive quadrature) of a GLMM with one scalar random-effect
+    term, as lme4's ``profile`` of a ``glmer`` fit: the standard deviation of the term, then the
+    fixed effects; each fixed at a value while the others are optimized."""
 
-        def f(v: float) -> float:
-            return self.zeta(p.name, v) - side * target
+    def __init__(self, fit: Any) -> None:
+        terms = fit.design.terms
+        if len(terms) != 1 or terms[0].p != 1:
+            raise ValueError("profile intervals of a GLMM are available for one scalar random-effect term "
+                             "(1 | g), as lme4's; use Wald intervals (conf_int()) for this model")
+        if fit.nagq < 1:
+            raise ValueError("profile intervals need the Laplace or quadrature deviance (nagq >= 1); "
+                             "this fit used nagq=0")
+        if fit._log_dispersion.size:
+            raise ValueError(f"profile intervals of a {fit.family.name} GLMM (with a dispersion parameter) "
+                             "are not available; use Wald intervals")
+        self.fit = fit
+        self._objective = fit._at_optimum()
+        self._x0 = np.concatenate([fit._theta, fit._beta])
+        base = float(self._objective(self._x0))
+        names = [variance_parameter_names(terms)[0]] + list(fit.design.fixed_names)
+        scales = self._scales(base)
+        params = [ProfiledParameter(names[0], "sd", 0, float(self._x0[0]), 0.0, np.inf, float(scales[0]))]
+        params += [ProfiledParameter(n, "beta", i, float(v), -np.inf, np.inf, float(s))
+                   for i, (n, v, s) in enumerate(zip(names[1:], self._x0[1:], scales[1:]), start=1)]
+        super().__init__(params, base)
 
-        # zeta is close to linear in a fixed effect and smooth elsewhere: the first step is the
-        # Wald guess, then outward by 1.6 until the sign changes.
-        inner, f_inner, step = p.estimate, -side * target, target * p.scale
-        for _ in range(MAX_BRACKET_STEPS):
-            outer = p.estimate + side * step
-            if (side < 0 and outer <= edge) or (side > 0 and outer >= edge):
-                outer = edge
-            f_outer = f(outer)
-            if np.isnan(f_outer):
-                break
-            if f_outer * f_inner <= 0:
-                return _illinois(f, inner, f_inner, outer, f_outer, tol=1e-7 * p.scale)
-            if outer == edge:
-                return edge  # the profile stays inside the level up to the parameter's bound
-            inner, f_inner, step = outer, f_outer, step * 1.6
-        warnings.warn(f"the profile of {p.name} does not reach the requested level "
-                      f"{'below' if side < 0 else 'above'} the estimate (a flat likelihood): its bound is NaN",
-                      ProfileWarning, stacklevel=4)
-        return np.nan
+    def _scales(self, base: float) -> np.ndarray:
+        """Standard errors from the Hessian of the deviance in (theta, beta), to size the first steps."""
+        from multilevel.numdiff import hessian
 
-    def conf_int(self, level: float = 0.95, parameters: list[str] | None = None) -> pd.DataFrame:
-        """Profile intervals at ``level``, one row per parameter in lme4's order."""
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1), not {level}")
-        target = float(np.sqrt(stats.chi2.ppf(level, 1)))
-        chosen = [p for p in self.parameters if parameters is None or p.name in parameters]
-        rows = {p.name: [self._bound(p, -1, target), self._bound(p, +1, target)] for p in chosen}
-        lo, hi = (1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0
-        return pd.DataFrame.from_dict(rows, orient="index", columns=[f"{lo:.3g}", f"{hi:.3g}"])
+        try:
+            se = np.sqrt(np.diag(2.0 * np.linalg.inv(hessian(self._objective, self._x0, 1e-3))))
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            se = np.full(self._x0.size, np.nan)
+        return np.where(np.isfinite(se) & (se > 0), se, 0.1 * np.maximum(np.abs(self._x0), 0.05))
 
-    def trace(self, name: str) -> pd.DataFrame:
-        """The values visited for parameter ``name`` and their zeta, sorted by value."""
-        points = sorted(set(self.traces[self._parameter(name).name]))
-        return pd.DataFrame(points, columns=["value", "zeta"])
+    def _parameter_zeta(self, p: ProfiledParameter, value: float) -> float:
+        others = [i for i in range(self._x0.size) if i != p.index]
+        lower = np.where(np.array(others) == 0, 0.0, -np.inf)  # theta >= 0
+        start = self._starts.get(p.name, self._x0[others])
+
+        def objective(x: np.ndarray) -> float:
+            full = np.empty(self._x0.size)
+            full[others], full[p.index] = x, value
+            return float(self._objective(full))
+
+        step = np.maximum(0.1 * np.abs(start), 0.02)
+        res = minimize_bobyqa(objective, np.maximum(start, lower), lower, initial_step=step,
+                              ftol_abs=1e-10, ftol_rel=1e-12)
+        self._starts[p.name] = np.asarray(res.final)
+        return self._zeta(p, value, res.fmin)
