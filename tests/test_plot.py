@@ -184,3 +184,17 @@ def test_missing_matplotlib_is_explained(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # makes the import fail
     with pytest.raises(ImportError, match=r'pip install "multilevel\[plot\]"'):
         plot.residuals(fit("sleepstudy"))
+
+
+def test_profile_traces_one_panel_per_parameter_with_the_interval() -> None:
+    f = fit("sleepstudy")
+    fig = plot.profile(f)
+    ci = f.profile().conf_int(0.95)
+    assert [ax.get_title() for ax in fig.axes] == ci.index.tolist()
+    for ax, name in zip(fig.axes, ci.index):
+        x, z = ax.lines[0].get_data()
+        assert len(x) >= 3 and np.all(np.diff(x) > 0) and np.all(np.diff(z) >= -1e-6)
+        bounds = sorted(float(seg[0, 0]) for c in ax.collections for seg in c.get_segments())
+        np.testing.assert_allclose(bounds, ci.loc[name].to_numpy(), rtol=1e-12)
+    with pytest.raises(TypeError, match="takes a fitted mixed model"):
+        plot.profile(fit("ohio_exch"))

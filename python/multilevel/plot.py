@@ -3,7 +3,8 @@
 :func:`caterpillar` draws the conditional modes of a mixed model with their
 intervals (lattice's ``dotplot(ranef(fit, condVar = TRUE))``),
 :func:`residuals` the residual diagnostics, and :func:`correlation` the
-fitted within-cluster correlation matrix as a heat map. Each returns the
+fitted within-cluster correlation matrix as a heat map, and :func:`profile`
+the zeta traces of a profiled fit. Each returns the
 matplotlib Figure. Install matplotlib with ``pip install "multilevel[plot]"``.
 """
 
@@ -311,5 +312,55 @@ def correlation(fit: Any, cluster: Any = None) -> Figure:
         else "position in cluster"
     ax.set_xlabel(kind)
     ax.set_ylabel(kind)
+    fig.tight_layout()
+    return fig
+
+
+def profile(fit: Any, level: float = 0.95) -> Figure:
+    """The zeta traces of a profiled fit, one panel per parameter, as lattice's ``xyplot(profile(fit))``.
+
+    Each panel shows ``zeta`` (the signed square root of the deviance
+    increase) against the parameter's value, the profile interval at
+    ``level`` as dashed lines where zeta crosses its normal quantiles.
+
+    Parameters
+    ----------
+    fit : LmmResult or GlmmResult (one scalar term)
+    level : float, default 0.95
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import multilevel as ml
+    >>> fit = ml.lmm("Reaction ~ Days + (Days | Subject)", ml.load_dataset("sleepstudy"))
+    >>> fig = profile(fit)
+    >>> len(fig.axes), fig.axes[0].get_title()
+    (6, 'sd_(Intercept)|Subject')
+    """
+    prof = _mixed(fit, "profile()").profile()
+    ci = prof.conf_int(level)
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    plt = _pyplot()
+    n = len(ci)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), ci.index):
+        trace = prof.trace(name)
+        ax.plot(trace["value"], trace["zeta"], "o-", markersize=3)
+        ax.axhline(0.0, color="grey", linewidth=0.5)
+        for bound, target in zip(ci.loc[name], (-z, z)):
+            if np.isfinite(bound):
+                ax.vlines(bound, min(0.0, target), max(0.0, target), linestyles="dashed", colors="grey")
+        ax.set_title(name)
+        ax.set_xlabel("value")
+        ax.set_ylabel("zeta")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig
