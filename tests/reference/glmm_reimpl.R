@@ -236,3 +236,62 @@ lme4_laplace_emulation <- function(P, theta, beta, lp0, tol = 1e-7) {
     }
     2 * sum(log(diag(R))) + sum(u^2) + minus2_cond_loglik(P, mu)
 }
+
+## The objective of the re-implementation for a parameter vector c(theta, beta).
+exact_objective_fun <- function(P, ntheta, nagq) {
+    force(P); force(ntheta); force(nagq)
+    ## Warm start: PIRLS begins at the previous call's mode.  The mode is
+    ## unique and iterated to convergence, so this only saves time.
+    last_u <- NULL
+    function(par) {
+        theta <- par[seq_len(ntheta)]
+        beta <- par[-seq_len(ntheta)]
+        P$u_start <- last_u
+        val <- if (nagq <= 1L) laplace_objective(P, theta, beta)
+               else agq_objective(P, theta, beta, nagq)[["objective"]]
+        last_u <<- attr(val, "u")
+        as.numeric(val)
+    }
+}
+
+## Central-difference gradient with per-coordinate steps h.
+fd_gradient <- function(f, x, h) {
+    vapply(seq_along(x), function(j) {
+        e <- numeric(length(x)); e[j] <- h[j]
+        (f(x + e) - f(x - e)) / (2 * h[j])
+    }, numeric(1))
+}
+
+## Newton iterations on the exactly-evaluated objective, from lme4's
+## estimates.  The Hessian is lme4's recipe (deriv12, delta = 1e-4); the
+## gradient uses steps of 1e-3 standard errors, so that badly scaled
+## coefficients (age^2) are handled.
+## refresh_hessian: recompute the Hessian at each accepted step (glmm_links_reference.R does,
+## with maxit = 8).
+newton_polish <- function(f, x0, maxit = 6L, refresh_hessian = FALSE) {
+    H <- lme4:::deriv12(f, x0, delta = 1e-4)$Hessian
+    se <- sqrt(abs(diag(solve(H)) * 2))
+    h <- pmax(1e-3 * se, 1e-7)
+    x <- x0
+    fx <- f(x)
+    for (it in seq_len(maxit)) {
+        g <- fd_gradient(f, x, h)
+        step <- -drop(solve(H, g))
+        xn <- x + step
+        fn <- f(xn)
+        if (fn > fx + 1e-9 * abs(fx)) break
+        x <- xn
+        fx <- fn
+        if (max(abs(step) / se) < 1e-8) break
+        if (refresh_hessian) H <- lme4:::deriv12(f, x, delta = 1e-4, fx = fx)$Hessian
+    }
+    list(par = x, objective = fx, iterations = it,
+         scaled_gradient = fd_gradient(f, x, h) * se, se = se)
+}
+
+vcov_from_hessian <- function(H, ntheta) {
+    Hi <- solve(H)
+    i <- -seq_len(ntheta)
+    V <- Hi[i, i]
+    V + t(V)       # = 2 * (H^-1)_{beta,beta}, symmetrised, as lme4 does
+}

@@ -13,8 +13,9 @@ matrices:
 * ``X'Pm X = T - U'C U``; ``X'Pm^2 X`` and ``X'Pm^3 X`` from ``Pm X`` (n x p);
 * ``tr(Pm^2) = n - 2 tr(CS) + tr(CSCS)``.
 
-The cost is one dense q x q factorization, so models with more than
-:data:`MAX_RANDOM_EFFECTS` random effects are refused (use Satterthwaite).
+The algebra is dense within blocks of random effects that share no row:
+small blocks for nested models (any size), one block of q for crossed
+factors, refused above :data:`MAX_RANDOM_EFFECTS` (use Satterthwaite).
 """
 
 from __future__ import annotations
@@ -102,8 +103,83 @@ def _unit_matrices(p: int) -> list[np.ndarray]:
     return out
 
 
+def _components(S: sp.csr_matrix, slices: list[slice], terms: list[Any], nobs: int) -> tuple[int, np.ndarray,
+                                                                                         np.ndarray]:
+    """Blocks of random effects that share no row (nested models: the outer groups; crossed: one).
+
+    Returns the number of blocks, the block of each random effect (q,) and of each row (n,).
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    count, of_column = connected_components(S, directed=False)
+    first = terms[0]
+    of_row = of_column[slices[0].start + np.asarray(first.codes, dtype=np.int64) * first.p]
+    return count, of_column, of_row
+
+
+class _Sums:
+    """Kenward-Roger's sums over blocks of random effects (see :func:`kenward_roger`)."""
+
+    def __init__(self, params: list[tuple[int | None, np.ndarray | None]], p: int) -> None:
+        npar = len(params)
+        self.params = params
+        self.ucu = np.zeros((p, p))
+        self.x_pm2_x = np.zeros((p, p))
+        self.zy_c_zy = np.zeros((p, p))
+        self.trace_cs = 0.0
+        self.trace_cscs = 0.0
+        self.P = np.zeros((npar, p, p))
+        self.Q = np.zeros((npar, npar, p, p))
+        self.K = np.zeros((npar, npar))
+
+
+def _add_block(sums: _Sums, terms: list[Any], cols: list[np.ndarray], Sc: np.ndarray, Uc: np.ndarray,
+               lam: np.ndarray, Zc: sp.csr_matrix, Xc: np.ndarray) -> None:
+    """Add one block's terms: ``cols[k]`` are the block's positions of term k's random effects."""
+    qc = Sc.shape[0]
+    m = lam.T @ Sc @ lam + np.eye(qc)
+    C = lam @ scipy.linalg.cho_solve(scipy.linalg.cho_factor(m, lower=True), lam.T)
+    R = np.eye(qc) - Sc @ C
+    RU, RS = R @ Uc, R @ Sc
+    R2U, R2S = R @ RU, R @ RS
+    cs = C @ Sc
+    sums.trace_cs += np.trace(cs)
+    sums.trace_cscs += np.sum(cs * cs.T)
+    sums.ucu += Uc.T @ C @ Uc
+    pm_x = Xc - Zc @ (C @ Uc)
+    sums.x_pm2_x += pm_x.T @ pm_x
+    zy = np.asarray(Zc.T @ pm_x)
+    sums.zy_c_zy += zy.T @ C @ zy
+
+    def spread(k: int, e: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """(I_levels kron E) applied to ``a``, whose rows are term k's random effects in the block."""
+        block = a.reshape(-1, terms[k].p, a.shape[1])
+        return np.einsum("ij,ajc->aic", e, block).reshape(a.shape)
+
+    e_ru = [None if k is None else spread(k, e, RU[cols[k]]) for k, e in sums.params]
+    for r, (k, e) in enumerate(sums.params):
+        if k is None or cols[k].size == 0:
+            continue
+        sums.P[r] -= RU[cols[k]].T @ e_ru[r]
+        for s, (l, f) in enumerate(sums.params):
+            if s < r:
+                continue
+            if l is None:
+                sums.Q[r, s] += e_ru[r].T @ R2U[cols[k]]
+                sums.K[r, s] += np.trace(spread(k, e, R2S[np.ix_(cols[k], cols[k])]))
+            elif cols[l].size:
+                sums.Q[r, s] += e_ru[r].T @ RS[np.ix_(cols[k], cols[l])] @ e_ru[s]
+                er_rs = spread(k, e, RS[np.ix_(cols[k], cols[l])])
+                fs_rs = spread(l, f, RS[np.ix_(cols[l], cols[k])])
+                sums.K[r, s] += np.sum(er_rs * fs_rs.T)
+
+
 def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float) -> KenwardRoger:
     """Kenward-Roger's adjusted covariance at a REML estimate.
+
+    The q x q algebra is done per block of random effects that share no
+    row: the outer groups of a nested model (each small), one block for
+    crossed factors.
 
     Parameters
     ----------
@@ -122,66 +198,48 @@ def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float) -> Kenwa
     17.0
     """
     terms, n = design.terms, design.nobs
-    q = sum(t.nlevels * t.p for t in terms)
-    if q > MAX_RANDOM_EFFECTS:
-        raise ValueError(f"Kenward-Roger needs dense {q} x {q} matrices for this model's {q} random effects "
-                         f"(at most {MAX_RANDOM_EFFECTS}); use ddf='satterthwaite', which scales to any size")
     Z, slices = random_effects_matrix(terms, n)
     X = np.asarray(design.X, dtype=float)
     if design.weights is not None:  # whiten: Sigma = Z D Z' + sigma^2 W^-1 -> unit residual weights
         root = np.sqrt(np.asarray(design.weights, dtype=float))
         Z, X = sp.diags(root) @ Z, X * root[:, None]
-    S = (Z.T @ Z).toarray()
+    Z = sp.csr_matrix(Z)
+    S = sp.csr_matrix(Z.T @ Z)
     U = np.asarray(Z.T @ X)
     T = X.T @ X
+    count, of_column, of_row = _components(S, slices, terms, n)
+    sizes = np.bincount(of_column, minlength=count)
+    if sizes.max() > MAX_RANDOM_EFFECTS:
+        raise ValueError(f"Kenward-Roger needs dense {sizes.max()} x {sizes.max()} matrices for this model's "
+                         f"crossed random effects (at most {MAX_RANDOM_EFFECTS}); use ddf='satterthwaite', "
+                         "which scales to any size")
     lam = _lambda_matrix(lambdas, terms)
-    m = lam.T @ (lam.T @ S).T + np.eye(q)  # Lambda' S Lambda + I (S symmetric)
-    chol = scipy.linalg.cho_factor(m, lower=True)
-    lam_dense = lam.toarray()
-    C = lam_dense @ scipy.linalg.cho_solve(chol, lam_dense.T)
-    R = np.eye(q) - S @ C
-    RU, RS = R @ U, R @ S
-    R2U, R2S = R @ RU, R @ RS
-    pm_x = X - Z @ (C @ U)  # Pm X, n x p
-    x_pm2_x = pm_x.T @ pm_x
-    zy = np.asarray(Z.T @ pm_x)
-    x_pm3_x = x_pm2_x - zy.T @ C @ zy
-    cs = C @ S
-    trace_pm2 = n - 2.0 * np.trace(cs) + np.sum(cs * cs.T)
-    s2 = sigma**2
-    phi = s2 * np.linalg.inv(T - U.T @ C @ U)
-
-    # Variance parameters: (term index, E_r), residual last as (None, None).
+    term_of_column = np.concatenate([np.full(t.nlevels * t.p, k) for k, t in enumerate(terms)])
     params: list[tuple[int | None, np.ndarray | None]] = [
         (k, e) for k, t in enumerate(terms) for e in _unit_matrices(t.p)] + [(None, None)]
-
-    def spread(k: int, e: np.ndarray, a: np.ndarray) -> np.ndarray:
-        """(I_levels kron E) applied to ``a``, whose rows are term k's random effects (q_k x ...)."""
-        t = terms[k]
-        block = a.reshape(t.nlevels, t.p, -1)
-        return np.einsum("ij,ajc->aic", e, block).reshape(t.nlevels * t.p, -1)
-
-    e_ru = [None if k is None else spread(k, e, RU[slices[k]]) for k, e in params]
-    P = np.stack([-x_pm2_x / s2**2 if k is None else -(RU[slices[k]].T @ e_ru[r]) / s2**2
-                  for r, (k, e) in enumerate(params)])
-    npar = len(params)
-    Q = np.zeros((npar, npar) + phi.shape)
-    K = np.zeros((npar, npar))
-    for r, (k, e) in enumerate(params):
-        for s, (l, f) in enumerate(params):
-            if s < r:
-                Q[r, s], K[r, s] = Q[s, r].T, K[s, r]
-                continue
-            if k is None:  # residual with residual (s >= r, so l is None too)
-                Q[r, s], K[r, s] = x_pm3_x / s2**3, trace_pm2 / s2**2
-            elif l is None:
-                Q[r, s] = e_ru[r].T @ R2U[slices[k]] / s2**3
-                K[r, s] = np.trace(spread(k, e, R2S[slices[k], slices[k]])) / s2**2
-            else:
-                Q[r, s] = e_ru[r].T @ RS[slices[k], slices[l]] @ e_ru[s] / s2**3
-                er_rs = spread(k, e, RS[slices[k], slices[l]])
-                fs_rs = spread(l, f, RS[slices[l], slices[k]])
-                K[r, s] = np.sum(er_rs * fs_rs.T) / s2**2
+    sums = _Sums(params, X.shape[1])
+    col_order = np.argsort(of_column, kind="stable")  # within a block, random effects stay in term/level order
+    col_bounds = np.searchsorted(of_column[col_order], np.arange(count + 1))
+    row_order = np.argsort(of_row, kind="stable")
+    row_bounds = np.searchsorted(of_row[row_order], np.arange(count + 1))
+    for c in range(count):
+        cols = col_order[col_bounds[c]:col_bounds[c + 1]]
+        rows = row_order[row_bounds[c]:row_bounds[c + 1]]
+        local = [np.flatnonzero(term_of_column[cols] == k) for k in range(len(terms))]
+        _add_block(sums, terms, local, S[cols][:, cols].toarray(), U[cols], lam[cols][:, cols].toarray(),
+                   Z[rows][:, cols], X[rows])
+    s2 = sigma**2
+    phi = s2 * np.linalg.inv(T - sums.ucu)
+    x_pm3_x = sums.x_pm2_x - sums.zy_c_zy
+    trace_pm2 = n - 2.0 * sums.trace_cs + sums.trace_cscs
+    res = len(params) - 1
+    P = sums.P / s2**2
+    P[res] = -sums.x_pm2_x / s2**2
+    Q, K = sums.Q / s2**3, sums.K / s2**2
+    Q[res, res], K[res, res] = x_pm3_x / s2**3, trace_pm2 / s2**2
+    for r in range(len(params)):
+        for s in range(r):
+            Q[r, s], K[r, s] = Q[s, r].T, K[s, r]
     info = (K - 2.0 * np.einsum("ij,rsij->rs", phi, Q)
             + np.einsum("rij,jk,skl,li->rs", P, phi, P, phi))
     evals = np.linalg.eigvalsh(info)
