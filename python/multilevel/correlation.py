@@ -403,3 +403,26 @@ def get_correlation(corr: str | CorrelationStructure | None) -> CorrelationStruc
         raise ValueError(f"unknown correlation structure {corr!r}; choose one of {', '.join(_BY_NAME)}, "
                          "MDependent(m) or Fixed(matrix)")
     return _BY_NAME[key]()
+
+
+def cluster_matrix(structure: CorrelationStructure, params: np.ndarray, layout: Any, j: int) -> tuple[np.ndarray,
+                                                                                                      np.ndarray]:
+    """``R_j`` of cluster ``j`` of a :class:`~multilevel.clusters.ClusterLayout`, and its rows (in layout order).
+
+    A continuous-time AR(1) uses the rows' real times (``phi^|s_i - s_k|``);
+    the other structures their integer positions.
+
+    Examples
+    --------
+    >>> from multilevel.clusters import cluster_layout
+    >>> lay = cluster_layout(np.array([0, 0, 0, 1]), 2)
+    >>> r, rows = cluster_matrix(Ar1(), np.array([0.5]), lay, 0)
+    >>> rows.tolist(), r[0].tolist()
+    ([0, 1, 2], [1.0, 0.5, 0.25])
+    """
+    rows = layout.order[layout.ptr[j]:layout.ptr[j + 1]]
+    if structure.kind == KIND_CAR1:
+        times = layout.time_values[rows]
+        return float(params[0]) ** np.abs(times[:, None] - times[None, :]), rows
+    pos = layout.position[rows]
+    return structure.table(params, layout.npositions)[np.ix_(pos, pos)], rows

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats
 
-from multilevel.correlation import KIND_CAR1
+from multilevel.correlation import KIND_CAR1, cluster_matrix
 from multilevel.gee.result import GeeResult
 from multilevel.glmm.result import GlmmResult
 from multilevel.gls.result import GlsResult
@@ -241,14 +241,9 @@ def cluster_correlation(fit: Any, cluster: Any = None) -> tuple[np.ndarray, Any,
                 raise ValueError(f"{cluster!r} is not a cluster of the fit (the clusters are the levels of "
                                  f"{d.groups or 'groups'})")
             j = int(found)
-        rows = lay.order[lay.ptr[j]:lay.ptr[j + 1]]
-        if fit.structure.kind == KIND_CAR1:  # phi^|s_i - s_k| over the rows' real times
-            times = lay.time_values[rows]
-            r = float(fit.corr_params[0]) ** np.abs(times[:, None] - times[None, :])
-            return r, d.cluster_labels[j], times
-        pos = lay.position[rows]
-        table = fit.structure.table(fit.corr_params, lay.npositions)
-        return table[np.ix_(pos, pos)], d.cluster_labels[j], pos + 1
+        r, rows = cluster_matrix(fit.structure, fit.corr_params, lay, j)
+        ticks = lay.time_values[rows] if fit.structure.kind == KIND_CAR1 else lay.position[rows] + 1
+        return r, d.cluster_labels[j], ticks
     if isinstance(fit, GlmmResult):
         raise TypeError("a GLMM has no closed-form marginal correlation of the responses; correlation() takes "
                         "gls, gee and lmm fits")

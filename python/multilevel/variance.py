@@ -16,12 +16,12 @@ otherwise).
 Examples
 --------
 >>> import pandas as pd, numpy as np
->>> df = pd.DataFrame({"sex": ["F", "M", "F"], "age": [8.0, 10.0, 12.0]})
+>>> df = pd.DataFrame({"sex": ["F", "M", "F", "M"], "age": [8.0, 10.0, 12.0, 14.0]})
 >>> bound = VarIdent("sex").bind(df)
 >>> bound.names, bound.sd_factors(np.array([1.5])).tolist()
-(['M'], [1.0, 1.5, 1.0])
+(['M'], [1.0, 1.5, 1.0, 1.5])
 >>> VarPower("age").bind(df).sd_factors(np.array([0.5])).round(4).tolist()
-[2.8284, 3.1623, 3.4641]
+[2.8284, 3.1623, 3.4641, 3.7417]
 """
 
 from __future__ import annotations
@@ -98,6 +98,11 @@ class VarIdent(VarianceFunction):
         if len(levels) < 2:
             raise ValueError(f"VarIdent({self.factor!r}) needs a factor with at least two levels, "
                              f"not {len(levels)}")
+        counts = np.bincount(codes, minlength=len(levels))
+        if (counts < 2).any():
+            lone = levels[int(np.flatnonzero(counts < 2)[0])]
+            raise ValueError(f"VarIdent({self.factor!r}): level {lone!r} has one row, so its variance ratio cannot "
+                             "be estimated apart from the residual; merge it with another level")
 
         sd = partial(_ratio_per_level_sd, codes)
         names = [str(int(v)) if isinstance(v, float) and float(v).is_integer() else str(v) for v in levels[1:]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -10,6 +10,13 @@ from multilevel.text_table import aligned_table, data_notes, html_report
 
 if TYPE_CHECKING:
     from multilevel.gls.result import GlsResult
+
+
+def residual_structure_rows(structure: Any, npositions: int, corr_params: Any, variance_params: pd.Series) -> list[list[str]]:
+    """Rows (structure, parameter, estimate) of a residual correlation structure and variance function."""
+    rows = [[f"correlation ({structure.name})", n, f"{v:.6g}"]
+            for n, v in zip(structure.param_names(npositions), corr_params)]
+    return rows + [["variance function", n, f"{v:.6g}"] for n, v in variance_params.items()]
 
 
 class GlsSummary:
@@ -35,9 +42,7 @@ class GlsSummary:
 
     def structure_table(self) -> pd.DataFrame:
         r = self.res
-        rows = [[f"correlation ({r.structure.name})", n, f"{v:.6g}"]
-                for n, v in zip(r.structure.param_names(r.design.layout.npositions), r.corr_params)]
-        rows += [["variance function", n, f"{v:.6g}"] for n, v in r.variance_params.items()]
+        rows = residual_structure_rows(r.structure, r.design.layout.npositions, r.corr_params, r.variance_params)
         rows.append(["residual", "sigma", f"{r.sigma:.6g}"])
         return pd.DataFrame(rows, columns=["Structure", "Parameter", "Estimate"])
 

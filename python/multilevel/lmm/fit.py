@@ -113,6 +113,7 @@ def result_at_theta(design: LmmDesign, theta: Any, *, reml: bool = True, storage
 
 def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offset: Any = None,
         start: np.ndarray | None = None, progress: bool | None = None, ddf: str = "normal",
+        corr: Any = None, time: Any = None, variance: Any = None, corr_groups: Any = None,
         **optimizer_options: Any) -> LmmResult:
     """Fit a linear mixed model ``y = X beta + Z b + e`` by REML or ML.
 
@@ -144,6 +145,21 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
     ddf : {"normal", "satterthwaite", "kenward-roger"}, default "normal"
         Denominator degrees of freedom of the t tests (see
         :meth:`~multilevel.lmm.result.LmmResult.with_ddf`).
+    corr : str or CorrelationStructure, optional
+        Residual correlation within ``corr_groups``, as in :func:`multilevel.gls`
+        (``"ar1"``, ``"car1"``, ``"exchangeable"``, ``"unstructured"``,
+        ``MDependent(m)``, ``Fixed(matrix)``), as nlme's ``lme(correlation=)``.
+    time : str, optional
+        Column placing each row in its residual group (integer for ar1 and
+        unstructured, gaps allowed; continuous for car1); default the row order.
+    variance : VarianceFunction, optional
+        ``VarIdent(column)``, ``VarPower(covariate)``, ``VarExp(covariate)``
+        (nlme's ``weights=``).
+    corr_groups : str or list of str, optional
+        Residual groups; default the innermost grouping factor. They must be
+        nested in every grouping factor. With any of these four arguments the
+        fit returns a :class:`~multilevel.lmm.residual.ResidualLmmResult`
+        (data in memory).
     **optimizer_options
         ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxeval`` for BOBYQA.
 
@@ -160,6 +176,17 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
     10.467
     """
     check_optimizer_options(optimizer_options, lmm)
+    if any(a is not None for a in (corr, time, variance, corr_groups)):
+        from multilevel.lmm.residual import residual_lmm
+        from multilevel.streaming.sources import is_streaming_source
+
+        if is_streaming_source(data):
+            raise ValueError("corr=, time=, variance= and corr_groups= need the data in memory (a data frame); "
+                             "chunked and Dask fits have independent residuals")
+        if check_ddf(ddf) != "normal":
+            raise ValueError(f"ddf={ddf!r} is not available with a residual structure; use the Wald tests")
+        return residual_lmm(formula, data, corr=corr, time=time, variance=variance, corr_groups=corr_groups,
+                            reml=reml, weights=weights, offset=offset, **optimizer_options)
     from multilevel.streaming.lmm import streamed_lmm_core
 
     streamed = streamed_lmm_core(formula, data, weights=weights, offset=offset, progress=progress)

@@ -71,10 +71,26 @@ class LmmSummary:
             columns=[crit, "logLik", "AIC", "BIC"],
         )
 
+    def _residual_structure(self) -> pd.DataFrame | None:
+        """The residual correlation and variance parameters (fits with ``corr=``/``variance=``), as nlme prints."""
+        r = self.res
+        residual = getattr(r, "residual", None)
+        if residual is None:
+            return None
+        from multilevel.gls.summary import residual_structure_rows
+
+        rows = residual_structure_rows(residual.structure, residual.layout.npositions, r.corr_params,
+                                       r.variance_params)
+        label = f"residual groups: {residual.group}" + (f", time: {residual.time}" if residual.time else "")
+        return pd.DataFrame(rows, columns=[label, "Parameter", "Estimate"])
+
     def _scaled_residuals(self) -> pd.DataFrame:
         r = self.res
         e = r.resid().to_numpy()
-        if r.design.weights is not None:
+        residual = getattr(r, "residual", None)
+        if residual is not None:  # standardized by the variance function too, as nlme's
+            e = e / residual.sd_factors(r.variance_params.to_numpy())
+        elif r.design.weights is not None:
             e = e * np.sqrt(r.design.weights)
         q = np.quantile(e / r.sigma, [0, 0.25, 0.5, 0.75, 1])
         return pd.DataFrame([[f"{v:.4f}" for v in q]], columns=["Min", "1Q", "Median", "3Q", "Max"])
@@ -100,6 +116,11 @@ class LmmSummary:
         out.append(aligned_table(_random_effects_table(r), left=2))
         out.append(self._groups_line())
         out.append("")
+        structure = self._residual_structure()
+        if structure is not None:
+            out.append("Residual structure:")
+            out.append(aligned_table(structure, left=2))
+            out.append("")
         out.append("Fixed effects:")
         out.append(self._coefficients().to_string(float_format=lambda v: f"{v:.6g}"))
         out.append("")
@@ -120,6 +141,10 @@ class LmmSummary:
         parts.append("<p><b>Random effects</b></p>")
         parts.append(_random_effects_table(r).to_html(index=False))
         parts.append(f"<p>{html.escape(self._groups_line())}</p>")
+        structure = self._residual_structure()
+        if structure is not None:
+            parts.append("<p><b>Residual structure</b></p>")
+            parts.append(structure.to_html(index=False))
         parts.append("<p><b>Fixed effects</b></p>")
         parts.append(self._coefficients().to_html(float_format=lambda v: f"{v:.6g}"))
         parts.extend(f"<p>{html.escape(n)}</p>" for n in _notes(r))

@@ -180,3 +180,10 @@ def chunk_source(data: Any) -> ChunkSource | None:
     if type(data).__module__.startswith("pyarrow") and type(data).__name__.endswith("Dataset"):
         return parquet_source(data)
     return None
+
+
+def is_streaming_source(data: Any) -> bool:
+    """True for data read in chunks or on Dask (a path, a pyarrow dataset, :func:`chunks`, a Dask frame)."""
+    if isinstance(data, (ChunkSource, str, os.PathLike)) or is_dask_frame(data):
+        return True
+    return type(data).__module__.startswith("pyarrow") and type(data).__name__.endswith("Dataset")
