@@ -506,3 +506,54 @@ def crossed_lmm(n_a: int = 50_000, rows_per_a: int = 20, n_b: int = 5_000,
     y += CROSSED_LMM_SIGMA * rng.standard_normal(len(y))
     cols["y"] = y
     return pd.DataFrame(cols, copy=False)
+
+
+# --------------------------------------------------------------------------
+# A longitudinal mixed model with AR(1), heteroscedastic residuals
+# --------------------------------------------------------------------------
+
+#: Default seed of :func:`lme_ar1_power`.
+LME_AR1_SEED = 20261201
+#: Fixed effects (Intercept, x, t), random intercept and slope SDs and their correlation, the residual
+#: AR(1) correlation and the power of the variance function in :func:`lme_ar1_power`.
+LME_AR1_BETA = (1.0, 0.5, 0.3)
+LME_AR1_SD = (1.0, 0.2)
+LME_AR1_CORR = 0.2
+LME_AR1_PHI = 0.6
+LME_AR1_POWER = 0.3
+
+
+def lme_ar1_power(n_subjects: int = 10_000, visits: int = 10, seed: int = LME_AR1_SEED) -> pd.DataFrame:
+    """Subjects with ``visits`` visits: random intercept and slope, AR(1) residuals in the visit, varPower.
+
+    ``y = 1 + 0.5 x + 0.3 t + b0 + b1 t + e`` with ``t = visit / (visits - 1)``,
+    ``(b0, b1)`` bivariate normal per subject (SDs 1 and 0.2, correlation 0.2),
+    and per subject ``e`` a stationary AR(1) series over the visits (lag-1
+    correlation 0.6) scaled by ``v^0.3``, ``v = visit + 1``: the model of
+    ``lme(y ~ x + t, random = ~ t | id, correlation = corAR1(form = ~ visit | id),
+    weights = varPower(form = ~ v))``. Rows are stored subject by subject.
+
+    Examples
+    --------
+    >>> df = lme_ar1_power(n_subjects=2, visits=3, seed=1)
+    >>> list(df.columns), df["visit"].tolist()
+    (['id', 'visit', 'v', 't', 'x', 'y'], [0, 1, 2, 0, 1, 2])
+    """
+    rng = np.random.default_rng(seed)
+    sd0, sd1 = LME_AR1_SD
+    b0 = sd0 * rng.standard_normal(n_subjects)
+    b1 = sd1 * (LME_AR1_CORR * b0 / sd0 + np.sqrt(1 - LME_AR1_CORR**2) * rng.standard_normal(n_subjects))
+    e = np.empty((n_subjects, visits))
+    e[:, 0] = rng.standard_normal(n_subjects)
+    for k in range(1, visits):
+        e[:, k] = LME_AR1_PHI * e[:, k - 1] + np.sqrt(1 - LME_AR1_PHI**2) * rng.standard_normal(n_subjects)
+    visit = np.arange(visits)
+    t = visit / max(visits - 1, 1)
+    e *= (visit + 1.0) ** LME_AR1_POWER
+    x = rng.standard_normal((n_subjects, visits))
+    beta0, beta_x, beta_t = LME_AR1_BETA
+    y = beta0 + beta_x * x + beta_t * t + b0[:, None] + b1[:, None] * t + e
+    ids = pd.Categorical.from_codes(np.repeat(np.arange(n_subjects, dtype=np.int32), visits),
+                                    categories=pd.RangeIndex(n_subjects), validate=False)
+    return pd.DataFrame({"id": ids, "visit": np.tile(visit, n_subjects), "v": np.tile(visit + 1.0, n_subjects),
+                         "t": np.tile(t, n_subjects), "x": x.reshape(-1), "y": y.reshape(-1)}, copy=False)
