@@ -21,6 +21,7 @@ from multilevel.glmm import GlmmResult, PirlsError, SeparationWarning, glmm
 from multilevel.gls import GlsConvergenceWarning, GlsResult, gls
 from multilevel.variance import VarExp, VarIdent, VarPower
 from multilevel.inference import anova
+from multilevel.inference.emmeans import emmeans
 
 #: The likelihood-ratio test of nested fits: the same function as :func:`anova`.
 lrtest = anova
@@ -36,6 +37,7 @@ __all__ = [
     "Ar1",
     "ChunkSource",
     "anova",
+    "emmeans",
     "chunks",
     "get_num_threads",
     "set_num_threads",

@@ -40,6 +40,8 @@ class FixedDesign:
     spec: Any = None
     kept: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     dropped: list[str] = field(default_factory=list)
+    #: Means of the numeric variables the formula reads (the reference grid of emmeans); None if unknown.
+    numeric_means: dict[str, float] | None = None
 
     def model_matrix(self, newdata: pd.DataFrame) -> np.ndarray:
         """The kept fixed-effects columns for new data (missing values give NaN rows)."""
@@ -100,7 +102,17 @@ def fixed_design(formula: str, data: pd.DataFrame) -> FixedDesign:
         names = [names[j] for j in kept]
     spec = mm.rhs.model_spec
     del mm
-    return FixedDesign(y, X, names, lhs, spec, kept, dropped)
+    return FixedDesign(y, X, names, lhs, spec, kept, dropped, numeric_means(spec, data))
+
+
+def numeric_means(spec: Any, data: pd.DataFrame) -> dict[str, float]:
+    """Means of the numeric (not boolean) data columns a model spec reads, for reference grids."""
+    out = {}
+    for name in sorted(str(v) for v in spec.required_variables):
+        if name in data.columns and pd.api.types.is_numeric_dtype(data[name]) \
+                and not pd.api.types.is_bool_dtype(data[name]):
+            out[name] = float(data[name].mean())
+    return out
 
 
 class ColumnRFactor:

@@ -14,6 +14,7 @@ from multilevel import _core
 from multilevel.correlation import KIND_EXCHANGEABLE, KIND_INDEPENDENCE
 from multilevel.frames import as_pandas
 from multilevel.inference import standard_errors
+from multilevel.inference.wald import prediction_with_se
 from multilevel.numdiff import hessian
 from multilevel.tidy_methods import TidyMethods
 
@@ -197,13 +198,19 @@ class GlsResult(TidyMethods):
     def fitted(self) -> pd.Series:
         return pd.Series(self.design.X @ self.params.to_numpy(), index=self.design.row_index, name="fitted")
 
-    def predict(self, newdata: Any = None) -> pd.Series:
-        """``X beta`` for new data (the marginal mean; the correlation does not enter)."""
+    def predict(self, newdata: Any = None, *, se: bool = False) -> pd.Series | pd.DataFrame:
+        """``X beta`` for new data (the marginal mean; the correlation does not enter); with ``se=True``
+        a frame with ``fit`` and ``se.fit`` (from :meth:`cov_params`)."""
+        if newdata is None:
+            X, index = self.design.X, self.fitted().index
+        else:
+            df = as_pandas(newdata)
+            X, index = self.design.fixed.model_matrix(df), df.index
+        if se:
+            return prediction_with_se(X, self.params.to_numpy(), self.cov_params().to_numpy(), index)
         if newdata is None:
             return self.fitted()
-        df = as_pandas(newdata)
-        return pd.Series(self.design.fixed.model_matrix(df) @ self.params.to_numpy(), index=df.index,
-                         name="predicted")
+        return pd.Series(X @ self.params.to_numpy(), index=index, name="predicted")
 
     def resid(self, kind: str = "response") -> pd.Series:
         """Residuals: ``"response"`` ``y - X beta``; ``"pearson"`` divided by ``sigma g_i``;

@@ -99,14 +99,18 @@ def type1_contrasts(design: Any) -> dict[str, np.ndarray]:
 
 
 # ----- type 3 --------------------------------------------------------------
-def _variable_values(fixed: Any, terms: list[ModelTerm]) -> tuple[dict[str, list[Any]], set[str]]:
-    """Levels of every variable behind a categorical factor, and the variables behind numeric ones."""
+def formula_variables(fixed: Any, terms: list[ModelTerm] | None = None,
+                      treatment_only: bool = False) -> tuple[dict[str, list[Any]], set[str]]:
+    """Levels of every variable behind a categorical factor, and the variables behind numeric ones.
+
+    ``treatment_only``: refuse a factor coded by other contrasts (type 3 tests match dummy columns).
+    """
     import formulaic
 
     spec = fixed.spec
     levels: dict[str, list[Any]] = {}
     numeric: set[str] = set()
-    for t in terms:
+    for t in model_terms(fixed)[0] if terms is None else terms:
         for f, ev in zip(t.factors, t.evaluators):
             needed = sorted(str(v) for v in formulaic.Formula("0 + " + ev).required_variables)
             if f in t.numeric:
@@ -115,11 +119,12 @@ def _variable_values(fixed: Any, terms: list[ModelTerm]) -> tuple[dict[str, list
             state = spec.encoder_state[f][1]
             contrasts = state.get("contrasts")
             name = type(getattr(contrasts, "contrasts", None)).__name__
-            if name not in ("TreatmentContrasts", "NoneType"):
+            if treatment_only and name not in ("TreatmentContrasts", "NoneType"):
                 raise ValueError(f"type 3 tests are defined here for treatment contrasts (formulaic's default); "
                                  f"{f!r} uses {name}: refit with the default coding, or pass the hypotheses to ftest(L)")
             if len(needed) != 1:
-                raise ValueError(f"type 3 tests need each categorical factor to come from one variable; {f!r} uses {needed}")
+                raise ValueError(f"{f!r} is a categorical factor of several variables ({needed}); reference grids "
+                                 "need each categorical factor to come from one variable")
             levels[needed[0]] = list(state["categories"])
     return levels, numeric - set(levels)
 
@@ -169,7 +174,7 @@ def type3_contrasts(design: Any) -> dict[str, np.ndarray]:
     p = len(design.fixed_names)
     if p <= 1 or len(terms) <= 1:
         return type1_contrasts(design) if design.has_rows else {t.name: np.eye(p)[list(t.columns)] for t in terms}
-    levels, numeric = _variable_values(fixed, terms)
+    levels, numeric = formula_variables(fixed, terms, treatment_only=True)
     grid = _grid(levels, numeric, min_rows=4 * p)
     x = fixed.model_matrix(grid)
     full = [np.ones((len(grid), 1))] if intercept else []

@@ -47,3 +47,18 @@ def coefficient_table(params: pd.Series, bse: pd.Series, stat_name: str) -> pd.D
     return pd.DataFrame(
         {"Estimate": params, "Std. Error": bse, stat_name: stat, "Pr(>|z|)": normal_pvalues(stat)}
     )
+
+
+def prediction_with_se(X: np.ndarray, beta: np.ndarray, cov: np.ndarray, index: pd.Index,
+                       offset: np.ndarray | float = 0.0) -> pd.DataFrame:
+    """``fit = X beta (+ offset)`` and ``se.fit = sqrt(diag(X V X'))`` per row (R's ``predict(se.fit = TRUE)``).
+
+    Examples
+    --------
+    >>> out = prediction_with_se(np.array([[1.0, 2.0]]), np.array([1.0, 0.5]), np.eye(2) * 0.01, pd.RangeIndex(1))
+    >>> [round(v, 4) for v in out.iloc[0]]
+    [2.0, 0.2236]
+    """
+    fit = X @ beta + offset
+    se = np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X))
+    return pd.DataFrame({"fit": fit, "se.fit": se}, index=index)

@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 
 from multilevel.errors import require_rows
+from multilevel.frames import as_pandas, vector_argument
 from multilevel.inference import coefficient_table, standard_errors, wald_conf_int
 from multilevel.inference.ddf import DdfMethod, check_contrasts, check_ddf, f_table, t_pvalues
 from multilevel.inference.lmm_ddf import lmm_ddf_method
+from multilevel.inference.wald import prediction_with_se
 from multilevel.lmm.design import LmmDesign, RandomTerm
 from multilevel.optimize import OptSummary
 from multilevel.tidy_methods import TidyMethods
@@ -540,8 +542,6 @@ class LmmResult(TidyMethods):
     def resid(self, newdata: Any = None) -> pd.Series:
         """Response residuals ``y - fitted``, for the rows of the fit or for ``newdata`` (with the response)."""
         if newdata is not None:
-            from multilevel.frames import as_pandas
-
             df = as_pandas(newdata)
             y = self._response_of(df)
             return pd.Series(y - self.predict(df).to_numpy(), index=df.index, name="resid")
@@ -557,7 +557,7 @@ class LmmResult(TidyMethods):
         return np.asarray(lhs, dtype=float)[:, 0]
 
     def predict(self, newdata: Any = None, *, re: bool = True, offset: Any = None,
-                allow_new_levels: bool = False) -> pd.Series:
+                allow_new_levels: bool = False, se: bool = False) -> pd.Series | pd.DataFrame:
         """Predictions for new data.
 
         Parameters
@@ -573,7 +573,18 @@ class LmmResult(TidyMethods):
             As lme4's ``allow.new.levels``: a level of a grouping factor not
             seen in the fit is an error naming it, unless this is True; then
             its random effect is 0 (the population-level prediction).
+        se : bool, default False
+            Return a frame with ``fit`` (``X beta + offset``) and ``se.fit``
+            (from :meth:`cov_params`) instead: standard errors of the fixed
+            part, so it needs ``re=False``.
         """
+        if se:
+            if re:
+                raise ValueError("se=True gives standard errors of the fixed part X beta; pass re=False")
+            point = self.predict(newdata, re=False, offset=offset)
+            X = self.design.X if newdata is None else self.design.fixed.model_matrix(as_pandas(newdata))
+            return prediction_with_se(X, self._beta, self.cov_params().to_numpy(), point.index,
+                                      point.to_numpy() - X @ self._beta)
         if newdata is None:
             self._require_rows("predict() without newdata", "pass the rows wanted: predict(chunk)")
             if re:
@@ -582,8 +593,6 @@ class LmmResult(TidyMethods):
             return pd.Series(fit, index=self._index(), name="predicted")
         if self.design.fixed is None:
             raise ValueError("this model was fit from arrays; predict(newdata) needs a formula fit")
-        from multilevel.frames import as_pandas, vector_argument
-
         df = as_pandas(newdata)
         pred = self.design.fixed.model_matrix(df) @ self._beta
         if re:
