@@ -64,6 +64,8 @@ class VarianceFunction:
 
     #: Data columns the function reads.
     columns: tuple[str, ...] = ()
+    #: Whether its covariate is the model's fitted values (bound by the fitting loop, not from data).
+    uses_fitted: bool = False
 
     def bind(self, data: pd.DataFrame) -> BoundVariance:
         raise NotImplementedError
@@ -109,38 +111,57 @@ class VarIdent(VarianceFunction):
         return BoundVariance(names, np.ones(len(levels) - 1), sd, np.log, np.exp)
 
 
-@dataclass(frozen=True)
-class VarPower(VarianceFunction):
-    """``g = |v|^delta`` for the covariate ``covariate``."""
+class CovariateVariance(VarianceFunction):
+    """A variance function of one covariate; without one, of the fitted values (nlme's ``~ fitted(.)``).
 
-    covariate: str
+    With the fitted values the model fixes the covariate at the current fit's
+    fitted values, refits, and repeats until the parameters settle, as nlme does.
+    """
+
+    covariate: str | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:  # type: ignore[override]
-        return (self.covariate,)
+        return () if self.covariate is None else (self.covariate,)
+
+    @property
+    def uses_fitted(self) -> bool:
+        return self.covariate is None
 
     def bind(self, data: pd.DataFrame) -> BoundVariance:
-        v = np.abs(_numeric_column(data, self.covariate, "VarPower"))
+        if self.covariate is None:
+            raise ValueError(f"{type(self).__name__}() of the fitted values is bound by the model that fits it "
+                             "(bind_values); give a covariate to bind it to data")
+        return self.bind_values(_numeric_column(data, self.covariate, type(self).__name__))
+
+    def bind_values(self, v: np.ndarray) -> BoundVariance:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class VarPower(CovariateVariance):
+    """``g = |v|^delta`` for the covariate ``covariate`` (default: the fitted values, nlme's ``varPower()``)."""
+
+    covariate: str | None = None
+
+    def bind_values(self, v: np.ndarray) -> BoundVariance:
+        v = np.abs(np.asarray(v, dtype=float))
         if np.any(v == 0):
-            raise ValueError(f"VarPower({self.covariate!r}): the covariate is 0 at row "
+            what = repr(self.covariate) if self.covariate is not None else "the fitted values"
+            raise ValueError(f"VarPower({what if self.covariate else ''}): the covariate is 0 at row "
                              f"{int(np.flatnonzero(v == 0)[0])}, where |v|^delta is 0 or undefined")
-        log_v = np.log(v)
-        return BoundVariance(["power"], np.zeros(1), partial(_exp_linear_sd, log_v), _identity, _identity)
+        return BoundVariance(["power"], np.zeros(1), partial(_exp_linear_sd, np.log(v)), _identity, _identity)
 
 
 @dataclass(frozen=True)
-class VarExp(VarianceFunction):
-    """``g = exp(delta v)`` for the covariate ``covariate``."""
+class VarExp(CovariateVariance):
+    """``g = exp(delta v)`` for the covariate ``covariate`` (default: the fitted values, nlme's ``varExp()``)."""
 
-    covariate: str
+    covariate: str | None = None
 
-    @property
-    def columns(self) -> tuple[str, ...]:  # type: ignore[override]
-        return (self.covariate,)
-
-    def bind(self, data: pd.DataFrame) -> BoundVariance:
-        v = _numeric_column(data, self.covariate, "VarExp")
-        return BoundVariance(["expon"], np.zeros(1), partial(_exp_linear_sd, v), _identity, _identity)
+    def bind_values(self, v: np.ndarray) -> BoundVariance:
+        return BoundVariance(["expon"], np.zeros(1), partial(_exp_linear_sd, np.asarray(v, dtype=float)),
+                             _identity, _identity)
 
 
 # The sd_factors of the variance functions, as module functions bound with partial so they pickle.

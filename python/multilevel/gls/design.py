@@ -51,11 +51,12 @@ def gls_layout(structure: CorrelationStructure, codes: np.ndarray, nclusters: in
 
 
 def gls_design(formula: str, data: Any, *, groups: Any, time: Any, structure: CorrelationStructure,
-               variance: VarianceFunction) -> GlsDesign:
+               variance: VarianceFunction, fitted: np.ndarray | None = None) -> GlsDesign:
     """Build a :class:`GlsDesign`; rows with a missing value in a used column are dropped with a warning.
 
     Without ``groups`` all rows form one cluster, as in nlme (fine for
     independence, exchangeable and the AR(1) kinds, which cost O(n)).
+    ``fitted`` (one value per kept row) is the covariate of a variance function of the fitted values.
     """
     df, group_cols, time_col, used = clustered_columns(formula, data, groups, time)
     used += [c for c in variance.columns if c not in used]
@@ -89,7 +90,8 @@ def gls_design(formula: str, data: Any, *, groups: Any, time: Any, structure: Co
     if structure.kind == KIND_TABLE:
         structure.table(np.zeros(structure.nparams(layout.npositions)), layout.npositions)  # checks Fixed's size
     return GlsDesign(
-        y=fixed.y, X=fixed.X, names=fixed.names, layout=layout, variance=variance.bind(df),
+        y=fixed.y, X=fixed.X, names=fixed.names, layout=layout,
+        variance=variance.bind_values(fitted) if variance.uses_fitted else variance.bind(df),
         cluster_labels=labels, fixed=fixed, row_index=df.index, n_dropped=n_dropped, formula=formula,
         groups=gname, time=time_col,
     )

@@ -183,6 +183,18 @@ def gls(formula: str, data: Any, *, groups: Any = None, time: Any = None,
     """
     check_optimizer_options(optimizer_options, gls)
     structure = get_correlation(corr)
-    design = gls_design(formula, data, groups=groups, time=time, structure=structure,
-                        variance=get_variance(variance))
-    return fit_gls_design(design, structure, method=method, **optimizer_options)
+    var_fun = get_variance(variance)
+
+    def fit_with(fitted: np.ndarray | None) -> Any:
+        design = gls_design(formula, data, groups=groups, time=time, structure=structure, variance=var_fun,
+                            fitted=fitted)
+        return fit_gls_design(design, structure, method=method, **optimizer_options)
+
+    if not var_fun.uses_fitted:
+        return fit_with(None)
+    # nlme's varPower() / varExp(): the covariate is the fitted values X beta, refitted to a fixed point.
+    from multilevel.lmm.residual import fit_on_own_fitted_values
+
+    first = gls(formula, data, groups=groups, time=time, corr=corr, method=method, **optimizer_options)
+    return fit_on_own_fitted_values(fit_with, first.fitted().to_numpy(),
+                                    lambda r: np.concatenate([r.variance_params.to_numpy(), r.corr_params]))

@@ -273,8 +273,9 @@ def _check_nested(design: LmmDesign, codes: np.ndarray, labels: pd.Index, name: 
 
 
 def residual_model(design: LmmDesign, df: pd.DataFrame, *, corr: Any, time: Any, variance: Any,
-                   corr_groups: Any) -> ResidualModel:
-    """Bind a correlation structure and a variance function to the rows of ``design`` (``df``: its rows)."""
+                   corr_groups: Any, fitted: np.ndarray | None = None) -> ResidualModel:
+    """Bind a correlation structure and a variance function to the rows of ``design`` (``df``: its rows;
+    ``fitted``: the covariate of a variance function of the fitted values)."""
     from multilevel.gls.design import gls_layout
 
     structure = get_correlation(corr)
@@ -291,7 +292,8 @@ def residual_model(design: LmmDesign, df: pd.DataFrame, *, corr: Any, time: Any,
         layout = gls_layout(structure, codes, nclusters, time_values, np.asarray(labels))
     except ValueError as exc:
         raise ValueError(f"time column {time!r}: {exc}" if time is not None else str(exc)) from exc
-    bound = get_variance(variance).bind(df)
+    var_fun = get_variance(variance)
+    bound = var_fun.bind_values(fitted) if var_fun.uses_fitted else var_fun.bind(df)
     weights = None if design.weights is None else np.asarray(design.weights, dtype=float)
     return ResidualModel(structure, layout, bound, name, labels, weights, time)
 
@@ -335,6 +337,49 @@ def residual_lmm(formula: str, data: Any, *, corr: Any, time: Any, variance: Var
     df, _, _ = drop_missing(df, list(dict.fromkeys(extra)), {})
     design = lmm_design(formula, df, weights=weights, offset=offset)
     rows = df.loc[design.row_index]
-    residual = residual_model(design, rows, corr=corr if corr is not None else Independence(), time=time,
-                              variance=var_fun, corr_groups=corr_groups)
-    return fit_residual_lmm(design, residual, reml=reml, **optimizer_options)
+    corr = corr if corr is not None else Independence()
+
+    def fit_with(fitted: np.ndarray | None) -> ResidualLmmResult:
+        residual = residual_model(design, rows, corr=corr, time=time, variance=var_fun, corr_groups=corr_groups,
+                                  fitted=fitted)
+        return fit_residual_lmm(design, residual, reml=reml, **optimizer_options)
+
+    if not var_fun.uses_fitted:
+        return fit_with(None)
+    return fit_on_own_fitted_values(fit_with, fit_design_plain(design, reml))
+
+
+#: Refits of a variance function of the fitted values, and the change of its parameters that ends them.
+FITTED_COVARIATE_MAX_REFITS, FITTED_COVARIATE_TOL = 100, 1e-6
+
+
+def fit_design_plain(design: LmmDesign, reml: bool) -> np.ndarray:
+    """Conditional fitted values of the model without the residual structure (the first covariate)."""
+    from multilevel.lmm.fit import fit_design
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_design(design, reml=reml).fitted().to_numpy()
+
+
+def _residual_parameters(result: Any) -> np.ndarray:
+    return np.concatenate([result.variance_params.to_numpy(), result.corr_params, result._theta])
+
+
+def fit_on_own_fitted_values(fit_with: Any, fitted: np.ndarray, parameters: Any = _residual_parameters) -> Any:
+    """nlme's scheme for ``varPower()``: fix the covariate at the fitted values, refit, repeat to a fixed point.
+
+    ``fit_with(fitted)`` fits with the covariate at ``fitted``; ``parameters(result)`` are the values
+    whose settling ends the loop. Used by lmm and gls.
+    """
+    previous = None
+    for _ in range(FITTED_COVARIATE_MAX_REFITS):
+        result = fit_with(fitted)
+        params = parameters(result)
+        if previous is not None and np.max(np.abs(params - previous)) < FITTED_COVARIATE_TOL * (
+                1.0 + np.max(np.abs(params))):
+            return result
+        previous, fitted = params, result.fitted().to_numpy()
+    warnings.warn(f"the variance function of the fitted values did not settle in {FITTED_COVARIATE_MAX_REFITS} "
+                  "refits; the last fit is returned", RuntimeWarning, stacklevel=3)
+    return result
