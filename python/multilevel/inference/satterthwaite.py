@@ -9,9 +9,8 @@ The variance parameters are ``varpar = (theta, sigma)``. lmerTest's recipe:
 
 Every evaluation is one solve of the model's normal equations at a theta
 (no refit, no pass over the rows), so this works for chunked and Dask fits
-too. The sigma derivative of ``cov(beta) = sigma^2 (X'V^-1 X)^-1`` is
-exact; the theta derivatives and the Hessian are Richardson-refined central
-differences.
+too. Everything in sigma is exact (see :func:`varpar_sensitivity`); the
+theta derivatives are Richardson-refined central differences.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from multilevel.numdiff import richardson_hessian, richardson_jacobian
 
 EIGEN_TOL = 1e-8  # lmerTest's tolerance on the Hessian's eigenvalues
 # Relative step of the differences. With one Richardson step the truncation error is O(h^4);
@@ -77,8 +75,31 @@ class VarparSensitivity:
         return 2.0 * var**2 / denom if denom > 0 else np.inf
 
 
+@dataclass(frozen=True)
+class _Solve:
+    """What one solve at a theta gives: ``A = log|L|^2 (+ log|RX|^2)``, ``B = pwrss`` and ``(RX RX')^-1``."""
+
+    a: float
+    b: float
+    unscaled: np.ndarray
+
+
+def _solve_at(core: Any, theta: np.ndarray, reml: bool) -> _Solve:
+    sol = core.solve(theta, reml)
+    rx = np.asarray(sol["RX"])
+    a = float(sol["logdet_re"]) + (2.0 * float(np.sum(np.log(np.abs(np.diag(rx))))) if reml else 0.0)
+    return _Solve(a, float(sol["pwrss"]), _unscaled_cov(rx))
+
+
 def varpar_sensitivity(core: Any, theta: np.ndarray, sigma: float, reml: bool) -> VarparSensitivity:
     """Hessian of the deviance and Jacobian of cov(beta) in ``(theta, sigma)`` at a fit.
+
+    The deviance is ``A(theta) + B(theta) / sigma^2 + c log(2 pi sigma^2)`` (``c = n``, or
+    ``n - p`` for REML), so everything in sigma is exact, and one set of solves at theta
+    points serves the theta block of the Hessian (second differences of ``A + B / sigma^2``:
+    the diagonal from ``theta +/- h e_i``, each pair from ``theta +/- (h e_i + h e_j)``), the
+    ``(theta, sigma)`` block (``-2 dB/dtheta / sigma^3``) and the Jacobian of ``cov(beta)``,
+    each refined by one Richardson step: ``2 k^2 + 1`` solves for ``k`` thetas.
 
     Parameters
     ----------
@@ -97,8 +118,39 @@ def varpar_sensitivity(core: Any, theta: np.ndarray, sigma: float, reml: bool) -
     17.0
     """
     theta = np.asarray(theta, dtype=float)
-    varpar = np.append(theta, sigma)
-    hess = richardson_hessian(lambda v: varpar_deviance(core, v, reml), varpar, STEP)
+    k = theta.size
+    center = _solve_at(core, theta, reml)
+    p = center.unscaled.shape[0]
+    c = core.nobs - (p if reml else 0)
+    s2 = sigma**2
+
+    def value(sol: _Solve) -> float:
+        return sol.a + sol.b / s2
+
+    def block(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Theta Hessian of A + B/s2, gradient of B and Jacobian of the unscaled covariance at steps h."""
+        plus = [_solve_at(core, theta + h[i] * np.eye(k)[i], reml) for i in range(k)]
+        minus = [_solve_at(core, theta - h[i] * np.eye(k)[i], reml) for i in range(k)]
+        hess = np.zeros((k, k))
+        for i in range(k):
+            hess[i, i] = (value(plus[i]) - 2.0 * value(center) + value(minus[i])) / h[i] ** 2
+            for j in range(i):
+                d = h[i] * np.eye(k)[i] + h[j] * np.eye(k)[j]
+                both = value(_solve_at(core, theta + d, reml)) + value(_solve_at(core, theta - d, reml))
+                hess[i, j] = hess[j, i] = (both - value(plus[i]) - value(minus[i]) - value(plus[j])
+                                           - value(minus[j]) + 2.0 * value(center)) / (2.0 * h[i] * h[j])
+        grad_b = np.array([(plus[i].b - minus[i].b) / (2.0 * h[i]) for i in range(k)])
+        jac = np.stack([(plus[i].unscaled - minus[i].unscaled) / (2.0 * h[i]) for i in range(k)]) if k else \
+            np.zeros((0, p, p))
+        return hess, grad_b, jac
+
+    steps = STEP * np.maximum(np.abs(theta), 1.0)
+    coarse, fine = block(steps), block(steps / 2.0)
+    h_tt, grad_b, d_unscaled = ((4.0 * f - g) / 3.0 for f, g in zip(fine, coarse))
+    hess = np.zeros((k + 1, k + 1))
+    hess[:k, :k] = h_tt
+    hess[:k, k] = hess[k, :k] = -2.0 * grad_b / sigma**3
+    hess[k, k] = 6.0 * center.b / sigma**4 - 2.0 * c / s2
     evals, evecs = np.linalg.eigh(0.5 * (hess + hess.T))
     negative = evals < -EIGEN_TOL
     if negative.any():
@@ -107,11 +159,5 @@ def varpar_sensitivity(core: Any, theta: np.ndarray, sigma: float, reml: bool) -
                       "Satterthwaite's df use its positive part", RuntimeWarning, stacklevel=3)
     keep = evals > EIGEN_TOL
     vcov_varpar = 2.0 * (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
-
-    def unscaled(t: np.ndarray) -> np.ndarray:
-        return _unscaled_cov(np.asarray(core.solve(t, reml)["RX"]))
-
-    c0 = unscaled(theta)
-    d_theta = sigma**2 * richardson_jacobian(unscaled, theta, STEP) if theta.size else np.zeros((0,) + c0.shape)
-    jacobian = np.concatenate([d_theta, (2.0 * sigma * c0)[None]])
-    return VarparSensitivity(vcov_beta=sigma**2 * c0, vcov_varpar=vcov_varpar, jacobian=jacobian)
+    jacobian = np.concatenate([s2 * d_unscaled, (2.0 * sigma * center.unscaled)[None]])
+    return VarparSensitivity(vcov_beta=s2 * center.unscaled, vcov_varpar=vcov_varpar, jacobian=jacobian)
