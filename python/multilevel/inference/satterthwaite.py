@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-
 EIGEN_TOL = 1e-8  # lmerTest's tolerance on the Hessian's eigenvalues
 # Relative step of the differences. With one Richardson step the truncation error is O(h^4);
 # smaller steps lose digits to rounding (the deviance is O(n), its curvature O(1)): on sleepstudy
