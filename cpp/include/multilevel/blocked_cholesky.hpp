@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include "multilevel/mutants.hpp"
 #include "multilevel/dense_cholesky.hpp"
 #include "multilevel/normal_equations.hpp"
 #include "multilevel/relative_covariance.hpp"
@@ -93,7 +94,7 @@ class BlockedCholesky {
     LXX = llt.matrixL();
     const Index p = A_.p;
     logdet_x = 2.0 * LXX.diagonal().head(p).array().log().sum();
-    pwrss = LXX(p, p) * LXX(p, p);
+    pwrss = ML_MUTANT(2) ? std::abs(LXX(p, p)) : LXX(p, p) * LXX(p, p);  // mutant 2: the square forgotten
     return std::isfinite(logdet_re) && std::isfinite(logdet_x);
   }
 

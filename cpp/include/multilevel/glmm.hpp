@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "multilevel/mutants.hpp"
 #include "multilevel/lmm.hpp"
 #include "multilevel/relative_covariance.hpp"
 #include "multilevel/types.hpp"
@@ -43,7 +44,8 @@ struct Glm {
       }
       case GlmLink::Probit:
         mu = std::min(std::max(0.5 * std::erfc(-eta / std::sqrt(2.0)), eps), 1.0 - eps);
-        dmu = std::max(std::exp(-0.5 * eta * eta) / std::sqrt(2.0 * M_PI), eps);
+        // Mutant 1: the 1/2 dropped from the exponent of the normal density.
+        dmu = std::max(std::exp((ML_MUTANT(1) ? -1.0 : -0.5) * eta * eta) / std::sqrt(2.0 * M_PI), eps);
         return;
       case GlmLink::Cloglog: {
         const double e = std::exp(std::min(eta, 700.0));
