@@ -41,7 +41,7 @@ of ``lmm_vs_lme4.py``).
 
 Usage::
 
-    PYTHONPATH=python python benchmarks/gee_vs_geepack.py [--repeats N] [--quick]
+    python benchmarks/gee_vs_geepack.py [--repeats N] [--quick]
         [--only binary_exch_1M|poisson_ar1_100k|...] [--sm-timeout S] [--no-geepack] [--no-statsmodels]
 
 Results: a table on stdout and ``benchmarks/results/gee_vs_geepack.json``

@@ -52,7 +52,7 @@ better peer's by more than 1e-3.
 
 Usage::
 
-    PYTHONPATH=python python benchmarks/glmm_vs_lme4.py [--repeats N] [--quick]
+    python benchmarks/glmm_vs_lme4.py [--repeats N] [--quick]
         [--only logit_100k|logit_1M|crossed_binomial] [--r-timeout S] [--lme4-timeout S]
         [--glmmtmb-timeout S] [--ours-timeout S] [--no-lme4] [--no-glmmtmb] [--ours-threads N]
 

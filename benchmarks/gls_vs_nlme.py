@@ -31,7 +31,7 @@ before the fit and the peak RSS during it (helpers of ``lmm_vs_lme4.py``).
 
 Usage::
 
-    PYTHONPATH=python python benchmarks/gls_vs_nlme.py [--repeats N] [--quick] [--large]
+    python benchmarks/gls_vs_nlme.py [--repeats N] [--quick] [--large]
         [--only ar1_200k|ar1_10M] [--r-timeout S] [--no-nlme] [--ours-threads N]
 
 Writes a table to stdout and the summaries to

@@ -17,8 +17,8 @@ and InstEval (73,421 rows, three crossed terms). pbkrtest is not run where it
 would invert the dense n x n marginal covariance (10^5 rows: 80 GB).
 Each side runs in a fresh process; each R task gets ``--r-timeout`` seconds (its fit included).
 
-    PYTHONPATH=python python benchmarks/inference.py                 # all problems
-    PYTHONPATH=python python benchmarks/inference.py --only sleepstudy ham
+    python benchmarks/inference.py                 # all problems
+    python benchmarks/inference.py --only sleepstudy ham
 """
 
 from __future__ import annotations

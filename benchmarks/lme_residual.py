@@ -7,7 +7,7 @@ variance=VarPower("v"))`` (REML), timed from the loaded frame, in a fresh
 process. nlme: ``Rscript r/lme_fit.R`` (the lme() call timed, after reading
 the CSV), skipped above ``--max-nlme-rows`` and given ``--r-timeout`` seconds.
 
-    PYTHONPATH=python python benchmarks/lme_residual.py --rows 1e5 1e6 1e7
+    python benchmarks/lme_residual.py --rows 1e5 1e6 1e7
 """
 
 from __future__ import annotations

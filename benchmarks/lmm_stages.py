@@ -11,7 +11,7 @@ each stage and recording the peak RSS above the pre-fit baseline during it
 
 Usage::
 
-    PYTHONPATH=python python benchmarks/lmm_stages.py {insteval,nested,large} [--n-groups N]
+    python benchmarks/lmm_stages.py {insteval,nested,large} [--n-groups N]
 """
 
 from __future__ import annotations

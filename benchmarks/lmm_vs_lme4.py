@@ -38,7 +38,7 @@ process's ``ru_maxrss`` from ``os.wait4``.
 
 Usage::
 
-    PYTHONPATH=python python benchmarks/lmm_vs_lme4.py [--repeats N] [--large]
+    python benchmarks/lmm_vs_lme4.py [--repeats N] [--large]
         [--only sleepstudy|insteval|insteval_dept|nested|crossed|large] [--large-lme4]
         [--no-lme4] [--no-mixedlm] [--no-statsmodels] [--out PATH]
 

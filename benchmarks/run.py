@@ -28,7 +28,7 @@ timing is asserted anywhere.
 
 Usage::
 
-    PYTHONPATH=python python benchmarks/run.py [--quick] [--repeats N] [--large]
+    python benchmarks/run.py [--quick] [--repeats N] [--large]
 """
 
 from __future__ import annotations
