@@ -3,6 +3,7 @@ formula (formulaic), and detection of aliased (linearly dependent) columns."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,8 @@ import formulaic
 import numpy as np
 import pandas as pd
 
-from multilevel.frames import check_finite
+from multilevel.formula import formula_sides, refuse_bars, require_formula_string
+from multilevel.frames import check_finite, check_scale, columns_in
 
 # Names a formula may use that are not data columns.
 _CONTEXT_NAMES = {"np", "numpy", "C", "I", "center", "scale", "standardize", "poly", "bs", "lag", "log", "exp", "sqrt"}
@@ -51,11 +53,16 @@ class FixedDesign:
 
 def missing_formula_variables(formula: str, data: pd.DataFrame) -> list[str]:
     """Variables a formula needs that are neither data columns nor known helpers."""
+    require_formula_string(formula)
     try:
         needed = formulaic.Formula(formula).required_variables
     except Exception as exc:  # formulaic's parse errors come in several types
         raise ValueError(f"cannot parse formula {formula!r}: {exc}") from exc
-    return sorted(str(v) for v in needed if str(v) not in data.columns and str(v) not in _CONTEXT_NAMES)
+    # formulaic reads a quoted name with a dot (`Informed.liking`) as an attribute of `Informed` in
+    # required_variables, though it evaluates the quoted column: such a prefix is not missing.
+    quoted_roots = {q.split(".")[0] for q in re.findall(r"`([^`]+)`", formula) if q in data.columns}
+    return sorted(str(v) for v in needed if str(v) not in data.columns and str(v) not in _CONTEXT_NAMES
+                  and str(v) not in quoted_roots)
 
 
 def fixed_design(formula: str, data: pd.DataFrame) -> FixedDesign:
@@ -68,28 +75,41 @@ def fixed_design(formula: str, data: pd.DataFrame) -> FixedDesign:
     >>> d.names, d.X.shape
     (['Intercept', 'x'], (3, 2))
     """
-    lhs = formula.split("~", 1)[0].strip()
+    lhs = formula_sides(formula)[0]
+    refuse_bars(formula)  # lmm passes its fixed part; gls and gee take no bars
     if lhs in data.columns and not pd.api.types.is_numeric_dtype(data[lhs]):
         raise ValueError(
             f"the response {lhs!r} has dtype {data[lhs].dtype}; a linear model needs a numeric response"
         )
+    _warn_numbers_as_categories(formula, data, lhs)
     try:
         # numpy output: one (n, p) array, no per-column frame to copy from again.
         mm = formulaic.model_matrix(formula, data, na_action="raise", output="numpy")
     except Exception as exc:
         raise ValueError(f"could not build the fixed-effects model matrix of {formula!r}: {exc}") from exc
+    if not hasattr(mm, "lhs") or not hasattr(mm.rhs, "model_spec"):  # "~ x", or several right-hand sides
+        raise ValueError(f"formula {formula!r} must be 'response ~ predictors' with one right-hand side")
     if mm.lhs.shape[1] != 1:
         raise ValueError(
             f"the response {lhs!r} must be one numeric column; it expands to {mm.lhs.shape[1]} columns"
         )
     y = np.ascontiguousarray(np.asarray(mm.lhs, dtype=float)[:, 0])
     check_finite(y, f"response {lhs!r}")
+    check_scale(y, f"response {lhs!r}")
     X = np.asarray(mm.rhs, dtype=float)  # any memory order: the core reads strided arrays
     names = [str(c) for c in mm.rhs.model_spec.column_names]
     for j, name in enumerate(names):
         check_finite(X[:, j], f"fixed-effects column {name!r}")
-    aliased = aliased_columns(X)
+        check_scale(X[:, j], f"fixed-effects column {name!r}")
+    factor = _r_factor_with_response(X, y)
+    aliased = [j for j in factor.aliased() if j < X.shape[1]]
     kept = np.array([j for j in range(X.shape[1]) if j not in aliased], dtype=int)
+    if kept.size >= y.shape[0]:
+        raise ValueError(
+            f"{y.shape[0]} rows cannot estimate {kept.size} fixed-effect coefficients (with a residual variance); "
+            "simplify the fixed part"
+        )
+    _check_response_varies(y, factor, lhs)
     dropped = [names[j] for j in aliased]
     if dropped:
         warnings.warn(
@@ -113,6 +133,54 @@ def numeric_means(spec: Any, data: pd.DataFrame) -> dict[str, float]:
                 and not pd.api.types.is_bool_dtype(data[name]):
             out[name] = float(data[name].mean())
     return out
+
+
+def _warn_numbers_as_categories(formula: str, data: pd.DataFrame, response: str) -> None:
+    """Warn about an object column of numbers: formulaic makes it a factor with a level per distinct value."""
+    for c in columns_in(formula, data):
+        col = data[c]
+        if c != response and col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in (
+                "integer", "floating", "mixed-integer-float", "decimal"):
+            warnings.warn(
+                f"column {c!r} holds numbers with dtype object, so it enters the model as a categorical factor "
+                f"({col.nunique()} levels); convert it with .astype(float) if it is numeric",
+                UserWarning,
+                stacklevel=5,
+            )
+
+
+#: Rows per block when the response joins the model matrix for one QR (memory O(block * p)).
+_BLOCK = 200_000
+
+
+def _r_factor_with_response(X: np.ndarray, y: np.ndarray) -> ColumnRFactor:
+    """The R factor of ``[X y]``: its first p columns are X's alone (the aliasing test), and its last
+    diagonal is the least-squares residual norm of y on X, for free."""
+    factor = ColumnRFactor(X.shape[1] + 1)
+    for start in range(0, y.shape[0], _BLOCK):
+        factor.add_rows(np.column_stack([X[start:start + _BLOCK], y[start:start + _BLOCK]]), chunk=_BLOCK)
+    return factor
+
+
+#: A response whose residual after least squares on X is below this fraction of its norm is fitted exactly.
+_EXACT_FIT = 1e-11
+
+
+def _check_response_varies(y: np.ndarray, factor: ColumnRFactor, label: str) -> None:
+    """A ValueError if the response is constant or (to rounding) an exact linear function of X.
+
+    Every model here then has nothing left to estimate a variance from: lmm and the GLMM core fail to
+    factor, gls returns an infinite log-likelihood, gee zero or NaN standard errors.
+    """
+    if y.size and np.all(y == y[0]):
+        raise ValueError(f"the response {label!r} is constant (every value is {float(y[0])!r}); there is nothing to model")
+    p = factor.p - 1
+    residual = abs(factor.r[p, p]) * factor.scale[p] if factor.r.shape[0] > p else 0.0
+    if residual <= _EXACT_FIT * float(np.linalg.norm(y)):
+        raise ValueError(
+            f"the response {label!r} is an exact linear function of the fixed effects (zero residuals), so no "
+            "variance can be estimated; check that the response is not among (or computed from) the predictors"
+        )
 
 
 class ColumnRFactor:

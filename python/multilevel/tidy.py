@@ -220,18 +220,17 @@ def glance(fit: Any) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame with one row:
-
-    * LMM: ``nobs``, ``sigma``, ``logLik``, ``AIC``, ``BIC``, ``REMLcrit``
-      (REML fits) or ``deviance`` (ML fits), ``df.residual`` (``nobs`` less
-      the number of parameters), as ``glance.merMod``;
-    * GLMM: the same with ``deviance`` the sum of squared deviance residuals
-      (lme4's ``deviance()`` of a glmer fit, not ``-2 logLik``);
-    * gls: ``sigma``, ``df`` (number of coefficients), ``logLik``, ``AIC``,
-      ``BIC``, ``df.residual`` (``nobs - df``), as ``glance.gls``;
-    * gee: ``df.residual``, ``n.clusters``, ``max.cluster.size``, ``alpha``
-      (the correlation parameter; missing unless there is exactly one),
-      ``gamma`` (the scale), as ``glance.geeglm``.
+    DataFrame
+        One row. LMM: ``nobs``, ``sigma``, ``logLik``, ``AIC``, ``BIC``,
+        ``REMLcrit`` (REML fits) or ``deviance`` (ML fits), ``df.residual``
+        (``nobs`` less the number of parameters), as ``glance.merMod``.
+        GLMM: the same with ``deviance`` the sum of squared deviance residuals
+        (lme4's ``deviance()`` of a glmer fit, not ``-2 logLik``). gls:
+        ``sigma``, ``df`` (number of coefficients), ``logLik``, ``AIC``,
+        ``BIC``, ``df.residual`` (``nobs - df``), as ``glance.gls``. gee:
+        ``df.residual``, ``n.clusters``, ``max.cluster.size``, ``alpha`` (the
+        correlation parameter; missing unless there is exactly one),
+        ``gamma`` (the scale), as ``glance.geeglm``.
 
     Examples
     --------

@@ -138,9 +138,13 @@ class LmmResult(TidyMethods):
             outermost grouping factor (the one with fewest levels). Every
             grouping factor must be nested in the clusters.
 
-        ``cov_params()``, ``bse``, ``tvalues``, ``pvalues``, ``conf_int()``,
-        ``coef_table()``, ``anova()``, ``ftest()`` and the summary then use it;
-        ``df`` are clubSandwich's Satterthwaite df, F tests its HTZ test.
+        Returns
+        -------
+        LmmResult
+            The same fit whose ``cov_params()``, ``bse``, ``tvalues``,
+            ``pvalues``, ``conf_int()``, ``coef_table()``, ``anova()``,
+            ``ftest()`` and summary use the sandwich; ``df`` are clubSandwich's
+            Satterthwaite df, F tests its HTZ test.
 
         Examples
         --------

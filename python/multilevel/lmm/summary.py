@@ -81,8 +81,11 @@ class LmmSummary:
 
         rows = residual_structure_rows(residual.structure, residual.layout.npositions, r.corr_params,
                                        r.variance_params)
-        label = f"residual groups: {residual.group}" + (f", time: {residual.time}" if residual.time else "")
-        return pd.DataFrame(rows, columns=[label, "Parameter", "Estimate"])
+        return pd.DataFrame(rows, columns=["Structure", "Parameter", "Estimate"])
+
+    def _residual_groups_line(self) -> str:
+        residual = self.res.residual
+        return f"Residual groups: {residual.group}" + (f", time: {residual.time}" if residual.time else "")
 
     def _scaled_residuals(self) -> pd.DataFrame:
         r = self.res
@@ -118,7 +121,7 @@ class LmmSummary:
         out.append("")
         structure = self._residual_structure()
         if structure is not None:
-            out.append("Residual structure:")
+            out.append(f"Residual structure ({self._residual_groups_line()}):")
             out.append(aligned_table(structure, left=2))
             out.append("")
         out.append("Fixed effects:")
@@ -143,7 +146,7 @@ class LmmSummary:
         parts.append(f"<p>{html.escape(self._groups_line())}</p>")
         structure = self._residual_structure()
         if structure is not None:
-            parts.append("<p><b>Residual structure</b></p>")
+            parts.append(f"<p><b>Residual structure</b> ({html.escape(self._residual_groups_line())})</p>")
             parts.append(structure.to_html(index=False))
         parts.append("<p><b>Fixed effects</b></p>")
         parts.append(self._coefficients().to_html(float_format=lambda v: f"{v:.6g}"))

@@ -148,7 +148,7 @@ class ColumnScan:
             raise ClusterSplitError(
                 f"cluster {counts.index[split][0]} has rows in more than one chunk: the rows of a cluster must be "
                 "contiguous in the data (sort by the cluster column) or, for a Dask frame, lie in one partition "
-                "(ddf.set_index(cluster column) or shuffle on it; with time= given, gee shuffles it itself)"
+                "(ddf.shuffle(cluster column), which keeps it a column; with time= given, gee shuffles it itself)"
             )
         return counts
 
