@@ -146,7 +146,7 @@ def test_plain_fits_are_unchanged_and_results_work(fits):
     back = pickle.loads(pickle.dumps(fit))
     np.testing.assert_allclose(back.corr_params, fit.corr_params)
     text = str(fit.summary())
-    assert "Residual structure:" in text and "car1" in text and "power" in text
+    assert "Residual structure (Residual groups: Rat, time: Time):" in text and "car1" in text and "power" in text
     cov = fit.marginal_cov("2")
     assert cov.shape == (11, 11) and np.all(np.linalg.eigvalsh(cov.to_numpy()) > 0)
     with pytest.raises(ValueError, match="intraclass correlation is not defined"):
