@@ -87,7 +87,7 @@ def fixed_design(formula: str, data: pd.DataFrame) -> FixedDesign:
         mm = formulaic.model_matrix(formula, data, na_action="raise", output="numpy")
     except Exception as exc:
         raise ValueError(f"could not build the fixed-effects model matrix of {formula!r}: {exc}") from exc
-    if not hasattr(mm, "lhs") or not hasattr(mm.rhs, "model_spec"):  # "~ x", or several right-hand sides
+    if not hasattr(getattr(mm, "lhs", None), "shape") or not hasattr(mm.rhs, "model_spec"):  # "~ x", or several right-hand sides
         raise ValueError(f"formula {formula!r} must be 'response ~ predictors' with one right-hand side")
     if mm.lhs.shape[1] != 1:
         raise ValueError(

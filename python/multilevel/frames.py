@@ -49,12 +49,47 @@ def columns_in(text: str, data: pd.DataFrame) -> list[str]:
 
 
 def require_columns(names: Iterable[str], data: pd.DataFrame, what: str) -> None:
-    """Raise a ValueError naming each column of ``names`` not in ``data``."""
+    """Raise a ValueError naming each column of ``names`` not in ``data`` (or in it more than once)."""
+    names = list(names)
     for name in names:
         if name not in data.columns:
-            close = get_close_matches(str(name), [str(c) for c in data.columns], n=3)
+            lowered = {str(c).lower(): c for c in data.columns}  # case ignored: 'G' finds 'g'
+            close = [lowered[m] for m in get_close_matches(str(name).lower(), list(lowered), n=3)]
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise ValueError(f"column {name!r} used in {what} is not in the data{hint}")
+    require_unique_columns(names, data)
+
+
+def require_unique_columns(names: Iterable[str], data: pd.DataFrame) -> None:
+    """A ValueError if a used column's name occurs more than once in ``data``.
+
+    ``data[name]`` is then a frame, not a column, and every later step fails in its own way.
+    """
+    if data.columns.is_unique:
+        return
+    for name in names:
+        count = int(np.sum(data.columns == name))
+        if count > 1:
+            raise ValueError(f"the data have {count} columns named {name!r}; rename or drop the duplicates")
+
+
+#: Largest magnitude a used value may have: fits square the data (and 1e154 squared overflows),
+#: and the likelihood computations need room beyond that. The smallest nonzero scale mirrors it.
+MAX_SCALE = 1e100
+
+
+def check_scale(values: np.ndarray, label: str) -> None:
+    """Raise a ValueError naming ``label`` if its values are too large (or all too small) to fit in doubles.
+
+    A response times 1e300 otherwise fits to NaN standard errors (or an infinite log-likelihood at 1e-300).
+    """
+    finite = values[np.isfinite(values)]
+    scale = float(np.max(np.abs(finite))) if finite.size else 0.0
+    if scale > MAX_SCALE or 0.0 < scale < 1.0 / MAX_SCALE:
+        raise ValueError(
+            f"{label} has values of size {scale:.3g}; the fit squares them, so rescale it to within "
+            f"{1.0 / MAX_SCALE:.0e}..{MAX_SCALE:.0e} (e.g. divide by {10.0 ** np.round(np.log10(scale)):.0e})"
+        )
 
 
 def vector_argument(value: Any, data: pd.DataFrame, name: str) -> tuple[np.ndarray | None, str | None]:
@@ -70,10 +105,16 @@ def vector_argument(value: Any, data: pd.DataFrame, name: str) -> tuple[np.ndarr
         col = data[value]
         if not pd.api.types.is_numeric_dtype(col):
             raise ValueError(f"{name} column {value!r} must be numeric, not {col.dtype}")
-        return col.to_numpy(dtype=float, na_value=np.nan), value
-    arr = np.asarray(value, dtype=float).ravel()
+        arr = col.to_numpy(dtype=float, na_value=np.nan)
+        check_scale(arr, f"{name} column {value!r}")
+        return arr, value
+    try:
+        arr = np.asarray(value, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a column name or numeric values, one per row: {exc}") from None
     if arr.shape[0] != len(data):
         raise ValueError(f"{name} has {arr.shape[0]} values but the data have {len(data)} rows")
+    check_scale(arr, name)
     return arr, None
 
 
@@ -85,6 +126,7 @@ def drop_missing(
     Warns with the number of rows dropped per column. Returns the kept data,
     a boolean mask over the original rows, and the count dropped.
     """
+    require_unique_columns(columns, data)  # every model passes all its used columns here
     missing = np.zeros(len(data), dtype=bool)
     counts: dict[str, int] = {}
     for c in columns:
@@ -145,6 +187,11 @@ def column_argument(value: Any, data: pd.DataFrame, what: str) -> tuple[pd.DataF
         require_columns([value], data, f"{what}=")
         return data, value
     values = np.asarray(value)
+    if values.ndim != 1:
+        raise TypeError(
+            f"{what}= must be a column name or one value per row (a 1-d array), not {type(value).__name__}"
+            + (f" of shape {values.shape}" if values.ndim else "")
+        )
     if values.shape[0] != len(data):
         raise ValueError(f"{what} has {values.shape[0]} values but the data have {len(data)} rows")
     name = what

@@ -1,5 +1,11 @@
 """Formula handling: lme4-style random-effects bars on top of formulaic."""
 
-from multilevel.formula.random_terms import RandomTermSpec, split_formula
+from multilevel.formula.random_terms import (
+    RandomTermSpec,
+    formula_sides,
+    refuse_bars,
+    require_formula_string,
+    split_formula,
+)
 
-__all__ = ["RandomTermSpec", "split_formula"]
+__all__ = ["RandomTermSpec", "formula_sides", "refuse_bars", "require_formula_string", "split_formula"]

@@ -9,6 +9,8 @@ expands them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
 
 @dataclass(frozen=True)
 class RandomTermSpec:
@@ -32,6 +34,40 @@ class RandomTermSpec:
 
     def __str__(self) -> str:
         return f"({self.expr} | {self.group_name})"
+
+
+def require_formula_string(formula: Any) -> None:
+    """A TypeError unless ``formula`` is a string (formulaic would fail later with an unrelated message)."""
+    if not isinstance(formula, str):
+        raise TypeError(f"formula must be a string such as 'y ~ x + (1 | g)', not {type(formula).__name__}")
+
+
+def formula_sides(formula: Any) -> tuple[str, str]:
+    """``(response, right-hand side)`` of ``"response ~ rhs"``: the one place that refuses a formula
+    that is not a string (TypeError) or lacks a '~' or a response (ValueError).
+
+    Examples
+    --------
+    >>> formula_sides("y ~ x + (1 | g)")
+    ('y', ' x + (1 | g)')
+    """
+    require_formula_string(formula)
+    if "~" not in formula:
+        raise ValueError(f"formula {formula!r} has no '~'; write it as 'response ~ predictors'")
+    lhs, rhs = formula.split("~", 1)
+    if not lhs.strip():
+        raise ValueError(f"formula {formula!r} has no response on the left of '~'")
+    return lhs.strip(), rhs
+
+
+def refuse_bars(formula: str) -> None:
+    """A ValueError if a formula for a model without random effects has a bar term or a top-level '|'."""
+    lhs, rhs = formula_sides(formula)
+    if "|" in lhs or any(_is_bar_term(p) for p in _split_top_level(rhs, "+")) or len(_split_top_level(rhs, "|")) > 1:
+        raise ValueError(
+            f"formula {formula!r} has a '|': random-effects terms such as (1 | g) belong in lmm or glmm; "
+            "gls and gee take the clusters as groups="
+        )
 
 
 def _split_top_level(text: str, sep: str) -> list[str]:
@@ -97,7 +133,7 @@ def _expand_double_bar(expr: str) -> list[str]:
             has_intercept = False
         elif piece == "1":
             continue
-        elif piece.endswith("- 1") or piece.endswith("-1"):
+        elif piece.endswith(("- 1", "-1")):
             has_intercept = False
             terms.append(piece.rsplit("-", 1)[0].strip())
         else:
@@ -131,11 +167,7 @@ def split_formula(formula: str) -> tuple[str, list[RandomTermSpec]]:
     >>> [str(t) for t in random]
     ['(1 | g)', '(0 + x | g)', '(1 | a)', '(1 | b:a)']
     """
-    if "~" not in formula:
-        raise ValueError(f"formula {formula!r} has no '~'; write it as 'response ~ predictors'")
-    lhs, rhs = formula.split("~", 1)
-    if not lhs.strip():
-        raise ValueError(f"formula {formula!r} has no response on the left of '~'")
+    lhs, rhs = formula_sides(formula)
     fixed_pieces: list[str] = []
     random: list[RandomTermSpec] = []
     for piece in _split_top_level(rhs, "+"):
@@ -159,4 +191,4 @@ def split_formula(formula: str) -> tuple[str, list[RandomTermSpec]]:
         for factors in _group_factors(group.strip(), piece.strip()):
             random.extend(RandomTermSpec(e, factors) for e in exprs)
     fixed_rhs = " + ".join(fixed_pieces) if fixed_pieces else "1"
-    return f"{lhs.strip()} ~ {fixed_rhs}", random
+    return f"{lhs} ~ {fixed_rhs}", random

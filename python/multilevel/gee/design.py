@@ -71,6 +71,10 @@ def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weight
         raise ValueError(f"weights must be non-negative (row {int(np.flatnonzero(w < 0)[0])} is negative)")
 
     fixed = fixed_design(formula, df)
+    if w is not None and np.count_nonzero(w) <= fixed.X.shape[1]:  # zero-weight rows do not count
+        raise ValueError(
+            f"only {np.count_nonzero(w)} row(s) have a positive weight, too few for {fixed.X.shape[1]} coefficients"
+        )
     grouping = make_grouping(df, group_cols)
     if grouping.nlevels < 2:
         raise ValueError(
@@ -78,8 +82,13 @@ def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weight
             "sandwich variance is estimated from the spread between clusters); check the groups= column"
         )
     time_values = None if time_col is None else df[time_col].to_numpy()
-    layout = cluster_layout(grouping.codes, grouping.nlevels, time_values, np.asarray(grouping.levels),
-                            time_as_ranks=True)
+    try:
+        layout = cluster_layout(grouping.codes, grouping.nlevels, time_values, np.asarray(grouping.levels),
+                                time_as_ranks=True)
+    except ValueError as exc:
+        if time_col is None:
+            raise
+        raise ValueError(f"time column {time_col!r}: {exc}") from exc  # name the column, as gls does
     return GeeDesign(
         y=fixed.y, X=fixed.X, names=fixed.names, weights=w, offset=off, layout=layout,
         cluster_labels=grouping.levels, fixed=fixed, row_index=df.index, n_dropped=n_dropped,

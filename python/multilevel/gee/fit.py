@@ -10,7 +10,10 @@ formed there, as geepack does.
 
 from __future__ import annotations
 
+import inspect
+import numbers
 import warnings
+from difflib import get_close_matches
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,7 @@ from multilevel.gee.scoring import (
     working_arrays,
 )
 
+
 class GeeConvergenceWarning(UserWarning):
     """Fisher scoring stopped at the iteration limit before the estimates settled."""
 
@@ -43,11 +47,39 @@ def check_gee_sizes(nobs: int, p: int, scale: float | None) -> None:
         raise ValueError(f"scale must be positive, not {scale!r}")
 
 
+def check_scoring_limits(maxiter: Any, tol: Any) -> None:
+    """Refuse an iteration limit that is not a non-negative integer or a tolerance that is not a non-negative
+    number (a negative one would iterate to the limit and then only warn)."""
+    if isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral):
+        raise TypeError(f"maxiter must be an integer, not {type(maxiter).__name__}")
+    if maxiter < 0:
+        raise ValueError(f"maxiter must be >= 0, not {maxiter}")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise TypeError(f"tol must be a number, not {type(tol).__name__}")
+    if not 0.0 <= tol < np.inf:
+        raise ValueError(f"tol must be a non-negative finite number, not {tol!r}")
+
+
+def refuse_unknown_keywords(unknown: dict[str, Any], function: Any) -> None:
+    """A TypeError naming a keyword ``function`` does not take and its close matches (case ignored), as
+    lmm, glmm and gls say it through their optimizer-option check; gee has no optimizer options."""
+    if not unknown:
+        return
+    key = next(iter(unknown))
+    params = [q.name for q in inspect.signature(function).parameters.values() if q.kind == q.KEYWORD_ONLY
+              or q.kind == q.POSITIONAL_OR_KEYWORD]
+    lowered = {q.lower(): q for q in params}
+    close = [lowered[c] for c in get_close_matches(key.lower(), list(lowered), n=3, cutoff=0.6)]
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else f"; it takes {', '.join(params)}"
+    raise TypeError(f"{function.__name__}() got an unexpected keyword argument {key!r}{hint}")
+
+
 def estimate_gee(rows: GeeRows, family: Family, structure: CorrelationStructure, *, p: int, nobs: int,
                  scale: float | None, maxiter: int, tol: float, start: np.ndarray | None = None) -> GeeEstimates:
     """Fisher scoring on rows held anywhere (:class:`~multilevel.gee.scoring.GeeRows`), from ``start``
     or the independence GLM, warning when it does not converge: the steps every GEE fit shares."""
     check_gee_sizes(nobs, p, scale)
+    check_scoring_limits(maxiter, tol)
     beta = start_beta(rows, family, p) if start is None else np.asarray(start, dtype=float).copy()
     est = fisher_scoring(rows, family, structure, beta, scale=scale, maxiter=maxiter, tol=tol)
     if not est.converged:
@@ -99,10 +131,10 @@ def gee_result_at(design: GeeDesign, family: Family | str, corr: CorrelationStru
                      n_iter=0, converged=True, cov_type=cov_type, scale_fixed=True)
 
 
-def gee(formula: str, data: Any, *, groups: Any, time: Any = None, family: Family | str = "gaussian",
+def gee(formula: str, data: Any, *, groups: Any = None, time: Any = None, family: Family | str = "gaussian",
         link: Any = None, corr: CorrelationStructure | str | None = "independence", weights: Any = None,
         offset: Any = None, scale: float | None = None, cov_type: str = "robust", maxiter: int = 100,
-        tol: float = 1e-10, progress: bool | None = None) -> GeeResult:
+        tol: float = 1e-10, progress: bool | None = None, **unknown: Any) -> GeeResult:
     """Fit a marginal model for clustered data by generalized estimating equations.
 
     The mean is ``g(mu) = X beta`` (plus ``offset``), the variance
@@ -124,7 +156,7 @@ def gee(formula: str, data: Any, *, groups: Any, time: Any = None, family: Famil
         whose partitions each hold whole clusters. Then ``groups``, ``time``,
         ``weights`` and ``offset`` must be column names.
     groups : str, list of str or array
-        Cluster of each row; clusters may be interleaved and of any size.
+        Cluster of each row (required); clusters may be interleaved and of any size.
     time : str or array, optional
         Integer position of each row in its cluster (gaps allowed, like
         geepack's ``waves``); used by ``ar1``, ``unstructured``,
@@ -163,6 +195,7 @@ def gee(formula: str, data: Any, *, groups: Any, time: Any = None, family: Famil
     """
     from multilevel.streaming.gee import streamed_gee
 
+    refuse_unknown_keywords(unknown, gee)
     streamed = streamed_gee(formula, data, groups=groups, time=time, family=family, link=link, corr=corr,
                             weights=weights, offset=offset, scale=scale, cov_type=cov_type, maxiter=maxiter, tol=tol,
                             progress=progress)

@@ -34,6 +34,29 @@ def _check_data(design: LmmDesign, family: Family) -> None:
         )
     if family.name in DISPERSION_FAMILIES and family.link.name != "log":
         raise ValueError(f"glmm fits the {family.name} family with the log link, not {family.link.name}")
+    for term in design.terms:  # (0 | g) leaves no parameter for the optimizer
+        if term.p == 0:
+            raise ValueError(f"the random-effects term on {term.group!r} has no columns (0 or -1 removed the "
+                             f"intercept and nothing is left); write (1 | {term.group})")
+    y = design.y
+    # The likelihood needs counts: a non-integer count has probability 0 (log-likelihood -inf), and an
+    # unweighted binomial row is one trial (y = 0.5 would be rounded to 0 successes).
+    if family.name == "poisson":
+        off = np.flatnonzero(y != np.rint(y))
+        if off.size:
+            raise ValueError(
+                f"response {design.response!r} has {off.size} non-integer count(s) (first at row {int(off[0])}: "
+                f"{float(y[off[0]])!r}); the Poisson likelihood needs counts (for rates, model the counts with "
+                "offset=log(exposure))"
+            )
+    if family.name == "binomial" and design.weights is None:
+        off = np.flatnonzero((y != 0) & (y != 1))
+        if off.size:
+            raise ValueError(
+                f"binomial response {design.response!r} has {off.size} value(s) other than 0 and 1 (first at "
+                f"row {int(off[0])}: {float(y[off[0]])!r}) but no weights=; for proportions give weights= the numbers "
+                "of trials"
+            )
     if family.name == "binomial" and design.weights is not None:
         successes = design.y * design.weights
         off = np.abs(successes - np.rint(successes)) > 1e-8

@@ -9,6 +9,8 @@ centred at the group's mode and scaled by its conditional standard deviation.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import logsumexp
@@ -25,7 +27,9 @@ DISPERSION_FAMILIES = ("gamma", "negative_binomial")
 
 def check_quadrature(design: LmmDesign, nagq: int) -> None:
     """``nagq > 1`` needs a single scalar random-effect term (as lme4)."""
-    if nagq < 0 or int(nagq) != nagq:
+    if isinstance(nagq, bool) or not isinstance(nagq, numbers.Real):
+        raise TypeError(f"nagq must be a non-negative integer, not {type(nagq).__name__}")
+    if nagq < 0 or not np.isfinite(nagq) or int(nagq) != nagq:
         raise ValueError(f"nagq must be a non-negative integer, not {nagq!r}")
     if nagq > 1 and (len(design.terms) != 1 or design.terms[0].p != 1):
         raise ValueError(
