@@ -124,3 +124,10 @@ def test_a_working_correlation_that_is_not_positive_definite_is_reported(df: pd.
     design = gee_design("y ~ x", df, groups="id")
     with pytest.raises(FloatingPointError, match="not positive definite for cluster"):
         gee_result_at(design, "binomial", "exchangeable", [0.0, 0.0], [-0.9], 1.0)
+
+
+def test_car1_is_refused_with_what_to_use():
+    import multilevel as ml
+
+    with pytest.raises(ValueError, match="no estimator of a continuous-time AR"):
+        ml.gee("resp ~ age", ml.load_dataset("ohio"), groups="id", family="binomial", corr="car1", time="age")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from multilevel.correlation import CorrelationStructure, get_correlation
+from multilevel.correlation import KIND_CAR1, CorrelationStructure, get_correlation
 from multilevel.families import Family, get_family
 from multilevel.gee.design import GeeDesign, gee_design
 from multilevel.gee.result import GeeResult
@@ -103,7 +103,7 @@ def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: Correlat
     start : starting coefficients (default: the independence GLM)
     """
     family = get_family(family, link)
-    structure = get_correlation(corr)
+    structure = gee_correlation(corr)
     family.check_response(design.y, design.fixed.response if design.fixed is not None else "y")
     est = estimate_gee(DesignRows(design), family, structure, p=design.X.shape[1], nobs=design.nobs, scale=scale,
                        maxiter=maxiter, tol=tol, start=start)
@@ -111,6 +111,16 @@ def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: Correlat
                      corr_params=est.corr_params, information=est.information, meat=est.meat,
                      working=working_arrays(design, family, est.beta), n_iter=est.n_iter,
                      converged=est.converged, cov_type=cov_type, scale_fixed=scale is not None)
+
+
+def gee_correlation(corr: CorrelationStructure | str | None) -> CorrelationStructure:
+    """The working correlation of a GEE; a structure without a moment estimator (the continuous-time AR(1))
+    is refused with what to use instead."""
+    structure = get_correlation(corr)
+    if structure.kind == KIND_CAR1:
+        raise ValueError("gee has no estimator of a continuous-time AR(1) working correlation (geepack has none "
+                         "either); use corr='ar1' with integer times, or gls/lmm(corr='car1') for a likelihood fit")
+    return structure
 
 
 def gee_result_at(design: GeeDesign, family: Family | str, corr: CorrelationStructure | str | None,
@@ -122,7 +132,7 @@ def gee_result_at(design: GeeDesign, family: Family | str, corr: CorrelationStru
     estimates (whose moment estimators may differ from geepack's).
     """
     family = get_family(family, link)
-    structure = get_correlation(corr)
+    structure = gee_correlation(corr)
     beta = np.asarray(params, dtype=float)
     alpha = np.asarray(corr_params, dtype=float)
     sums = scoring_sums(DesignRows(design), family, structure, alpha, float(scale), beta)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from multilevel.clusters import _positions_from_time, cluster_layout
-from multilevel.correlation import CorrelationStructure, get_correlation
+from multilevel.correlation import CorrelationStructure
 from multilevel.families import Family, get_family
 from multilevel.fixed_effects import ColumnRFactor, FixedDesign, missing_formula_variables
 from multilevel.frames import check_finite, columns_in, require_columns
@@ -38,7 +38,6 @@ from multilevel.gee.scoring import (
 from multilevel.grouping import GroupingLevels
 from multilevel.progress import progress_enabled
 from multilevel.streaming.passes import DaskPasses, RowPasses, row_passes
-from multilevel.streaming.specs import response_and_matrix, response_and_spec
 from multilevel.streaming.scan import (
     ChunkPlan,
     ClusterSplitError,
@@ -48,6 +47,7 @@ from multilevel.streaming.scan import (
     merge_scans,
     scan_chunk,
 )
+from multilevel.streaming.specs import response_and_matrix, response_and_spec
 
 T = TypeVar("T")
 
@@ -299,7 +299,9 @@ def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Fam
     if groups is None:
         raise ValueError("gee needs groups=: the column that says which cluster each row is in")
     family = get_family(family, link)
-    structure = get_correlation(corr)
+    from multilevel.gee.fit import gee_correlation
+
+    structure = gee_correlation(corr)
     columns = gee_columns(formula, passes.column_names(), groups, time, weights, offset)
     passes, scan, counts = scan_clusters(passes, columns)
     plan = make_plan(scan, columns.used, passes.name)
