@@ -710,8 +710,6 @@ def test_gee_scoring_with_a_working_correlation_can_diverge(data: pd.DataFrame, 
     assert np.all(np.isfinite(res.params))
 
 
-@pytest.mark.xfail(strict=True, reason="lmm/fit.py: reml is passed to the core unchecked, so reml='no' is a "
-                   "TypeError about objective()'s argument types that does not name reml")
 def test_lmm_reml_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="reml must be"):
-        multilevel.lmm("y ~ x + (1 | g)", GAUSS, reml="no")  # today: "objective(): incompatible function arguments"
+        multilevel.lmm("y ~ x + (1 | g)", GAUSS, reml="no")

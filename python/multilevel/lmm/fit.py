@@ -65,6 +65,8 @@ def fit_core(design: Any, core: Any, *, reml: bool, start: np.ndarray | None = N
     :class:`~multilevel.lmm.design.RowlessLmmDesign` (labels only).
     """
     ddf = check_ddf(ddf)  # before the fit: a misspelled method must not cost an optimization
+    if not isinstance(reml, (bool, np.bool_)):
+        raise TypeError(f"reml must be True or False, not {reml!r}")
     x0 = theta_start(design.terms) if start is None else np.asarray(start, dtype=float)
     if x0.size != design.ntheta:
         raise ValueError(f"start has {x0.size} values; the model has {design.ntheta} theta parameters")
@@ -176,6 +178,8 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
     10.467
     """
     check_optimizer_options(optimizer_options, lmm)
+    if not isinstance(reml, (bool, np.bool_)):
+        raise TypeError(f"reml must be True or False, not {reml!r}")
     if any(a is not None for a in (corr, time, variance, corr_groups)):
         from multilevel.lmm.residual import residual_lmm
         from multilevel.streaming.sources import is_streaming_source
