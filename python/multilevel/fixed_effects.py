@@ -109,7 +109,7 @@ def fixed_design(formula: str, data: pd.DataFrame) -> FixedDesign:
             f"{y.shape[0]} rows cannot estimate {kept.size} fixed-effect coefficients (with a residual variance); "
             "simplify the fixed part"
         )
-    _check_response_varies(y, factor, lhs)
+    _check_response_varies(y, X, factor, lhs)
     dropped = [names[j] for j in aliased]
     if dropped:
         warnings.warn(
@@ -166,7 +166,7 @@ def _r_factor_with_response(X: np.ndarray, y: np.ndarray) -> ColumnRFactor:
 _EXACT_FIT = 1e-11
 
 
-def _check_response_varies(y: np.ndarray, factor: ColumnRFactor, label: str) -> None:
+def _check_response_varies(y: np.ndarray, X: np.ndarray, factor: ColumnRFactor, label: str) -> None:
     """A ValueError if the response is constant or (to rounding) an exact linear function of X.
 
     Every model here then has nothing left to estimate a variance from: lmm and the GLMM core fail to
@@ -175,7 +175,10 @@ def _check_response_varies(y: np.ndarray, factor: ColumnRFactor, label: str) -> 
     if y.size and np.all(y == y[0]):
         raise ValueError(f"the response {label!r} is constant (every value is {float(y[0])!r}); there is nothing to model")
     p = factor.p - 1
-    residual = abs(factor.r[p, p]) * factor.scale[p] if factor.r.shape[0] > p else 0.0
+    if factor.r.shape[0] > p:
+        residual = abs(factor.r[p, p]) * factor.scale[p]
+    else:  # fewer rows than columns (some aliased): the R factor has no row for y; rare and small
+        residual = float(np.linalg.norm(y - X @ np.linalg.lstsq(X, y, rcond=None)[0]))
     if residual <= _EXACT_FIT * float(np.linalg.norm(y)):
         raise ValueError(
             f"the response {label!r} is an exact linear function of the fixed effects (zero residuals), so no "
