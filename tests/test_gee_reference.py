@@ -16,63 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import multilevel as ml
-from multilevel.datasets import load_dataset
 from multilevel.gee import gee_design, gee_result_at
+
+from gee_fixtures import assert_close, model_data
 
 REFERENCE = Path(__file__).parent / "reference"
 GEEPACK = json.loads((REFERENCE / "gee.json").read_text())["models"]
 STATSMODELS = json.loads((REFERENCE / "gee_statsmodels.json").read_text())["models"]
-
-
-def assert_close(actual: Any, desired: Any, rtol: float, atol: Any = 0.0, what: str = "") -> None:
-    """``|actual - desired| <= rtol |desired| + atol`` elementwise (``atol`` may be an array)."""
-    a, d = np.asarray(actual, dtype=float), np.asarray(desired, dtype=float)
-    assert a.shape == d.shape, what
-    bad = np.abs(a - d) > rtol * np.abs(d) + atol
-    assert not bad.any(), f"{what}: max rel diff {np.max(np.abs(a - d) / np.maximum(np.abs(d), 1e-300)):.3g}\n{a}\n{d}"
-
-
-def _evaluate(expr: str, df: pd.DataFrame) -> np.ndarray:
-    """An R expression over columns (``log(base / 4)``, ``1 + (subject % 3)``, ``incidence / size``)."""
-    return np.asarray(eval(expr, {"log": np.log}, {c: df[c].to_numpy() for c in df.columns}), dtype=float)
-
-
-def _numeric_codes(col: pd.Series) -> np.ndarray:
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        return col.cat.codes.to_numpy() + 1
-    return col.to_numpy()
-
-
-def model_data(m: dict[str, Any]) -> tuple[str, pd.DataFrame, dict[str, Any]]:
-    """Formula, data and gee() keyword arguments of a geepack fixture."""
-    df = load_dataset(m["dataset"])
-    if m["drop_rows"]:
-        df = df.drop(index=df.index[m["drop_rows"]["indices"]]).reset_index(drop=True)
-    rhs = m["formula"].split("~", 1)[1].strip()
-    if m["response"]:
-        df["_y"] = _evaluate(m["response"], df)
-        formula = f"_y ~ {rhs}"
-    else:
-        formula = m["formula"]
-    kwargs: dict[str, Any] = {"groups": m["id"], "family": m["family"], "link": m["link"]}
-    if m["waves"]:
-        df["_t"] = _numeric_codes(df[m["waves"]])
-        kwargs["time"] = "_t"
-    if m["weights"]:
-        df["_w"] = _evaluate(m["weights"], df)
-        kwargs["weights"] = "_w"
-    if m["offset"]:
-        df["_off"] = _evaluate(m["offset"], df)
-        kwargs["offset"] = "_off"
-    if m["scale_fix"]:
-        kwargs["scale"] = m["phi0"]  # geepack fixes phi at its starting value (see GEE_ESTIMATORS.md)
-    corstr = m["corstr"]
-    kwargs["corr"] = ml.Fixed(np.array(m["fixed_correlation"])) if corstr == "fixed" else corstr
-    return formula, df, kwargs
 
 
 @pytest.fixture(scope="module", params=sorted(GEEPACK))

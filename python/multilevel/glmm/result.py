@@ -13,6 +13,7 @@ import pandas as pd
 from multilevel.families import Family
 from multilevel.inference import coefficient_table, normal_pvalues
 from multilevel.inference.ddf import NormalDdf, check_contrasts, check_ddf, f_table
+from multilevel.inference.wald import covariance_from_rx
 from multilevel.lmm.design import LmmDesign
 from multilevel.lmm.result import LmmResult
 from multilevel.numdiff import hessian, hessian_from_gradient
@@ -24,9 +25,7 @@ _HESSIAN_PIRLS_TOL = 1e-13
 
 def rx_covariance(core: Any, theta: np.ndarray) -> np.ndarray:
     """``(RX RX')^-1`` from a PIRLS factorization that estimated beta: the covariance given theta."""
-    rx = np.asarray(core.solve(np.asarray(theta, dtype=float), False)["RX"])
-    inv = np.linalg.inv(rx)
-    return inv.T @ inv
+    return covariance_from_rx(np.asarray(core.solve(np.asarray(theta, dtype=float), False)["RX"]))
 
 
 class GlmmResult(LmmResult):

@@ -56,11 +56,6 @@ class ResponseSimulator:
         return y + self.noise_scale * rng.standard_normal(self.nobs)
 
 
-def simulate_response(fit: Any, rng: np.random.Generator) -> np.ndarray:
-    """One response vector drawn from a fitted linear mixed model (rows of the fit's design)."""
-    return ResponseSimulator(fit).draw(rng)
-
-
 def default_statistic(fit: Any) -> pd.Series:
     """lme4's ``confint(method = "boot")`` statistics: sd/cor of the random effects, sigma, fixed effects."""
     from multilevel.inference.profile import variance_parameter_names

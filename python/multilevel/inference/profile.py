@@ -248,6 +248,10 @@ class LmmProfile(Profile):
         params += [ProfiledParameter(n, "beta", j, float(b), -np.inf, np.inf, float(se))
                    for j, (n, b, se) in enumerate(zip(fit.design.fixed_names, fit._beta, bse))]
         super().__init__(params, float(fit.objective))
+        # Bounds of the variance parameters for the inner optimizations (sigma kept off 0).
+        variances = [q for q in params if q.kind != "beta"]
+        self._lower = np.array([1e-8 * self._sdcor[-1] if q.kind == "sigma" else q.low for q in variances])
+        self._upper = np.array([q.high for q in variances])
 
     # ----- deviance along one parameter --------------------------------------
     @staticmethod
@@ -276,9 +280,7 @@ class LmmProfile(Profile):
 
     def _variance_zeta(self, p: ProfiledParameter, value: float) -> float:
         others = [i for i in range(self._sdcor.size) if i != p.index]
-        lower = np.array([self._range(k)[0] for k in self._kinds()])[others]
-        upper = np.array([self._range(k)[1] for k in self._kinds()])[others]
-        lower = np.where(np.array(self._kinds())[others] == "sigma", 1e-8 * self._sdcor[-1], lower)
+        lower, upper = self._lower[others], self._upper[others]
         start = self._starts.get(p.name, self._sdcor[others])
 
         def objective(x: np.ndarray) -> float:
@@ -296,9 +298,6 @@ class LmmProfile(Profile):
             dev = res.fmin
             self._starts[p.name] = np.asarray(res.final)
         return self._zeta(p, value, dev)
-
-    def _kinds(self) -> list[str]:
-        return [q.kind for q in self.parameters if q.kind != "beta"]
 
     def _beta_zeta(self, p: ProfiledParameter, value: float) -> float:
         from multilevel.lmm.fit import lmm_core

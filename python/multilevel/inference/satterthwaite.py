@@ -21,17 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from multilevel.inference.wald import covariance_from_rx
+
 EIGEN_TOL = 1e-8  # lmerTest's tolerance on the Hessian's eigenvalues
 # Relative step of the differences. With one Richardson step the truncation error is O(h^4);
 # smaller steps lose digits to rounding (the deviance is O(n), its curvature O(1)): on sleepstudy
 # 3e-3 agrees with lmerTest's numDeriv to 1e-6 relative, 1e-4 only to 6e-4.
 STEP = 3e-3
-
-
-def _unscaled_cov(rx: np.ndarray) -> np.ndarray:
-    """``(RX RX')^-1`` for the lower-triangular factor RX of ``X'V^-1 X / sigma^2``."""
-    rinv = np.linalg.inv(rx)
-    return rinv.T @ rinv
 
 
 def varpar_deviance(core: Any, varpar: np.ndarray, reml: bool) -> float:
@@ -87,7 +83,7 @@ def _solve_at(core: Any, theta: np.ndarray, reml: bool) -> _Solve:
     sol = core.solve(theta, reml)
     rx = np.asarray(sol["RX"])
     a = float(sol["logdet_re"]) + (2.0 * float(np.sum(np.log(np.abs(np.diag(rx))))) if reml else 0.0)
-    return _Solve(a, float(sol["pwrss"]), _unscaled_cov(rx))
+    return _Solve(a, float(sol["pwrss"]), covariance_from_rx(rx))
 
 
 def varpar_sensitivity(core: Any, theta: np.ndarray, sigma: float, reml: bool) -> VarparSensitivity:

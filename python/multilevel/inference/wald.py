@@ -62,3 +62,9 @@ def prediction_with_se(X: np.ndarray, beta: np.ndarray, cov: np.ndarray, index: 
     fit = X @ beta + offset
     se = np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X))
     return pd.DataFrame({"fit": fit, "se.fit": se}, index=index)
+
+
+def covariance_from_rx(rx: np.ndarray) -> np.ndarray:
+    """``(RX RX')^-1`` for the lower-triangular factor RX of ``X'V^-1 X / sigma^2`` (the core's ``RX``)."""
+    rinv = np.linalg.inv(rx)
+    return rinv.T @ rinv

@@ -15,7 +15,7 @@ from multilevel.frames import as_pandas, vector_argument
 from multilevel.inference import coefficient_table, standard_errors, wald_conf_int
 from multilevel.inference.ddf import DdfMethod, check_contrasts, check_ddf, f_table, t_pvalues
 from multilevel.inference.lmm_ddf import lmm_ddf_method
-from multilevel.inference.wald import prediction_with_se
+from multilevel.inference.wald import covariance_from_rx, prediction_with_se
 from multilevel.lmm.design import LmmDesign, RandomTerm
 from multilevel.optimize import OptSummary
 from multilevel.tidy_methods import TidyMethods
@@ -104,8 +104,7 @@ class LmmResult(TidyMethods):
 
     def unadjusted_cov(self) -> np.ndarray:
         """``sigma^2 (X' V^-1 X)^-1`` as an array, whatever the ddf method."""
-        rinv = np.linalg.inv(self._rx)  # RX lower: X'V^-1 X / sigma^2 = RX RX'
-        return self.sigma**2 * rinv.T @ rinv
+        return self.sigma**2 * covariance_from_rx(self._rx)
 
     def cov_params(self) -> pd.DataFrame:
         """Covariance of the fixed effects, ``sigma^2 (X' V^-1 X)^-1``; Kenward-Roger's
