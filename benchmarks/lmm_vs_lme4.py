@@ -14,13 +14,23 @@ large     as ``nested`` with 200,000 groups (10,000,000 rows); ours only,
           or ``--only large``; ``--large-lme4`` adds lme4 (CSV of ~1.2 GB).
 
 For every problem but ``large`` the data are written once to a CSV that R
-reads, and the tools alternate (ours, lme4, mixedlm, statsmodels, ours, ...)
-``--repeats`` times, each fit in a fresh process:
+reads, and the tools alternate (ours, ours on one thread, lme4 in each
+configuration, mixedlm, statsmodels, ours, ...) ``--repeats`` times, each fit
+in a fresh process:
 
 * ours: a subprocess of this script loads the data, then times
-  ``multilevel.lmm(formula, df, reml=...)`` (formula handling included);
+  ``multilevel.lmm(formula, df, reml=...)`` (formula handling included), with
+  the package's default threads (all cores, or ``--ours-threads`` through
+  ``OMP_NUM_THREADS``); "multilevel (1 thread)" is the same after
+  ``multilevel.set_num_threads(1)``;
 * lme4: ``Rscript r/lmm_fit.R`` reads the CSV, makes the grouping columns
-  factors (timed separately as load time), then times ``lmer(...)``;
+  factors (timed separately as load time), then times ``lmer(...)``, in each
+  configuration of ``LME4_CONFIGS`` (``--lme4-configs``): "lme4" is lmer()'s
+  defaults on R's reference BLAS (single-threaded); "lme4 (calc.derivs=FALSE)"
+  skips the finite-difference gradient and Hessian lme4 computes after the
+  optimizer to check convergence; "lme4 (OpenBLAS, calc.derivs=FALSE)" also
+  runs R on Debian's multi-threaded OpenBLAS (``libopenblas0-pthread``). Each
+  R record says which BLAS and LAPACK R loaded;
 * mixedlm (PyPI): a subprocess loads the same data frame and times
   ``mixedlm.lmer(formula, df, REML=...)``;
 * statsmodels: a subprocess times ``smf.mixedlm(fixed part, df, groups=...,
@@ -28,8 +38,16 @@ reads, and the tools alternate (ours, lme4, mixedlm, statsmodels, ours, ...)
   sleepstudy; it is not run on crossed designs (the reason is written into the
   results). Its objective is ``-2 llf``, lme4's deviance / REML criterion.
 
-A Python peer's process is killed after ``--py-timeout`` seconds and recorded
-as timed out.
+Every fitting process that took less than ``--warm-limit`` seconds (default
+120) fits the same model a second time and reports that as the warm time:
+R's start-up is never in a fit time, but package loading and first-call costs
+are in the first fit. Each fit's status is the tool's own convergence verdict
+(ours: ``fit.converged`` and the gradient and Newton steps of ``fit.optsum``;
+lme4: the optimizer's return code and ``optinfo$conv$lme4$messages``;
+mixedlm: ``converged`` and its gradient norm; statsmodels: ``converged``).
+
+A Python peer's process is killed after ``--py-timeout`` seconds, an R fit
+after ``--r-timeout``, and recorded as timed out.
 
 Memory: in each fitting process, RSS just before the fit and the peak RSS
 during it (``VmHWM`` after resetting it through ``/proc/self/clear_refs``,
@@ -40,6 +58,7 @@ Usage::
 
     python benchmarks/lmm_vs_lme4.py [--repeats N] [--large]
         [--only sleepstudy|insteval|insteval_dept|nested|crossed|large] [--large-lme4]
+        [--lme4-configs default noderivs openblas] [--warm-limit SECONDS]
         [--no-lme4] [--no-mixedlm] [--no-statsmodels] [--out PATH]
 
 Results: a table on stdout and ``benchmarks/results/lmm_vs_lme4.json``
@@ -64,8 +83,10 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -87,6 +108,36 @@ STATSMODELS_CROSSED_NOTE = (
     "statsmodels not run: MixedLM fits crossed factors only as variance components inside one group "
     "holding every row, with that group's dense n x q design (InstEval: 73,421 x 4,114 doubles, 2.4 GB)")
 GROUP_SIZE = 50
+#: Seconds under which a fit is followed by a second, warm one in the same process (``--warm-limit``).
+WARM_LIMIT = 120.0
+
+
+class Lme4Config(NamedTuple):
+    """One way of running lme4: its row label, the key prefix of its fields in a problem's summary,
+    ``lmerControl(calc.derivs = )`` and the BLAS R loads (a key of ``BLAS_DIRS``)."""
+
+    label: str
+    prefix: str
+    calc_derivs: bool
+    blas: str
+
+
+#: lme4 as run by default (``lmer()``'s defaults, R's reference BLAS) and as a user who knows it would
+#: run it for speed: without the post-fit derivative check, and on OpenBLAS (multi-threaded). Keys are
+#: the names ``--lme4-configs`` takes.
+LME4_CONFIGS = {
+    "default": Lme4Config("lme4", "lme4", True, "reference"),
+    "noderivs": Lme4Config("lme4 (calc.derivs=FALSE)", "lme4_noderivs", False, "reference"),
+    "openblas": Lme4Config("lme4 (OpenBLAS, calc.derivs=FALSE)", "lme4_openblas", False, "openblas"),
+}
+#: Where Debian keeps each BLAS's libblas.so.3 and liblapack.so.3; each R fit loads the one its
+#: configuration names, whatever the system's alternatives point at.
+BLAS_DIRS = {"reference": ("/usr/lib/x86_64-linux-gnu/blas", "/usr/lib/x86_64-linux-gnu/lapack"),
+             "openblas": ("/usr/lib/x86_64-linux-gnu/openblas-pthread",)}
+#: Every row of a problem, in the order the tools alternate: label -> key prefix in its summary. Ours
+#: come first: every other row's ratios are taken against them.
+TOOLS = {"multilevel": "ours", "multilevel (1 thread)": "ours_1thread",
+         **{c.label: c.prefix for c in LME4_CONFIGS.values()}, "mixedlm": "mixedlm", "statsmodels": "statsmodels"}
 
 #: |objective difference| (deviance units) below which both tools are taken
 #: to have reached the same optimum.
@@ -233,7 +284,8 @@ def problem_rows(spec: dict[str, Any]) -> int | None:
 
 
 def _fit_mixedlm(spec: dict[str, Any], df: Any) -> dict[str, Any]:
-    """One ``mixedlm.lmer`` fit (the Rust-backed lme4 port on PyPI); its objective and fixed effects."""
+    """One ``mixedlm.lmer`` fit (the Rust-backed lme4 port on PyPI); its objective, fixed effects and
+    convergence (its ``converged`` flag, optimizer message and norm of the projected gradient)."""
     import mixedlm
 
     fit = mixedlm.lmer(spec["formula"], df, REML=spec["reml"])
@@ -242,7 +294,9 @@ def _fit_mixedlm(spec: dict[str, Any], df: Any) -> dict[str, Any]:
     fixef = fit.fixef() if callable(fit.fixef) else fit.fixef
     return {"version": getattr(mixedlm, "__version__", "?"), "objective": float(objective),
             "fixef": {str(k): float(v) for k, v in fixef.items()},
-            "feval": int(getattr(fit, "function_evals", -1) or -1)}
+            "feval": int(getattr(fit, "function_evals", -1) or -1), "converged": bool(fit.converged),
+            "optimizer": str(fit.optimizer), "optimizer_message": str(fit.message),
+            "gradient_norm": float(fit.gradient_norm)}
 
 
 def _fit_statsmodels(spec: dict[str, Any], df: Any) -> dict[str, Any]:
@@ -254,18 +308,26 @@ def _fit_statsmodels(spec: dict[str, Any], df: Any) -> dict[str, Any]:
     fit = smf.mixedlm(call["formula"], df, groups=call["groups"], re_formula=call["re_formula"]).fit(
         reml=spec["reml"])
     return {"version": statsmodels.__version__, "objective": -2.0 * float(fit.llf),
-            "fixef": {str(k): float(v) for k, v in fit.fe_params.items()}, "converged": bool(fit.converged)}
+            "fixef": {str(k): float(v) for k, v in fit.fe_params.items()}, "converged": bool(fit.converged),
+            "optimizer": str(fit.method)}
 
 
 #: Python peers fitted in a worker process of this script: tool -> fit function.
 PYTHON_PEERS = {"mixedlm": _fit_mixedlm, "statsmodels": _fit_statsmodels}
 
 
-def run_peer_worker(spec: dict[str, Any], out_path: str) -> None:
-    """Load one problem, fit it once with a Python peer (``spec["tool"]``) and write a JSON record."""
-    t0 = time.perf_counter()
-    df = _load_problem_data(spec)
-    load_seconds = time.perf_counter() - t0
+def _cpu_seconds() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def measure_fit(fit: Callable[[], Any], warm_limit: float) -> tuple[Any, dict[str, Any]]:
+    """Call ``fit``: its value and wall and CPU seconds, the RSS before it, the peak RSS during it and the
+    warnings it gave. If it took less than ``warm_limit`` seconds, call it once more and time that as
+    ``warm_fit_seconds`` (imports, first-call and cache costs left out, as for a second model fitted in a
+    session; longer fits are not repeated: their one-off costs are a negligible share)."""
     gc.collect()
     rss_before = proc_status_kb("VmRSS")
     peak_reset = reset_peak_rss()
@@ -273,18 +335,41 @@ def run_peer_worker(spec: dict[str, Any], out_path: str) -> None:
     poller.start()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        t1 = time.perf_counter()
-        fitted = PYTHON_PEERS[spec["tool"]](spec, df)
-        fit_seconds = time.perf_counter() - t1
-    peak = max(poller.stop(), (proc_status_kb("VmHWM") or 0) if peak_reset else 0)
-    record = {"tool": spec["tool"], "nobs": int(len(df)), "load_seconds": load_seconds, "fit_seconds": fit_seconds,
-              **fitted, "rss_before_fit_kb": rss_before, "peak_rss_fit_kb": peak,
-              "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught})[:5]}
+        c0, t0 = _cpu_seconds(), time.perf_counter()
+        value = fit()
+        fit_seconds, fit_cpu_seconds = time.perf_counter() - t0, _cpu_seconds() - c0
+    polled_peak = poller.stop()
+    hwm = proc_status_kb("VmHWM") if peak_reset else None
+    warm = None
+    if fit_seconds < warm_limit:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            fit()
+            warm = time.perf_counter() - t0
+    return value, {
+        "fit_seconds": fit_seconds, "fit_cpu_seconds": fit_cpu_seconds, "warm_fit_seconds": warm,
+        "rss_before_fit_kb": rss_before, "peak_rss_fit_kb": max(polled_peak, hwm or 0),
+        "peak_rss_fit_hwm_kb": hwm, "peak_rss_fit_polled_kb": polled_peak, "poll_samples": poller.samples,
+        "peak_reset": peak_reset, "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
+    }
+
+
+def run_peer_worker(spec: dict[str, Any], out_path: str) -> None:
+    """Load one problem, fit it with a Python peer (``spec["tool"]``) and write a JSON record."""
+    t0 = time.perf_counter()
+    df = _load_problem_data(spec)
+    load_seconds = time.perf_counter() - t0
+    fitted, figures = measure_fit(lambda: PYTHON_PEERS[spec["tool"]](spec, df), spec["warm_limit"])
+    record = {"tool": spec["tool"], "nobs": int(len(df)), "load_seconds": load_seconds, **fitted, **figures}
+    record["warnings"] = record["warnings"][:5]
     Path(out_path).write_text(json.dumps(record, indent=1))
 
 
 def run_worker(spec_path: str, out_path: str) -> None:
-    """Load one problem, fit it once with ``multilevel.lmm`` (or a Python peer) and write a JSON record."""
+    """Load one problem, fit it with ``multilevel.lmm`` (or a Python peer) and write a JSON record."""
+    import resource
+
     import numpy as np
 
     spec = json.loads(Path(spec_path).read_text())
@@ -294,64 +379,49 @@ def run_worker(spec_path: str, out_path: str) -> None:
     multilevel = _import_multilevel()
     from multilevel import lmm
 
+    if spec.get("threads"):  # the one-thread row; the environment's OMP_NUM_THREADS is left as it is
+        multilevel.set_num_threads(spec["threads"])
+        threads_set_by = f"multilevel.set_num_threads({spec['threads']})"
+    else:
+        env = os.environ.get("OMP_NUM_THREADS")
+        threads_set_by = f"OMP_NUM_THREADS={env}" if env else "default (all cores)"
     t0 = time.perf_counter()
     df = _load_problem_data(spec)
     load_seconds = time.perf_counter() - t0
     numeric = [c for c in spec["numeric_columns"] if c in df.columns]
-    numeric_bytes = 8 * len(df) * len(numeric)
-
-    gc.collect()
-    rss_before = proc_status_kb("VmRSS")
-    peak_reset = reset_peak_rss()
-    poller = PeakRssPoller(0.005)
-    poller.start()
-    import resource
-
-    def cpu_now() -> float:
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        return ru.ru_utime + ru.ru_stime
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        c1 = cpu_now()
-        t1 = time.perf_counter()
-        fit = lmm(spec["formula"], df, reml=spec["reml"])
-        fit_seconds = time.perf_counter() - t1
-        fit_cpu_seconds = cpu_now() - c1
-    polled_peak = poller.stop()
-    hwm = proc_status_kb("VmHWM") if peak_reset else None
-    peak = max(polled_peak, hwm or 0)
-
+    fit, figures = measure_fit(lambda: lmm(spec["formula"], df, reml=spec["reml"]), spec["warm_limit"])
+    opt = fit.optsum
     record = {
         "tool": "multilevel",
-        "multilevel_version": getattr(multilevel, "__version__", "?"),
+        "version": getattr(multilevel, "__version__", "?"),
         "multilevel_path": str(Path(multilevel.__file__).parent),
-        **core_fingerprint(Path(multilevel._core.__file__)),
+        # multilevel._core is a loader module: the extension it loaded is its _impl
+        **core_fingerprint(Path(getattr(multilevel._core, "_impl", multilevel._core).__file__)),
+        "core_build": getattr(multilevel._core, "build", None),
         "nobs": int(len(df)),
         "load_seconds": load_seconds,
-        "fit_seconds": fit_seconds,
-        "fit_cpu_seconds": fit_cpu_seconds,
+        **figures,
+        "threads": multilevel.get_num_threads(),
+        "threads_set_by": threads_set_by,
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
-        "optimizer_seconds": float(fit.optsum.elapsed),
+        "optimizer_seconds": float(opt.elapsed),
         "objective": float(fit.objective),
         "loglik": float(fit.loglik),
         "theta": {str(k): float(v) for k, v in fit.theta.items()},
         "fixef": {str(k): float(v) for k, v in fit.params.items()},
         "se": {str(k): float(v) for k, v in fit.bse.items()},
         "sigma": float(fit.sigma),
-        "feval": int(fit.optsum.feval),
+        "feval": int(opt.feval),
         "converged": bool(fit.converged),
-        "optimizer_message": str(fit.optsum.message),
-        "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
+        "optimizer": str(opt.optimizer),
+        "optimizer_return_code": int(opt.return_code),
+        "optimizer_message": str(opt.message),
+        "gradient": None if opt.gradient is None else [float(g) for g in opt.gradient],
+        "max_abs_gradient": None if np.isnan(opt.max_abs_gradient) else float(opt.max_abs_gradient),
+        "polish_steps": int(opt.polish_steps),
         "numeric_columns": numeric,
-        "numeric_bytes": numeric_bytes,
+        "numeric_bytes": 8 * len(df) * len(numeric),
         "column_sums": {c: float(np.asarray(df[c], dtype=float).sum()) for c in numeric},
-        "rss_before_fit_kb": rss_before,
-        "peak_rss_fit_kb": peak,
-        "peak_rss_fit_hwm_kb": hwm,
-        "peak_rss_fit_polled_kb": polled_peak,
-        "poll_samples": poller.samples,
-        "peak_reset": peak_reset,
         "self_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
     Path(out_path).write_text(json.dumps(record, indent=1))
@@ -412,56 +482,76 @@ def lme4_available() -> tuple[bool, str]:
     return True, rscript
 
 
-def fit_ours(spec: dict[str, Any], workdir: Path, tag: str, threads: int | None = None) -> dict[str, Any]:
-    spec_path = workdir / f"{tag}.spec.json"
-    out_path = workdir / f"{tag}.ours.json"
-    spec_path.write_text(json.dumps(spec))
-    before = core_fingerprint()
-    env = {"OMP_NUM_THREADS": str(threads)} if threads else None
-    child = run_child([sys.executable, str(Path(__file__).resolve()), "--_worker", str(spec_path), str(out_path)],
-                      env=env)
-    after = core_fingerprint()
+def r_blas_env(rscript: str, blas: str) -> tuple[dict[str, str] | None, str | None]:
+    """The environment under which Rscript loads ``blas`` (see ``BLAS_DIRS``), or None and why not.
+
+    Debian's R links libblas.so.3 and liblapack.so.3 through the system's alternatives, and its
+    ``etc/ldpaths`` puts ``R_LD_LIBRARY_PATH`` (R's lib and /usr/lib/x86_64-linux-gnu, where the
+    alternatives' links live) before ``LD_LIBRARY_PATH``: ``LD_LIBRARY_PATH`` alone never wins, so the
+    BLAS folders go at the head of ``R_LD_LIBRARY_PATH``. Without Debian's reference-BLAS folders R runs
+    as it is; every R record says which BLAS it loaded (checked in :func:`fit_lme4`).
+    """
+    dirs = BLAS_DIRS[blas]
+    found = all(any(Path(d, lib).exists() for d in dirs) for lib in ("libblas.so.3", "liblapack.so.3"))
+    if not found:
+        if blas == "reference":
+            return {}, None
+        return None, f"not run: no {blas} BLAS in {', '.join(dirs)} (apt-get install -y libopenblas0-pthread)"
+    clean = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "R_LD_LIBRARY_PATH")}
+    default = subprocess.run([rscript, "-e", 'cat(Sys.getenv("LD_LIBRARY_PATH"))'], env=clean,
+                             capture_output=True, text=True, timeout=120, check=False).stdout.strip()  # = R's default
+    return {"R_LD_LIBRARY_PATH": ":".join([*dirs, default] if default else dirs)}, None
+
+
+def run_fit(cmd: list[str], out_path: Path, what: str, timeout: float | None = None,
+            env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one fitting process: the JSON record it wrote, with the process's own wall and CPU seconds and
+    peak RSS; or an error record (timed out after ``timeout`` seconds, or how the process ended)."""
+    child = run_child(cmd, timeout=timeout, env=env)
     if child["returncode"] != 0 or not out_path.exists():
-        err = f"worker {describe_exit(child['returncode'])}"
-        if before != after:
-            err += f" (the compiled core was rebuilt while it ran: {before['core_mtime']} -> {after['core_mtime']})"
-        return {"error": err, **child}
+        if timeout and child["returncode"] == -signal.SIGKILL and child["wall_seconds"] >= timeout:
+            return {"error": f"timed out (> {timeout:.0f} s)", "timed_out": True, **child}
+        return {"error": f"{what} {describe_exit(child['returncode'])}", **child}
     rec = json.loads(out_path.read_text())
-    rec["core_changed_during_fit"] = before != after
-    rec["process_cpu_seconds"] = child["cpu_seconds"]
-    rec["process_maxrss_kb"] = child["maxrss_kb"]
-    rec["process_wall_seconds"] = child["wall_seconds"]
+    rec.update(process_cpu_seconds=child["cpu_seconds"], process_maxrss_kb=child["maxrss_kb"],
+               process_wall_seconds=child["wall_seconds"])
     if child["stderr_tail"].strip():
         rec["stderr_tail"] = child["stderr_tail"]
     return rec
 
 
-def fit_python_peer(tool: str, spec: dict[str, Any], workdir: Path, tag: str, timeout: float) -> dict[str, Any]:
-    """One fit with a Python peer in a fresh process (same worker entry point as ours); killed after
-    ``timeout`` seconds and then recorded as timed out."""
-    spec_path = workdir / f"{tag}.{tool}.spec.json"
-    out_path = workdir / f"{tag}.{tool}.json"
-    spec_path.write_text(json.dumps({**spec, "tool": tool}))
-    child = run_child([sys.executable, str(Path(__file__).resolve()), "--_worker", str(spec_path), str(out_path)],
-                      timeout=timeout)
-    if child["returncode"] != 0 or not out_path.exists():
-        if child["returncode"] == -signal.SIGKILL and child["wall_seconds"] >= timeout:
-            return {"error": f"timed out (> {timeout:.0f} s)", "timed_out": True, **child}
-        return {"error": f"{tool} worker {describe_exit(child['returncode'])}", **child}
-    return json.loads(out_path.read_text())
+def fit_in_worker(spec: dict[str, Any], workdir: Path, tag: str, timeout: float | None = None,
+                  env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One fit in a fresh worker process of this script: ours, or the Python peer ``spec["tool"]``."""
+    spec_path, out_path = workdir / f"{tag}.spec.json", workdir / f"{tag}.json"
+    spec_path.write_text(json.dumps(spec))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_worker", str(spec_path), str(out_path)]
+    return run_fit(cmd, out_path, f"{spec.get('tool', 'multilevel')} worker", timeout, env)
 
 
-def fit_lme4(rscript: str, csv: Path, formula: str, reml: bool, factors: list[str], workdir: Path,
-             tag: str, timeout: float) -> dict[str, Any]:
-    out_path = workdir / f"{tag}.lme4.json"
-    cmd = [rscript, str(R_SCRIPT), str(csv), formula, "TRUE" if reml else "FALSE", str(out_path), ",".join(factors)]
-    child = run_child(cmd, timeout=timeout)
-    if child["returncode"] != 0 or not out_path.exists():
-        return {"error": f"Rscript {describe_exit(child['returncode'])}", **child}
-    rec = json.loads(out_path.read_text())
-    rec["process_cpu_seconds"] = child["cpu_seconds"]
-    rec["process_maxrss_kb"] = child["maxrss_kb"]
-    rec["process_wall_seconds"] = child["wall_seconds"]
+def fit_ours(spec: dict[str, Any], workdir: Path, tag: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One fit of ours; says so when the compiled core was rebuilt while it ran."""
+    before = core_fingerprint()
+    rec = fit_in_worker(spec, workdir, tag, env=env)
+    after = core_fingerprint()
+    if "error" in rec and before != after:
+        rec["error"] += (f" (the compiled core was rebuilt while it ran: {before['core_mtime']} -> "
+                         f"{after['core_mtime']})")
+    rec["core_changed_during_fit"] = before != after
+    return rec
+
+
+def fit_lme4(rscript: str, csv: Path, spec: dict[str, Any], config: Lme4Config, env: dict[str, str],
+             workdir: Path, tag: str, timeout: float) -> dict[str, Any]:
+    """One ``lmer`` fit by ``r/lmm_fit.R`` in configuration ``config``; an error record when R did not
+    load the BLAS the configuration names."""
+    out_path = workdir / f"{tag}.json"
+    cmd = [rscript, str(R_SCRIPT), str(csv), spec["formula"], str(spec["reml"]).upper(), str(out_path),
+           ",".join(spec["factors"]), str(config.calc_derivs).upper(), str(spec["warm_limit"])]
+    rec = run_fit(cmd, out_path, "Rscript", timeout, env)
+    dirs = BLAS_DIRS[config.blas]
+    if env and "error" not in rec and not all(any(rec[k].startswith(d) for d in dirs) for k in ("blas", "lapack")):
+        rec["error"] = f"R loaded {rec['blas']} and {rec['lapack']}, not the {config.blas} BLAS of {config.label}"
     return rec
 
 
@@ -546,117 +636,148 @@ def matched_by_name(ours: dict[str, float], theirs: dict[str, float]) -> bool:
 NAMES_LEVELS_BY_POSITION = {"mixedlm"}
 
 
-def summarize_python_peer(s: dict[str, Any], tool: str, records: list[dict[str, Any]], note: str | None) -> None:
-    """Add a Python peer's median time, ratio, objective and agreement to a problem's summary."""
+def status_of(rec: dict[str, Any]) -> str:
+    """One fit's status: the error; or "NOT converged" and what the tool said; or "ok" with the tool's own
+    measure of the gradient at its optimum (ours and lme4: the largest absolute finite-difference
+    gradient of the objective in theta; mixedlm: its norm of the projected gradient), whether lme4
+    skipped its derivative check, and our Newton polishing steps."""
+    if "error" in rec:
+        return rec["error"]
+    if not rec.get("converged"):
+        return "NOT converged: " + ("; ".join(rec.get("conv_messages") or []) or str(rec.get("optimizer_message")))
+    said = ["ok"]
+    grad = rec.get("max_abs_gradient", rec.get("gradient_norm"))
+    if grad is not None:
+        said.append(f"grad {grad:.1e}")  # no "|": the status goes into a markdown cell
+    elif rec.get("derivative_check") is False:
+        said.append("no derivative check")
+    if rec.get("polish_steps"):
+        said.append(f"{rec['polish_steps']} Newton step{'s' if rec['polish_steps'] > 1 else ''}")
+    return ", ".join(said)
+
+
+def describe_fit(rec: dict[str, Any]) -> str:
+    """One progress line for a fit."""
+    if "error" in rec:
+        return f"ERROR {rec['error']}: {rec.get('stderr_tail', '')[-800:]}"
+    warm, peak = rec.get("warm_fit_seconds"), rec.get("peak_rss_fit_kb")
+    said = [f"{rec['fit_seconds']:.2f} s" + ("" if warm is None else f" (warm {warm:.2f} s)"),
+            f"load {rec['load_seconds']:.2f} s", f"objective {rec['objective']:.6f}", f"feval {rec.get('feval')}"]
+    if peak is not None:
+        said.append(f"+{(peak - rec['rss_before_fit_kb']) / 1024:.0f} MB during fit")
+    return ", ".join(said + [status_of(rec)])
+
+
+def summarize_tool(s: dict[str, Any], prefix: str, records: list[dict[str, Any]], note: str | None) -> None:
+    """Add one tool's medians, status and (but for ours) ratios and agreement with ours to a problem's
+    summary, under ``<prefix>_...`` keys. Ours and our one-thread row must be summarized first."""
     ok = [r for r in records if "error" not in r]
-    s[f"{tool}_errors"] = [r for r in records if "error" in r]
+    s[f"{prefix}_errors"] = [r for r in records if "error" in r]
     if note:
-        s[f"{tool}_note"] = note
+        s[f"{prefix}_note"] = note
+    if records:  # a failure or non-convergence in any repeat is what the table says
+        statuses = [status_of(r) for r in records]
+        s[f"{prefix}_status"] = next((x for x in statuses if not x.startswith("ok")), statuses[0])
     if not ok:
         return
-    s[f"{tool}_version"] = ok[0]["version"]
-    s[f"{tool}_median_s"] = _median([r["fit_seconds"] for r in ok])
-    s[f"{tool}_load_s"] = _median([r["load_seconds"] for r in ok])
-    s[f"{tool}_objective"] = ok[0]["objective"]
-    s[f"{tool}_fixef"] = ok[0]["fixef"]
-    s[f"{tool}_fit_increase_mb"] = _mb(max(r["peak_rss_fit_kb"] - r["rss_before_fit_kb"] for r in ok))
-    if s.get("ours_median_s"):
-        s[f"ratio_{tool}_over_ours"] = s[f"{tool}_median_s"] / s["ours_median_s"]
-        s[f"objective_diff_ours_minus_{tool}"] = s["ours_objective"] - s[f"{tool}_objective"]
-        s[f"{tool}_max_abs_dbeta_over_se"] = max_dbeta_over_se(s["ours_fixef"], s["ours_se"], ok[0]["fixef"],
-                                                               by_position=tool in NAMES_LEVELS_BY_POSITION)
+    first = ok[0]
+    peaks = [r["peak_rss_fit_kb"] - r["rss_before_fit_kb"] for r in ok if r.get("peak_rss_fit_kb") is not None]
+    s.update({
+        f"{prefix}_version": first.get("version"),
+        f"{prefix}_times": [r["fit_seconds"] for r in ok],
+        f"{prefix}_median_s": _median([r["fit_seconds"] for r in ok]),
+        f"{prefix}_warm_median_s": _median([r["warm_fit_seconds"] for r in ok
+                                            if r.get("warm_fit_seconds") is not None]),
+        f"{prefix}_cpu_over_wall": _median([r["fit_cpu_seconds"] / r["fit_seconds"] for r in ok
+                                            if r.get("fit_cpu_seconds") is not None and r["fit_seconds"] > 0]),
+        f"{prefix}_load_s": _median([r["load_seconds"] for r in ok]),
+        f"{prefix}_objective": first["objective"],
+        f"{prefix}_fixef": first["fixef"],
+        f"{prefix}_feval": first.get("feval"),
+        f"{prefix}_converged": all(r.get("converged") for r in ok),
+        f"{prefix}_warnings": sorted({w for r in ok for w in r.get("warnings", []) + r.get("messages", [])}),
+        f"{prefix}_fit_increase_mb": _mb(max(peaks)) if peaks else None,
+        f"{prefix}_process_maxrss_mb": _mb(max(r["process_maxrss_kb"] for r in ok)),
+    })
+    if "blas" in first:
+        s[f"{prefix}_blas"], s[f"{prefix}_lapack"] = first["blas"], first["lapack"]
+    if prefix == "ours" or not s.get("ours_median_s"):
+        return
+    for base, key in (("ours", f"ratio_{prefix}_over_ours"), ("ours_1thread", f"ratio_{prefix}_over_ours_1thread")):
+        if base != prefix and s.get(f"{base}_median_s"):
+            s[key] = s[f"{prefix}_median_s"] / s[f"{base}_median_s"]
+    if s[f"{prefix}_warm_median_s"] and s.get("ours_warm_median_s"):
+        s[f"warm_ratio_{prefix}_over_ours"] = s[f"{prefix}_warm_median_s"] / s["ours_warm_median_s"]
+    s[f"objective_diff_ours_minus_{prefix}"] = s["ours_objective"] - first["objective"]
+    s[f"{prefix}_max_abs_dbeta_over_se"] = max_dbeta_over_se(s["ours_fixef"], s["ours_se"], first["fixef"],
+                                                             by_position=prefix in NAMES_LEVELS_BY_POSITION)
 
 
-def summarize(problem: str, spec: dict[str, Any], ours: list[dict[str, Any]], theirs: list[dict[str, Any]],
-              lme4_note: str | None) -> dict[str, Any]:
-    """Medians, ratio, agreement and memory for one problem."""
-    ok_ours = [r for r in ours if "error" not in r]
-    ok_theirs = [r for r in theirs if "error" not in r]
-    s: dict[str, Any] = {
-        "problem": problem,
-        "formula": spec["formula"],
-        "reml": spec["reml"],
-        "repeats": len(ours),
-        "lme4_note": lme4_note,
-        "ours_errors": [r for r in ours if "error" in r],
-        "lme4_errors": [r for r in theirs if "error" in r],
-    }
-    if ok_ours:
-        first = ok_ours[0]
-        s.update({
-            "nobs": first["nobs"],
-            "ours_times": [r["fit_seconds"] for r in ok_ours],
-            "ours_median_s": _median([r["fit_seconds"] for r in ok_ours]),
-            "ours_cpu_over_wall": _median([r["fit_cpu_seconds"] / r["fit_seconds"] for r in ok_ours]),
-            "ours_omp_num_threads_env": first.get("omp_num_threads_env"),
-            "ours_core_changed_during_run": any(r.get("core_changed_during_fit") for r in ok_ours),
-            "ours_optimizer_s": _median([r["optimizer_seconds"] for r in ok_ours]),
-            "ours_load_s": _median([r["load_seconds"] for r in ok_ours]),
-            "ours_objective": first["objective"],
-            "ours_objective_spread": max(r["objective"] for r in ok_ours) - min(r["objective"] for r in ok_ours),
-            "ours_theta": first["theta"],
-            "ours_fixef": first["fixef"],
-            "ours_se": first["se"],
-            "ours_sigma": first["sigma"],
-            "ours_feval": first["feval"],
-            "ours_converged": all(r["converged"] for r in ok_ours),
-            "ours_core_builds": sorted({f"{r['core_sha256']} ({r['core_mtime']})" for r in ok_ours}),
-            "ours_warnings": sorted({w for r in ok_ours for w in r["warnings"]}),
-            "numeric_columns": first["numeric_columns"],
-            "numeric_bytes": first["numeric_bytes"],
-            "ours_rss_before_fit_mb": _mb(max(r["rss_before_fit_kb"] for r in ok_ours)),
-            "ours_peak_fit_mb": _mb(max(r["peak_rss_fit_kb"] for r in ok_ours)),
-            "ours_fit_increase_mb": _mb(max(r["peak_rss_fit_kb"] - r["rss_before_fit_kb"] for r in ok_ours)),
-            "ours_process_maxrss_mb": _mb(max(r["process_maxrss_kb"] for r in ok_ours)),
-            "ours_peak_method": "VmHWM reset via clear_refs + 5 ms VmRSS polling" if first["peak_reset"]
-            else "5 ms VmRSS polling",
-        })
+def summarize_ours(s: dict[str, Any], ok: list[dict[str, Any]]) -> None:
+    """Our fields beyond :func:`summarize_tool`'s: threads, build, estimates, memory against the data."""
+    first = ok[0]
+    s.update({
+        "nobs": first["nobs"],
+        "ours_threads": first.get("threads"),
+        "ours_threads_set_by": first.get("threads_set_by"),
+        "ours_omp_num_threads_env": first.get("omp_num_threads_env"),
+        "ours_core_changed_during_run": any(r.get("core_changed_during_fit") for r in ok),
+        "ours_core_builds": sorted({f"{r['core_sha256']} ({r['core_mtime']})" for r in ok}),
+        "ours_optimizer_s": _median([r["optimizer_seconds"] for r in ok]),
+        "ours_objective_spread": max(r["objective"] for r in ok) - min(r["objective"] for r in ok),
+        "ours_theta": first["theta"],
+        "ours_se": first["se"],
+        "ours_sigma": first["sigma"],
+        "ours_max_abs_gradient": first.get("max_abs_gradient"),
+        "ours_polish_steps": first.get("polish_steps"),
+        "numeric_columns": first["numeric_columns"],
+        "numeric_bytes": first["numeric_bytes"],
+        "ours_rss_before_fit_mb": _mb(max(r["rss_before_fit_kb"] for r in ok)),
+        "ours_peak_fit_mb": _mb(max(r["peak_rss_fit_kb"] for r in ok)),
+        "ours_peak_method": "VmHWM reset via clear_refs + 5 ms VmRSS polling" if first["peak_reset"]
+        else "5 ms VmRSS polling",
+    })
+
+
+def compare_lme4(s: dict[str, Any], ours: dict[str, Any], lme4: list[dict[str, Any]]) -> None:
+    """lme4's (default configuration's) estimates beside ours: theta, sigma, the optimum, and whether both
+    saw the same data (column sums)."""
+    first = lme4[0]
+    s.update({
+        "lme4_reader": first["reader"],
+        "r_version": first["r_version"],
+        "lme4_objective_kind": first["objective_kind"],
+        "lme4_theta": first["theta"],
+        "lme4_sigma": first["sigma"],
+        "lme4_conv_messages": sorted({m for r in lme4 for m in r["conv_messages"]}),
+        "lme4_gc_max_used_mb": max(r["gc_max_used_mb"] for r in lme4),
+        "fixef_names": {"ours": list(s["ours_fixef"]), "lme4": list(first["fixef"])},
+        "sigma_rel_diff": s["ours_sigma"] / first["sigma"] - 1.0,
+    })
+    ot, tt = list(s["ours_theta"].values()), list(first["theta"].values())
+    if len(ot) == len(tt):
+        s["max_abs_dtheta"] = max(abs(a - b) for a, b in zip(ot, tt))
+    d = s["objective_diff_ours_minus_lme4"]
+    s["optimum"] = "same" if abs(d) <= SAME_OPTIMUM_TOL else f"{'ours' if d < 0 else 'lme4'} lower by {abs(d):.3g}"
+    sums_o, sums_r = ours["column_sums"], first["column_sums"]
+    s["data_match"] = all(abs(sums_o[c] - sums_r[c]) <= 1e-9 * max(1.0, abs(sums_o[c])) * s["nobs"] ** 0.5
+                          for c in sums_o if c in sums_r)
+
+
+def summarize(problem: str, spec: dict[str, Any], records: dict[str, list[dict[str, Any]]],
+              notes: dict[str, str | None]) -> dict[str, Any]:
+    """Medians, ratios, agreement and memory for one problem: every tool of ``TOOLS`` under its prefix."""
+    s: dict[str, Any] = {"problem": problem, "formula": spec["formula"], "reml": spec["reml"],
+                         "repeats": len(records.get("ours", [])), "warm_limit_s": spec["warm_limit"]}
+    ok = {prefix: [r for r in recs if "error" not in r] for prefix, recs in records.items()}
+    if ok.get("ours"):
+        summarize_ours(s, ok["ours"])
+    for prefix in TOOLS.values():
+        summarize_tool(s, prefix, records.get(prefix, []), notes.get(prefix))
+    if ok.get("ours"):
         s["ours_increase_over_numeric"] = s["ours_fit_increase_mb"] * 2**20 / s["numeric_bytes"]
-    if ok_theirs:
-        first = ok_theirs[0]
-        s.update({
-            "lme4_times": [r["fit_seconds"] for r in ok_theirs],
-            "lme4_median_s": _median([r["fit_seconds"] for r in ok_theirs]),
-            "lme4_cpu_over_wall": _median([r["fit_cpu_seconds"] / r["fit_seconds"] for r in ok_theirs
-                                           if r.get("fit_cpu_seconds") is not None and r["fit_seconds"] > 0]),
-            "lme4_load_s": _median([r["load_seconds"] for r in ok_theirs]),
-            "lme4_reader": first["reader"],
-            "lme4_version": first["lme4_version"],
-            "r_version": first["r_version"],
-            "lme4_objective": first["objective"],
-            "lme4_objective_kind": first["objective_kind"],
-            "lme4_theta": first["theta"],
-            "lme4_fixef": first["fixef"],
-            "lme4_sigma": first["sigma"],
-            "lme4_feval": first["feval"],
-            "lme4_messages": sorted({m for r in ok_theirs for m in r["messages"]}),
-            "lme4_conv_messages": sorted({m for r in ok_theirs for m in r["conv_messages"]}),
-            "lme4_process_maxrss_mb": _mb(max(r["process_maxrss_kb"] for r in ok_theirs)),
-            "lme4_rss_before_fit_mb": _mb(max(r["rss_before_fit_kb"] for r in ok_theirs)),
-        })
-        peaks = [r["peak_rss_fit_kb"] - r["rss_before_fit_kb"] for r in ok_theirs
-                 if r.get("peak_rss_fit_kb") is not None]
-        s["lme4_fit_increase_mb"] = _mb(max(peaks)) if peaks else None
-        s["lme4_gc_max_used_mb"] = max(r["gc_max_used_mb"] for r in ok_theirs)
-    if ok_ours and ok_theirs:
-        s["ratio_lme4_over_ours"] = s["lme4_median_s"] / s["ours_median_s"]
-        s["objective_diff_ours_minus_lme4"] = s["ours_objective"] - s["lme4_objective"]
-        s["fixef_names"] = {"ours": list(s["ours_fixef"]), "lme4": list(s["lme4_fixef"])}
-        s["max_abs_dbeta_over_se"] = max_dbeta_over_se(s["ours_fixef"], s["ours_se"], s["lme4_fixef"])
-        ot, tt = list(s["ours_theta"].values()), list(s["lme4_theta"].values())
-        if len(ot) == len(tt):
-            s["max_abs_dtheta"] = max(abs(a - b) for a, b in zip(ot, tt))
-        s["sigma_rel_diff"] = s["ours_sigma"] / s["lme4_sigma"] - 1.0
-        d = s["objective_diff_ours_minus_lme4"]
-        if abs(d) <= SAME_OPTIMUM_TOL:
-            s["optimum"] = "same"
-        else:
-            s["optimum"] = f"{'ours' if d < 0 else 'lme4'} lower by {abs(d):.3g}"
-        sums_o = ok_ours[0]["column_sums"]
-        sums_r = first["column_sums"]
-        common = [c for c in sums_o if c in sums_r]
-        s["data_match"] = all(abs(sums_o[c] - sums_r[c]) <= 1e-9 * max(1.0, abs(sums_o[c])) * s["nobs"] ** 0.5
-                              for c in common)
+        if ok.get("lme4"):
+            compare_lme4(s, ok["ours"][0], ok["lme4"])
     return s
 
 
@@ -714,27 +835,33 @@ def _fmt(x: Any, spec: str = ".3g") -> str:
 
 
 def print_table(summaries: list[dict[str, Any]]) -> None:
-    rows = [("problem", "rows", "ours s", "lme4 s", "lme4/ours", "obj ours", "obj lme4", "diff", "max|dB|/SE",
-             "feval o/l")]
+    rows = [("problem", "rows", "ours s", "warm s", "1 thread s", "threads speed-up", "CPU/wall", "objective",
+             "feval", "status")]
     for s in summaries:
         rows.append((
             s["problem"], _fmt(s.get("nobs"), ","), _fmt(s.get("ours_median_s"), ".2f"),
-            _fmt(s.get("lme4_median_s"), ".2f"), _fmt(s.get("ratio_lme4_over_ours"), ".1f"),
-            _fmt(s.get("ours_objective"), ".4f"), _fmt(s.get("lme4_objective"), ".4f"),
-            _fmt(s.get("objective_diff_ours_minus_lme4"), ".2e"), _fmt(s.get("max_abs_dbeta_over_se"), ".1e"),
-            f"{_fmt(s.get('ours_feval'))}/{_fmt(s.get('lme4_feval'))}",
+            _fmt(s.get("ours_warm_median_s"), ".2f"), _fmt(s.get("ours_1thread_median_s"), ".2f"),
+            _fmt(s.get("ratio_ours_1thread_over_ours"), ".2f"), _fmt(s.get("ours_cpu_over_wall"), ".2f"),
+            _fmt(s.get("ours_objective"), ".6f"), _fmt(s.get("ours_feval")), s.get("ours_status", "-"),
         ))
     _print_rows(rows)
     print()
-    rows = [("problem", "Python peer", "s", "peer/ours", "objective diff", "max|dB|/SE", "status")]
+    rows = [("problem", "peer", "s", "warm s", "peer/ours", "warm", "/ours 1 thread", "CPU/wall", "objective diff",
+             "max|dB|/SE", "feval", "status")]
     for s in summaries:
-        for tool in PYTHON_PEERS:
-            errors = s.get(f"{tool}_errors") or []
-            status = s.get(f"{tool}_note") or (errors[0]["error"] if errors else "ok")
-            rows.append((s["problem"], tool, _fmt(s.get(f"{tool}_median_s"), ".2f"),
-                         _fmt(s.get(f"ratio_{tool}_over_ours"), ".1f"),
-                         _fmt(s.get(f"objective_diff_ours_minus_{tool}"), ".2e"),
-                         _fmt(s.get(f"{tool}_max_abs_dbeta_over_se"), ".1e"), status[:60]))
+        for tool, prefix in TOOLS.items():
+            if prefix.startswith("ours") or not any(k.startswith(prefix + "_") for k in s):
+                continue
+            errors = s.get(f"{prefix}_errors") or []
+            status = s.get(f"{prefix}_note") or s.get(f"{prefix}_status") or (errors[0]["error"] if errors else "-")
+            rows.append((s["problem"], tool, _fmt(s.get(f"{prefix}_median_s"), ".2f"),
+                         _fmt(s.get(f"{prefix}_warm_median_s"), ".2f"), _fmt(s.get(f"ratio_{prefix}_over_ours"), ".1f"),
+                         _fmt(s.get(f"warm_ratio_{prefix}_over_ours"), ".1f"),
+                         _fmt(s.get(f"ratio_{prefix}_over_ours_1thread"), ".1f"),
+                         _fmt(s.get(f"{prefix}_cpu_over_wall"), ".2f"),
+                         _fmt(s.get(f"objective_diff_ours_minus_{prefix}"), ".2e"),
+                         _fmt(s.get(f"{prefix}_max_abs_dbeta_over_se"), ".1e"), _fmt(s.get(f"{prefix}_feval")),
+                         status[:60]))
     _print_rows(rows)
     print()
     rows = [("problem", "numeric MB", "ours fit +MB", "x numeric", "ours maxrss MB", "lme4 fit +MB",
@@ -803,6 +930,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ours-threads", type=int, default=None,
                         help="OMP_NUM_THREADS for our fits (default: the package's default)")
     parser.add_argument("--r-timeout", type=float, default=3600.0, help="seconds before an lme4 fit is killed")
+    parser.add_argument("--lme4-configs", nargs="+", choices=list(LME4_CONFIGS), default=list(LME4_CONFIGS),
+                        help="lme4 configurations to fit: "
+                        + "; ".join(f"{k}: {c.label}" for k, c in LME4_CONFIGS.items()) + " (default: all)")
+    parser.add_argument("--warm-limit", type=float, default=WARM_LIMIT,
+                        help="refit in the same process (warm time) after a fit shorter than this many seconds "
+                             f"(default {WARM_LIMIT:.0f})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
     parser.add_argument("--_worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--_write-csv", metavar="SPEC", help=argparse.SUPPRESS)
@@ -838,19 +971,21 @@ def main(argv: list[str] | None = None) -> int:
             rscript = what
         else:
             lme4_note = f"lme4 skipped: {what}"
-    if lme4_note:
-        print(lme4_note)
-
-    peer_notes: dict[str, str | None] = {}
+    configs = [LME4_CONFIGS[name] for name in dict.fromkeys(args.lme4_configs)]
+    blas_env = {c.blas: r_blas_env(rscript, c.blas) for c in configs} if rscript else {}
+    notes: dict[str, str | None] = {c.prefix: lme4_note or blas_env[c.blas][1] for c in configs}
     for tool, flag in (("mixedlm", args.no_mixedlm), ("statsmodels", args.no_statsmodels)):
         if flag:
-            peer_notes[tool] = f"{tool} skipped (--no-{tool})"
+            notes[tool] = f"{tool} skipped (--no-{tool})"
         elif importlib.util.find_spec(tool) is None:
-            peer_notes[tool] = f"{tool} skipped: the {tool} package is not installed"
+            notes[tool] = f"{tool} skipped: the {tool} package is not installed"
         else:
-            peer_notes[tool] = None
-        if peer_notes[tool]:
-            print(peer_notes[tool])
+            notes[tool] = None
+    label = {prefix: tool for tool, prefix in TOOLS.items()}
+    for prefix, note in notes.items():
+        if note:
+            print(f"{label[prefix]}: {note}")
+    ours_env = {"OMP_NUM_THREADS": str(args.ours_threads)} if args.ours_threads else None
 
     nested_sm = {"formula": NESTED_FORMULA.split(" + (")[0], "groups": "g", "re_formula": "~x1"}
     specs = {
@@ -877,73 +1012,55 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="lmm_bench_") as tmp:
         workdir = Path(tmp)
         for problem in problems:
-            spec = specs[problem]
+            spec = {**specs[problem], "warm_limit": args.warm_limit}
             rows = problem_rows(spec)
             print(f"\n== {problem}: {spec['formula']}  ({'REML' if spec['reml'] else 'ML'}"
                   f"{f', {rows:,} rows' if rows else ''})", flush=True)
-            note = lme4_note
-            csv = None
+            problem_notes = dict(notes)
             if problem == "large" and not args.large_lme4:
-                note = ("lme4 not run on the 10M-row problem (ours only by default; the 1M-row 'nested' "
-                        "problem shows lme4's time and memory; --large-lme4 runs it here too)")
-                print(note)
-            elif rscript is not None:
+                problem_notes = {prefix: note or (
+                    "lme4 not run on the 10M-row problem (ours only by default; the 1M-row 'nested' problem shows "
+                    "lme4's time and memory; --large-lme4 runs it here too)" if prefix == "lme4" else
+                    f"{label[prefix]} not run on the 10M-row problem (as lme4)") for prefix, note in notes.items()}
+            if not problem_notes["statsmodels"] and "statsmodels" not in spec:
+                problem_notes["statsmodels"] = STATSMODELS_CROSSED_NOTE
+            # (prefix, one fit) in the order the tools alternate; a tool with a note is not run
+            jobs: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
+                ("ours", partial(fit_ours, spec, workdir, env=ours_env)),
+                ("ours_1thread", partial(fit_ours, {**spec, "threads": 1}, workdir)),
+            ]
+            if any(not problem_notes[c.prefix] for c in configs):
                 csv, secs = write_csv(spec, workdir)
                 print(f"   data for R: {csv} ({csv.stat().st_size / 2**20:.0f} MB, written in {secs:.1f} s)")
-            ours, theirs = [], []
-            peers: dict[str, list[dict[str, Any]]] = {tool: [] for tool in PYTHON_PEERS}
-            notes = dict(peer_notes)
-            if problem == "large" and not args.large_lme4:
-                notes = {tool: note or f"{tool} not run on the 10M-row problem (as lme4)" for tool, note in notes.items()}
-            if not notes["statsmodels"] and "statsmodels" not in spec:
-                notes["statsmodels"] = STATSMODELS_CROSSED_NOTE
+                jobs += [(c.prefix, partial(fit_lme4, rscript, csv, spec, c, blas_env[c.blas][0], workdir,
+                                            timeout=args.r_timeout)) for c in configs]
+            jobs += [(tool, partial(fit_in_worker, {**spec, "tool": tool}, workdir, timeout=args.py_timeout))
+                     for tool in PYTHON_PEERS]
+            records: dict[str, list[dict[str, Any]]] = {prefix: [] for prefix, _ in jobs}
             for rep in range(args.repeats):
-                rec = fit_ours(spec, workdir, f"{problem}{rep}", args.ours_threads)
-                ours.append(rec)
-                print(f"   [{rep + 1}/{args.repeats}] ours: " + (
-                    f"{rec['fit_seconds']:.2f} s, objective {rec['objective']:.6f}, feval {rec['feval']}, "
-                    f"+{(rec['peak_rss_fit_kb'] - rec['rss_before_fit_kb']) / 1024:.0f} MB during fit"
-                    if "error" not in rec else f"ERROR {rec['error']}: {rec['stderr_tail'][-800:]}"), flush=True)
-                if csv is not None and rscript is not None:
-                    rec = fit_lme4(rscript, csv, spec["formula"], spec["reml"], spec["factors"], workdir,
-                                   f"{problem}{rep}", args.r_timeout)
-                    theirs.append(rec)
-                    print(f"   [{rep + 1}/{args.repeats}] lme4: " + (
-                        f"{rec['fit_seconds']:.2f} s (load {rec['load_seconds']:.1f} s), "
-                        f"objective {rec['objective']:.6f}, feval {rec['feval']}"
-                        if "error" not in rec else f"ERROR {rec['error']}: {rec['stderr_tail'][-800:]}"),
-                        flush=True)
-                for tool in PYTHON_PEERS:
-                    if notes[tool]:
+                for prefix, fit in jobs:
+                    if problem_notes.get(prefix):
                         continue
-                    rec = fit_python_peer(tool, spec, workdir, f"{problem}{rep}", args.py_timeout)
-                    peers[tool].append(rec)
-                    print(f"   [{rep + 1}/{args.repeats}] {tool}: " + (
-                        f"{rec['fit_seconds']:.2f} s, objective {rec['objective']:.6f}"
-                        if "error" not in rec else f"ERROR {rec['error']}: {rec['stderr_tail'][-800:]}"), flush=True)
-            summary = summarize(problem, spec, ours, theirs, note)
-            for tool, records in peers.items():
-                summarize_python_peer(summary, tool, records, notes[tool])
-            summaries.append(summary)
+                    rec = fit(f"{problem}{rep}.{prefix}")
+                    records[prefix].append(rec)
+                    print(f"   [{rep + 1}/{args.repeats}] {label[prefix]}: {describe_fit(rec)}", flush=True)
+            summaries.append(summarize(problem, spec, records, problem_notes))
 
     print()
     print_table(summaries)
     print()
     for s in summaries:
-        for w in s.get("ours_warnings", []):
-            print(f"{s['problem']}: ours warned: {w}")
-        for m in s.get("lme4_messages", []):
-            print(f"{s['problem']}: lme4 said: {m}")
+        for tool, prefix in TOOLS.items():
+            for w in s.get(f"{prefix}_warnings", []):
+                print(f"{s['problem']}: {tool} said: {w}")
+            for e in s.get(f"{prefix}_errors", []):
+                print(f"{s['problem']}: {tool}: ERROR {e['error']}")
         if s.get("ours_cpu_over_wall") is not None and s["ours_cpu_over_wall"] > 1.2:
             print(f"{s['problem']}: note: ours used {s['ours_cpu_over_wall']:.2f} CPU-seconds per second (threads)")
-        for e in s.get("ours_errors", []) + s.get("lme4_errors", []):
-            print(f"{s['problem']}: ERROR {e['error']}")
         if len(s.get("ours_core_builds", [])) > 1 or s.get("ours_core_changed_during_run"):
             print(f"{s['problem']}: WARNING the compiled core changed during the run: {s['ours_core_builds']}")
         if s.get("data_match") is False:
             print(f"{s['problem']}: WARNING the column sums seen by R and by us differ")
-        if s.get("lme4_note") and s["problem"] == "large" and not s.get("lme4_times"):
-            print(f"large: {s['lme4_note']}")
     print_targets(summaries)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

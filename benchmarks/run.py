@@ -4,7 +4,8 @@ Full mode runs the per-family scripts (each fits every installed peer on the
 same data in the same run, alternating the tools, each fit in a fresh
 process) and gathers their records into one table:
 
-* ``lmm_vs_lme4.py``: lme4, mixedlm and statsmodels MixedLM; sleepstudy,
+* ``lmm_vs_lme4.py``: lme4 (by default, without its derivative check, and
+  on OpenBLAS too), mixedlm, statsmodels MixedLM and ours on one thread; sleepstudy,
   InstEval (two models), nested LMMs of 10^4..10^6 rows (``--large``: 10^7,
   ours only), a crossed LMM of 10^6 rows (50,000 x 5,000 levels);
 * ``gee_vs_geepack.py``: geepack and statsmodels; binary exchangeable and
@@ -16,7 +17,9 @@ process) and gathers their records into one table:
 Outputs: ``benchmarks/results/all.csv`` and ``all.json`` (one row per problem
 and tool: fit seconds, data-loading seconds, ratio peer/ours, peak memory
 during the fit, objective, largest coefficient difference from ours in units
-of our standard error, status), a markdown table
+of our standard error, status; for the LMM rows also the warm time, a second
+fit in the same process, with its ratio, the ratio against ours on one thread
+and the fit's CPU over wall seconds), a markdown table
 ``benchmarks/results/summary.md`` and, with matplotlib, ``time_vs_rows.png``.
 A peer that is missing is skipped with a line that says so; a fit that fails
 or times out is written down with its status.
@@ -220,9 +223,11 @@ def family_runs(repeats: int, large: bool) -> list[tuple[str, list[str], Path]]:
     return runs
 
 
-#: The columns of every gathered row (all.csv, all.json, the markdown table).
-ROW_FIELDS = ("family", "problem", "rows", "tool", "seconds", "load_seconds", "ratio_to_ours", "peak_mb",
-              "objective", "max_dbeta_over_se", "status")
+#: The columns of every gathered row (all.csv, all.json, the markdown table). The warm, one-thread and
+#: CPU columns are filled for the LMM rows only.
+ROW_FIELDS = ("family", "problem", "rows", "tool", "seconds", "load_seconds", "ratio_to_ours", "warm_seconds",
+              "warm_ratio_to_ours", "ratio_to_ours_1thread", "cpu_per_wall", "peak_mb", "objective",
+              "max_dbeta_over_se", "status")
 
 
 def table_row(**values: Any) -> dict[str, Any]:
@@ -234,34 +239,37 @@ def table_row(**values: Any) -> dict[str, Any]:
 
 
 def lmm_rows(problems: dict[str, Any]) -> list[dict[str, Any]]:
-    """Uniform rows from lmm_vs_lme4.py's summaries (``<tool>_...`` keys; ours are ``ours_...``).
-    Coefficient differences are recomputed from the stored estimates, so the name matching is the
-    current one."""
+    """Uniform rows from lmm_vs_lme4.py's summaries (``<prefix>_...`` keys, one prefix per row of its
+    ``TOOLS``; ours are ``ours_...``). Coefficient differences are recomputed from the stored estimates,
+    so the name matching is the current one."""
     lmm = _family_script("lmm_vs_lme4")
     rows = []
     for name, s in problems.items():
         label = f"lmm {name}" if name != "nested" else f"lmm nested {s.get('nobs', 0):,}"
-        for tool, prefix in (("multilevel", "ours"), ("lme4", "lme4"), ("mixedlm", "mixedlm"),
-                             ("statsmodels", "statsmodels")):
+        for tool, prefix in lmm.TOOLS.items():
             seconds = s.get(f"{prefix}_median_s")
             errors = s.get(f"{prefix}_errors") or []
             note = s.get(f"{prefix}_note")
             if seconds is None and not errors and not note:
                 continue
+            status = s.get(f"{prefix}_status") or (errors[0].get("error") if errors else note) or "ok"
             theirs = s.get(f"{prefix}_fixef")
-            dbeta, status = None, "ok"
-            if theirs and tool != "multilevel" and "ours_fixef" in s:
+            dbeta = None
+            if theirs and prefix != "ours" and "ours_fixef" in s:
                 by_position = tool in lmm.NAMES_LEVELS_BY_POSITION
                 dbeta = lmm.max_dbeta_over_se(s["ours_fixef"], s["ours_se"], theirs, by_position)
                 if by_position and not lmm.matched_by_name(s["ours_fixef"], theirs):
-                    status = "ok (coefficients matched by position)"
+                    status += ", coefs by position"
             rows.append(table_row(
                 family="lmm", problem=label, rows=s.get("nobs"), tool=tool, seconds=seconds,
                 load_seconds=s.get(f"{prefix}_load_s"),
-                ratio_to_ours=None if tool == "multilevel" else s.get(f"ratio_{prefix}_over_ours"),
+                ratio_to_ours=None if prefix == "ours" else s.get(f"ratio_{prefix}_over_ours"),
+                warm_seconds=s.get(f"{prefix}_warm_median_s"),
+                warm_ratio_to_ours=s.get(f"warm_ratio_{prefix}_over_ours"),
+                ratio_to_ours_1thread=s.get(f"ratio_{prefix}_over_ours_1thread"),
+                cpu_per_wall=s.get(f"{prefix}_cpu_over_wall"),
                 peak_mb=s.get(f"{prefix}_fit_increase_mb"), objective=s.get(f"{prefix}_objective"),
-                max_dbeta_over_se=dbeta,
-                status=status if seconds is not None else (errors[0].get("error") if errors else note),
+                max_dbeta_over_se=dbeta, status=status,
             ))
     return rows
 
@@ -352,24 +360,30 @@ def write_outputs(rows: list[dict[str, Any]]) -> None:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The README's table: one line per problem and tool, the ratio in bold where a peer is slower."""
+    """The README's table: one line per problem and tool, a ratio in bold where the row's tool is slower."""
     def fmt(v: Any, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
-    lines = ["| problem | rows | tool | fit s | load s | peer / ours | fit +MB | objective | max \\|d\\|/SE | status |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    def ratio(v: float | None) -> str:
+        return "-" if v is None else (f"**{v:.1f}x**" if v >= 1 else f"{v:.2f}x")
+
+    lines = [("| problem | rows | tool | fit s | load s | peer / ours | warm s | warm peer / ours | "
+              "peer / ours 1 thread | CPU / wall | fit +MB | objective | max \\|d\\|/SE | status |"),
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     notes: list[str] = []  # statuses too long for a cell, numbered below the table
     for r in rows:
-        ratio = r["ratio_to_ours"]
-        shown = "-" if ratio is None else (f"**{ratio:.1f}x**" if ratio >= 1 else f"{ratio:.2f}x")
         status = str(r["status"])
         if len(status) > 40:
             if status not in notes:
                 notes.append(status)
             status = f"not run [{notes.index(status) + 1}]" if "not run" in status else f"see [{notes.index(status) + 1}]"
+        status = status.replace("|", "\\|")  # lme4 says "max|grad|"
         lines.append(f"| {r['problem']} | {fmt(r['rows'], ',')} | {r['tool']} | {fmt(r['seconds'], '.2f')} | "
-                     f"{fmt(r.get('load_seconds'), '.2f')} | {shown} | {fmt(r['peak_mb'], '.0f')} | "
-                     f"{fmt(r['objective'], '.6f')} | {fmt(r.get('max_dbeta_over_se'), '.1e')} | {status} |")
+                     f"{fmt(r.get('load_seconds'), '.2f')} | {ratio(r['ratio_to_ours'])} | "
+                     f"{fmt(r.get('warm_seconds'), '.2f')} | {ratio(r.get('warm_ratio_to_ours'))} | "
+                     f"{ratio(r.get('ratio_to_ours_1thread'))} | {fmt(r.get('cpu_per_wall'), '.2f')} | "
+                     f"{fmt(r['peak_mb'], '.0f')} | {fmt(r['objective'], '.6f')} | "
+                     f"{fmt(r.get('max_dbeta_over_se'), '.1e')} | {status} |")
     lines += [""] + [f"[{k}] {note}  " for k, note in enumerate(notes, start=1)]
     return "\n".join(lines) + "\n"
 
@@ -382,8 +396,10 @@ def _series(problem: str) -> str:
 
 
 #: One colour per tool in every panel (ours in black); other tools take the next free colour.
-TOOL_COLOURS = {"multilevel": "black", "lme4": "tab:red", "mixedlm": "tab:orange", "statsmodels": "tab:purple",
-                "geepack": "tab:blue", "nlme": "tab:green", "glmmTMB": "tab:brown"}
+TOOL_COLOURS = {"multilevel": "black", "multilevel (1 thread)": "dimgray", "lme4": "tab:red",
+                "lme4 (calc.derivs=FALSE)": "lightcoral", "lme4 (OpenBLAS, calc.derivs=FALSE)": "darkred",
+                "mixedlm": "tab:orange", "statsmodels": "tab:purple", "geepack": "tab:blue", "nlme": "tab:green",
+                "glmmTMB": "tab:brown"}
 SERIES_MARKERS = "osD^vP*X"
 
 

@@ -3,6 +3,7 @@ across tools' naming schemes and the markdown table. Nothing here is timed."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -53,9 +54,14 @@ def test_markdown_table_ratios_and_footnotes() -> None:
          "ratio_to_ours": None, "peak_mb": None, "objective": None, "max_dbeta_over_se": None,
          "status": long_reason},
     ]
+    rows[1].update(warm_seconds=4.0, warm_ratio_to_ours=2.0, ratio_to_ours_1thread=12.5, cpu_per_wall=1.0)
     table = run.markdown_table(rows)
     lines = table.splitlines()
-    assert lines[0].startswith("| problem | rows | tool | fit s | load s | peer / ours")
+    assert lines[0].startswith("| problem | rows | tool | fit s | load s | peer / ours | warm s | warm peer / ours | "
+                               "peer / ours 1 thread | CPU / wall |")
+    assert "| **20.0x** | 4.00 | **2.0x** | **12.5x** | 1.00 |" in lines[3]  # cold, warm, one-thread, CPU
+    cells = [len(re.findall(r"(?<!\\)\|", line)) for line in lines[:6]]
+    assert cells == [cells[0]] * 6  # no unescaped "|" inside a cell
     assert "| **20.0x** |" in lines[3]  # a slower peer in bold
     assert "| 0.50x |" in lines[4]  # a faster peer is not
     assert lines[5].endswith("| not run [1] |")
@@ -73,3 +79,39 @@ def test_a_run_without_a_result_is_written_down(tmp_path: Path, monkeypatch: pyt
     assert run.main([]) == 0
     table = (tmp_path / "summary.md").read_text()
     assert "| lmm x" in table and "exited with status 3, no result" in table
+
+
+def test_lmm_rows_name_each_configuration_and_its_status() -> None:
+    import run
+    from lmm_vs_lme4 import TOOLS, status_of, summarize
+
+    def rec(seconds: float, **extra: object) -> dict:
+        return {"fit_seconds": seconds, "fit_cpu_seconds": seconds, "warm_fit_seconds": seconds / 2,
+                "load_seconds": 0.1, "objective": 10.0, "fixef": {"Intercept": 1.0}, "converged": True,
+                "rss_before_fit_kb": 0, "peak_rss_fit_kb": 1024, "process_maxrss_kb": 2048, **extra}
+
+    ours = rec(1.0, nobs=100, se={"Intercept": 0.5}, theta={"g": 1.0}, sigma=1.0, optimizer_seconds=0.5,
+               core_sha256="x", core_mtime="t", numeric_columns=["y"], numeric_bytes=800, peak_reset=True,
+               max_abs_gradient=1e-7, polish_steps=2, column_sums={"y": 1.0})
+    records = {"ours": [ours], "ours_1thread": [{**ours, "fit_seconds": 1.5, "warm_fit_seconds": 0.75}],
+               "lme4": [rec(20.0, derivative_check=True, max_abs_gradient=3e-4, conv_messages=[])],
+               "lme4_noderivs": [rec(15.0, derivative_check=False, conv_messages=[])],
+               "lme4_openblas": [{"error": "timed out (> 60 s)", "timed_out": True}],
+               "mixedlm": [rec(2.0, converged=False, optimizer_message="ABNORMAL")]}
+    records["lme4"][0].update(reader="fread", r_version="R", objective_kind="deviance", theta={"g": 1.0},
+                              sigma=1.0, gc_max_used_mb=1.0, column_sums={"y": 1.0})
+    spec = {"formula": "y ~ 1 + (1 | g)", "reml": False, "warm_limit": 120.0}
+    s = summarize("x", spec, records, {"statsmodels": "statsmodels not run: a reason"})
+    rows = {r["tool"]: r for r in run.lmm_rows({"x": s})}
+    assert list(rows) == list(TOOLS)  # every configuration is its own row
+    assert rows["multilevel"]["status"] == "ok, grad 1.0e-07, 2 Newton steps"
+    assert rows["multilevel (1 thread)"]["ratio_to_ours"] == pytest.approx(1.5)  # the threads' speed-up
+    lme4 = rows["lme4"]
+    assert (lme4["ratio_to_ours"], lme4["warm_ratio_to_ours"], lme4["ratio_to_ours_1thread"]) == pytest.approx(
+        (20.0, 20.0, 20.0 / 1.5))
+    assert lme4["status"] == "ok, grad 3.0e-04"
+    assert rows["lme4 (calc.derivs=FALSE)"]["status"] == "ok, no derivative check"
+    assert rows["lme4 (OpenBLAS, calc.derivs=FALSE)"]["status"] == "timed out (> 60 s)"
+    assert rows["mixedlm"]["status"] == "NOT converged: ABNORMAL"
+    assert rows["statsmodels"]["status"] == "statsmodels not run: a reason"
+    assert status_of({"converged": False, "conv_messages": ["Model failed to converge"]}).endswith("to converge")

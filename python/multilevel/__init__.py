@@ -16,20 +16,22 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from multilevel.correlation import Ar1, Car1, Exchangeable, Fixed, Independence, MDependent, Unstructured
 from multilevel.datasets import list_datasets, load_dataset
 from multilevel.families import Family, Link, get_family
-from multilevel.gee import GeeConvergenceWarning, GeeResult, fit_gee, gee
-from multilevel.glmm import GlmmResult, PirlsError, SeparationWarning, glmm
-from multilevel.gls import GlsConvergenceWarning, GlsResult, gls
-from multilevel.variance import VarExp, VarIdent, VarPower
+from multilevel.gee import GeeConvergenceWarning, GeeResult, fit_gee
+from multilevel.glmm import GlmmResult, PirlsError, SeparationWarning
+from multilevel.gls import GlsBoundaryWarning, GlsConvergenceWarning, GlsResult
 from multilevel.inference import anova
 from multilevel.inference.emmeans import emmeans
+from multilevel.variance import VarExp, VarIdent, VarPower
 
 #: The likelihood-ratio test of nested fits: the same function as :func:`anova`.
 lrtest = anova
+# gee, glmm, gls and lmm are callable subpackages: multilevel.lmm(...) fits (callable_module.py).
+# plot imports matplotlib only when a plot is drawn.
+from multilevel import gee, glmm, gls, lmm, plot  # noqa: F401
+from multilevel.lmm import ConvergenceWarning, LmmDesign, LmmResult, RandomTerm, SingularFitWarning, fit_lmm
 from multilevel.streaming import ChunkSource, chunks
 from multilevel.threads import get_num_threads, set_num_threads
-from multilevel.lmm import ConvergenceWarning, LmmDesign, LmmResult, RandomTerm, SingularFitWarning, fit_lmm, lmm
 from multilevel.tidy import glance, tidy, to_dict
-from multilevel import plot  # noqa: F401  (matplotlib is imported only when a plot is drawn)
 
 __version__ = "0.1.0"
 
@@ -43,6 +45,7 @@ __all__ = [
     "set_num_threads",
     "Car1",
     "GlmmResult",
+    "GlsBoundaryWarning",
     "GlsConvergenceWarning",
     "PirlsError",
     "SeparationWarning",

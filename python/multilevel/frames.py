@@ -1,5 +1,6 @@
-"""Accepting data: pandas, polars or pyarrow tables; columns or arrays for
-weights and offsets; dropping rows with missing values (counted, warned)."""
+"""Accepting data: pandas, polars (eager or lazy), pyarrow or duckdb tables, of which only the used
+columns are converted; columns or arrays for weights and offsets; dropping rows with missing values
+(counted, warned)."""
 
 from __future__ import annotations
 
@@ -15,23 +16,119 @@ import pandas as pd
 _TOKEN = re.compile(r"`([^`]+)`|([A-Za-z_][A-Za-z0-9_.]*)")
 
 
-def as_pandas(data: Any) -> pd.DataFrame:
-    """Return ``data`` as a pandas DataFrame (polars and pyarrow converted).
+def _is_dask(data: Any) -> bool:
+    return type(data).__module__.split(".")[0] in ("dask", "dask_expr")
+
+
+def _narwhals_frame(data: Any) -> Any:
+    """``data`` as a narwhals DataFrame or LazyFrame (polars eager or lazy, pyarrow, duckdb, modin, ...),
+    or None if narwhals does not take it."""
+    import narwhals as nw
+    from narwhals.exceptions import DuplicateError
+
+    try:
+        return nw.from_native(data)
+    except (TypeError, DuplicateError):  # a pyarrow table with a repeated name: converted whole, then refused by name
+        return None
+
+
+def column_names(data: Any) -> list[str]:
+    """The column names of a table, without converting (or, for a lazy frame, computing) it.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> column_names(pa.table({"y": [1.0], "g": ["a"]}))
+    ['y', 'g']
+    """
+    if isinstance(data, pd.DataFrame):
+        return list(data.columns)
+    if isinstance(data, dict):
+        return list(data)
+    frame = None if _is_dask(data) else _narwhals_frame(data)
+    if frame is None:
+        return list(as_pandas(data).columns)  # raises the TypeError naming what data may be
+    return list(frame.collect_schema().names())
+
+
+def frame_header(data: Any) -> pd.DataFrame:
+    """An empty pandas frame with the columns of ``data`` (pandas data itself), to find used columns by name."""
+    if isinstance(data, pd.DataFrame):
+        return data
+    return pd.DataFrame(columns=column_names(data))
+
+
+def as_pandas(data: Any, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Return ``data`` as a pandas DataFrame; of a polars (eager or lazy), pyarrow or duckdb table only ``columns``.
+
+    A pandas frame is returned as it is (all columns, its own index). Other
+    tables go through narwhals: the columns a model uses are selected before
+    anything is converted (a lazy frame computes only those), so a wide table
+    with many unused columns costs memory for the used ones only. Names in
+    ``columns`` that are not columns are ignored (they were checked earlier).
 
     Examples
     --------
     >>> as_pandas({"y": [1.0, 2.0]}).shape
     (2, 1)
+    >>> import polars as pl
+    >>> as_pandas(pl.DataFrame({"y": [1.0, 2.0], "unused": [0, 0]}).lazy(), ["y"]).columns.tolist()
+    ['y']
     """
     if isinstance(data, pd.DataFrame):
         return data
-    if hasattr(data, "to_pandas"):  # polars DataFrame, pyarrow Table
-        return data.to_pandas()
     if isinstance(data, dict):
-        return pd.DataFrame(data)
-    raise TypeError(
-        f"data must be a pandas, polars or pyarrow table (or a dict of columns), not {type(data).__name__}"
-    )
+        return pd.DataFrame(data if columns is None else {c: data[c] for c in dict.fromkeys(columns) if c in data})
+    if _is_dask(data):  # lmm and gee read Dask frames on the workers; nothing here collects one silently
+        raise TypeError("a Dask frame is fitted on its workers by lmm and gee only; for this model call "
+                        ".compute() first (or pass a pandas, polars or pyarrow table)")
+    import narwhals as nw
+
+    frame = _narwhals_frame(data)
+    if frame is None:
+        if hasattr(data, "to_pandas"):  # a table type narwhals does not know, such as a pyarrow RecordBatch
+            out = data.to_pandas()
+            return out if columns is None else out[[c for c in dict.fromkeys(columns) if c in out.columns]]
+        raise TypeError(
+            f"data must be a pandas, polars or pyarrow table (or a dict of columns), not {type(data).__name__}"
+        )
+    wanted = None
+    if columns is not None:
+        names = frame.collect_schema().names()
+        require_unique_columns(columns, pd.DataFrame(columns=names))
+        wanted = [c for c in dict.fromkeys(columns) if c in names]
+        frame = frame.select(wanted or names[:1])  # with no used column, one column still gives the row count
+    if isinstance(frame, nw.LazyFrame):  # a polars LazyFrame, a duckdb relation: compute the selection only
+        frame = frame.collect()
+    out = frame.to_pandas()
+    return out.iloc[:, :0] if wanted == [] else out
+
+
+def named_columns(header: pd.DataFrame, arguments: dict[str, Any], lists: Iterable[str] = ("groups=",)) -> list[str]:
+    """The columns named by arguments such as ``groups=`` or ``weights=``, checked against all of the data's
+    columns (so a misspelt name gets its "did you mean"); arrays and None name no column.
+
+    ``arguments`` maps the label an error shows (``"weights="``) to the argument's value: a column
+    name, or for the labels in ``lists`` also a list of names (``groups=["school", "class"]``).
+    Anything else names no column and is checked where the argument is read.
+
+    Examples
+    --------
+    >>> named_columns(pd.DataFrame(columns=["y", "id", "w"]), {"groups=": ["id"], "weights=": "w", "time=": None})
+    ['id', 'w']
+    """
+    lists = set(lists)
+    names: list[str] = []
+    for label, value in arguments.items():
+        if isinstance(value, str):
+            given = [value]
+        elif label in lists and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            given = list(value)
+        else:
+            continue
+        require_columns(given, header, label)
+        names += [c for c in given if c not in names]
+    return names
 
 
 def columns_in(text: str, data: pd.DataFrame) -> list[str]:
@@ -118,6 +215,41 @@ def vector_argument(value: Any, data: pd.DataFrame, name: str) -> tuple[np.ndarr
     return arr, None
 
 
+def numbers_held_as_objects(data: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+    """Use object columns that hold only numbers (and missing values) as numeric, with a warning.
+
+    A numeric column read with ``None`` in it, or built from Python objects,
+    has dtype object; formulas would treat it as a factor with one level per
+    distinct value (119 levels for 119 numbers) and fail far from the cause.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     numbers_held_as_objects(pd.DataFrame({"x": [1.5, None, 2]}, dtype=object), ["x"]).x.dtype
+    dtype('float64')
+    """
+    converted: dict[str, pd.Series] = {}
+    for c in columns:
+        col = data[c]
+        if col.dtype != object:
+            continue
+        present = col[col.notna()]
+        if len(present) and all(isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+                                for v in present):
+            converted[c] = pd.to_numeric(col, errors="coerce").astype(float)
+            warnings.warn(f"column {c!r} has dtype object but holds numbers ({len(col) - len(present)} missing); "
+                          f"it is used as numeric. Convert it with pd.to_numeric(data[{c!r}]) to say so",
+                          UserWarning, stacklevel=5)
+    if not converted:
+        return data
+    data = data.copy()
+    for c, values in converted.items():
+        data[c] = values
+    return data
+
+
 def drop_missing(
     data: pd.DataFrame, columns: list[str], extra: dict[str, np.ndarray | None]
 ) -> tuple[pd.DataFrame, np.ndarray, int]:
@@ -127,6 +259,7 @@ def drop_missing(
     a boolean mask over the original rows, and the count dropped.
     """
     require_unique_columns(columns, data)  # every model passes all its used columns here
+    data = numbers_held_as_objects(data, columns)
     missing = np.zeros(len(data), dtype=bool)
     counts: dict[str, int] = {}
     for c in columns:

@@ -7,22 +7,46 @@ from collections.abc import Callable
 import numpy as np
 
 
-def _steps(x0: np.ndarray, step: float) -> np.ndarray:
-    """Per-coordinate steps ``step * max(|x|, 1)`` (lme4's ``deriv12`` and nlme's ``fdHess`` scale alike)."""
-    return step * np.maximum(np.abs(x0), 1.0)
+def _steps(x0: np.ndarray, step: float, scale: np.ndarray | None = None) -> np.ndarray:
+    """Per-coordinate steps ``step * max(|x|, scale)``.
+
+    With ``scale`` 1 (the default) these are lme4's ``deriv12`` and nlme's ``fdHess`` steps. A
+    coordinate whose natural size is far from 1 (the coefficient of a predictor of scale 1e6, about
+    1e-6) needs its own ``scale``, e.g. its standard error: differencing ``x / scale`` with steps
+    ``step * max(|x / scale|, 1)`` is the same thing, and makes the steps follow a rescaling of ``x``.
+    """
+    x0 = np.asarray(x0, dtype=float)
+    if scale is None:
+        return step * np.maximum(np.abs(x0), 1.0)
+    scale = np.broadcast_to(np.asarray(scale, dtype=float), x0.shape)
+    if not np.all(np.isfinite(scale) & (scale > 0)):
+        raise ValueError(f"scale must be positive and finite, not {scale.tolist()}")
+    return step * np.maximum(np.abs(x0), scale)
 
 
-def hessian(f: Callable[[np.ndarray], float], x0: np.ndarray, step: float = 1e-4) -> np.ndarray:
+def hessian(f: Callable[[np.ndarray], float], x0: np.ndarray, step: float = 1e-4,
+            scale: np.ndarray | None = None) -> np.ndarray:
     """Central-difference Hessian of a scalar function.
+
+    Steps are ``step * max(|x0|, scale)`` per coordinate (``scale`` 1 by default; see :func:`_steps`).
 
     Examples
     --------
     >>> h = hessian(lambda x: float(x[0] ** 2 + 3 * x[0] * x[1]), np.array([1.0, 2.0]))
     >>> np.round(h, 6).tolist()
     [[2.0, 3.0], [3.0, 0.0]]
+
+    A coordinate of natural size 1e-6 needs its scale (steps of 1e-4 would be 100 of its units):
+
+    >>> f = lambda x: float(np.exp(1e6 * x[0]))
+    >>> x0, exact = np.array([1e-6]), 1e12 * np.e
+    >>> round(float(hessian(f, x0, scale=np.array([1e-6]))[0, 0] / exact), 6)
+    1.0
+    >>> bool(hessian(f, x0)[0, 0] / exact > 1e30)  # without: 100 units, garbage
+    True
     """
     x0 = np.asarray(x0, dtype=float)
-    k, h = x0.size, _steps(x0, step)
+    k, h = x0.size, _steps(x0, step, scale)
     f0 = f(x0)
     out = np.zeros((k, k))
     for i in range(k):
@@ -37,8 +61,11 @@ def hessian(f: Callable[[np.ndarray], float], x0: np.ndarray, step: float = 1e-4
     return out
 
 
-def hessian_from_gradient(g: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, step: float = 1e-4) -> np.ndarray:
+def hessian_from_gradient(g: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, step: float = 1e-4,
+                          scale: np.ndarray | None = None) -> np.ndarray:
     """Symmetrized central differences of an exact gradient (2 k gradient calls).
+
+    Steps as in :func:`hessian`.
 
     Examples
     --------
@@ -47,7 +74,7 @@ def hessian_from_gradient(g: Callable[[np.ndarray], np.ndarray], x0: np.ndarray,
     [[2.0, 3.0], [3.0, 0.0]]
     """
     x0 = np.asarray(x0, dtype=float)
-    k, h = x0.size, _steps(x0, step)
+    k, h = x0.size, _steps(x0, step, scale)
     out = np.zeros((k, k))
     for i in range(k):
         e = np.zeros(k)

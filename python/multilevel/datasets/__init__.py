@@ -2,9 +2,9 @@
 
 The datasets bundled here are teaching and benchmark datasets that ship with
 R packages: ``lme4`` (``sleepstudy``, ``Dyestuff``, ``Penicillin``, ``Pastes``,
-``InstEval``, ``cbpp``, ``VerbAgg``), ``geepack`` (``ohio``, ``dietox``,
+``InstEval``, ``cbpp``, ``VerbAgg``, ``grouseticks``), ``geepack`` (``ohio``, ``dietox``,
 ``respiratory``), ``MASS`` (``epil``), ``nlme`` (``Orthodont``, ``Ovary``,
-``BodyWeight``) and ``mlmRev`` (``Contraception``).  Each one is stored as a CSV file
+``BodyWeight``, ``Oxboys``) and ``mlmRev`` (``Contraception``).  Each one is stored as a CSV file
 (``InstEval`` gzip-compressed) together with a JSON schema that records, for
 every column in order, its type (``"factor"``, ``"ordered"``, ``"integer"`` or
 ``"numeric"``) and, for factors, the levels in R's order.  The loader uses the
@@ -65,8 +65,8 @@ def list_datasets() -> list[str]:
     --------
     >>> from multilevel.datasets import list_datasets
     >>> list_datasets()  # doctest: +NORMALIZE_WHITESPACE
-    ['BodyWeight', 'cbpp', 'Contraception', 'dietox', 'Dyestuff', 'Dyestuff2', 'epil', 'ham', 'InstEval',
-     'ohio', 'Orthodont', 'Ovary', 'Pastes', 'Penicillin', 'respiratory', 'sleepstudy', 'VerbAgg']
+    ['BodyWeight', 'cbpp', 'Contraception', 'dietox', 'Dyestuff', 'Dyestuff2', 'epil', 'grouseticks', 'ham',
+     'InstEval', 'ohio', 'Orthodont', 'Ovary', 'Oxboys', 'Pastes', 'Penicillin', 'respiratory', 'sleepstudy', 'VerbAgg']
     """
     names = [
         entry.name[: -len(".json")]

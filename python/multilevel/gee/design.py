@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from multilevel.clusters import ClusteredDesign, cluster_layout, clustered_columns
-from multilevel.fixed_effects import fixed_design
-from multilevel.frames import check_finite, drop_missing, vector_argument
+from multilevel.clusters import ClusteredDesign, cluster_layout
+from multilevel.fixed_effects import add_offsets, drop_empty_trials, fixed_design, model_frame, trial_weights
+from multilevel.frames import check_finite, column_argument, drop_missing, groups_argument, vector_argument
 from multilevel.grouping import make_grouping
 
 
@@ -22,12 +22,16 @@ class GeeDesign(ClusteredDesign):
     ----------
     weights : (n,) prior weights (binomial: trial counts) or None
     offset : (n,) or None
+        The ``offset=`` argument plus the formula's ``offset(...)`` terms (``fixed.offset_for`` evaluates
+        those on new data).
     offset_column : the offset's column, to read it from new data
+    offset_argument : whether ``offset=`` was given (a column, or an array new data cannot supply)
     """
 
     weights: np.ndarray | None = None
     offset: np.ndarray | None = None
     offset_column: str | None = None
+    offset_argument: bool = False
 
     def prior_weights(self) -> np.ndarray:
         """Weights, ones if none were given."""
@@ -43,8 +47,14 @@ class GeeDesign(ClusteredDesign):
 
 
 def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weights: Any = None,
-               offset: Any = None) -> GeeDesign:
+               offset: Any = None, context: Any = None) -> GeeDesign:
     """Build a :class:`GeeDesign`; rows with a missing value in a used column are dropped with a warning.
+
+    ``offset(...)`` terms of the formula add to ``offset``; a binomial ``cbind(successes, failures)``
+    response is the proportion, with the trials (times ``weights``) as prior weights, and rows with no
+    trials are dropped with a warning; ``context`` holds the names the formula
+    takes from the caller's scope (:func:`multilevel.gee` passes it), and of a polars, pyarrow or
+    duckdb table only the used columns are converted (see :func:`multilevel.lmm.lmm_design`).
 
     Examples
     --------
@@ -56,7 +66,11 @@ def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weight
     """
     if groups is None:
         raise ValueError("gee needs groups=: the column (or array) that says which cluster each row is in")
-    df, group_cols, time_col, used = clustered_columns(formula, data, groups, time)
+    df, used, context = model_frame(formula, data, {"groups=": groups, "time=": time, "weights=": weights,
+                                                    "offset=": offset}, context)
+    df, group_cols = groups_argument(groups, df)
+    df, time_col = column_argument(time, df, "time")
+    used += [c for c in (*group_cols, time_col) if c and c not in used]
     w, w_col = vector_argument(weights, df, "weights")
     off, off_col = vector_argument(offset, df, "offset")
     used += [c for c in (w_col, off_col) if c and c not in used]
@@ -69,8 +83,15 @@ def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weight
             check_finite(values, label)
     if w is not None and np.any(w < 0):
         raise ValueError(f"weights must be non-negative (row {int(np.flatnonzero(w < 0)[0])} is negative)")
+    df, nonempty, n_empty = drop_empty_trials(formula, df, context)  # cbind rows with no trials
+    if n_empty:
+        w = None if w is None else w[nonempty]
+        off = None if off is None else off[nonempty]
+        n_dropped += n_empty
 
-    fixed = fixed_design(formula, df)
+    fixed = fixed_design(formula, df, context, counts=True)  # gee() refuses cbind with a non-binomial family
+    off = add_offsets(off, fixed)
+    w = trial_weights(w, fixed)
     if w is not None and np.count_nonzero(w) <= fixed.X.shape[1]:  # zero-weight rows do not count
         raise ValueError(
             f"only {np.count_nonzero(w)} row(s) have a positive weight, too few for {fixed.X.shape[1]} coefficients"
@@ -93,4 +114,5 @@ def gee_design(formula: str, data: Any, *, groups: Any, time: Any = None, weight
         y=fixed.y, X=fixed.X, names=fixed.names, weights=w, offset=off, layout=layout,
         cluster_labels=grouping.levels, fixed=fixed, row_index=df.index, n_dropped=n_dropped,
         formula=formula, groups=grouping.name, time=time_col, offset_column=off_col,
+        offset_argument=offset is not None,
     )

@@ -20,17 +20,12 @@ import numpy as np
 
 from multilevel.correlation import KIND_CAR1, CorrelationStructure, get_correlation
 from multilevel.families import Family, get_family
+from multilevel.formula import caller_context, require_binomial
 from multilevel.gee.design import GeeDesign, gee_design
+from multilevel.gee.iteration import GeeEstimates, fisher_scoring, start_beta
+from multilevel.gee.moments import GeeCorrelationBoundWarning, check_moments, check_structure
 from multilevel.gee.result import GeeResult
-from multilevel.gee.scoring import (
-    DesignRows,
-    GeeEstimates,
-    GeeRows,
-    fisher_scoring,
-    scoring_sums,
-    start_beta,
-    working_arrays,
-)
+from multilevel.gee.scoring import DesignRows, GeeRows, scoring_sums, working_arrays
 
 
 class GeeConvergenceWarning(UserWarning):
@@ -75,21 +70,40 @@ def refuse_unknown_keywords(unknown: dict[str, Any], function: Any) -> None:
 
 
 def estimate_gee(rows: GeeRows, family: Family, structure: CorrelationStructure, *, p: int, nobs: int,
-                 scale: float | None, maxiter: int, tol: float, start: np.ndarray | None = None) -> GeeEstimates:
+                 scale: float | None, maxiter: int, tol: float, start: np.ndarray | None = None,
+                 moments: str = "geepack") -> tuple[GeeEstimates, tuple[str, ...]]:
     """Fisher scoring on rows held anywhere (:class:`~multilevel.gee.scoring.GeeRows`), from ``start``
-    or the independence GLM, warning when it does not converge: the steps every GEE fit shares."""
+    or the independence GLM, warning when it does not converge or when ``alpha`` had to be moved inside
+    its bounds: the steps every GEE fit shares. Returns the estimates and the warnings' messages."""
     check_gee_sizes(nobs, p, scale)
     check_scoring_limits(maxiter, tol)
+    check_moments(moments)
+    check_structure(structure, moments)
     beta = start_beta(rows, family, p) if start is None else np.asarray(start, dtype=float).copy()
-    est = fisher_scoring(rows, family, structure, beta, scale=scale, maxiter=maxiter, tol=tol)
+    est = fisher_scoring(rows, family, structure, beta, scale=scale, maxiter=maxiter, tol=tol, moments=moments)
+    notes = []
+    if est.corr_params_moved:
+        notes.append(bound_message(structure, est, rows.max_cluster_size))
+        warnings.warn(notes[-1], GeeCorrelationBoundWarning, stacklevel=4)
     if not est.converged:
-        warnings.warn(f"GEE did not converge in {maxiter} iterations", GeeConvergenceWarning, stacklevel=4)
-    return est
+        notes.append(est.stopped or f"GEE did not converge in {maxiter} iterations")
+        warnings.warn(notes[-1], GeeConvergenceWarning, stacklevel=4)
+    return est, tuple(notes)
+
+
+def bound_message(structure: CorrelationStructure, est: GeeEstimates, max_cluster_size: int) -> str:
+    """What was done to an ``alpha`` whose moment estimate left the positive-definite range."""
+    raw, kept = np.round(est.raw_corr_params, 6).tolist(), np.round(est.corr_params, 6).tolist()
+    where = {"exchangeable": f" (-1/(m - 1) < alpha < 1, with m = {max_cluster_size} rows in the largest cluster)",
+             "ar1": " (-1 < alpha < 1)"}.get(structure.name, "")
+    return (f"the moment estimate of the {structure.name} working correlation, {raw}, is outside the range where "
+            f"it is positive definite for every cluster{where}; it was kept just inside, at {kept}, and the "
+            "coefficients solve the estimating equations at that value")
 
 
 def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: CorrelationStructure | str | None = None,
             *, link: Any = None, scale: float | None = None, cov_type: str = "robust", maxiter: int = 100,
-            tol: float = 1e-10, start: np.ndarray | None = None) -> GeeResult:
+            tol: float = 1e-10, start: np.ndarray | None = None, moments: str = "geepack") -> GeeResult:
     """Fit a GEE from a prepared :class:`GeeDesign` (the array-level entry point).
 
     Parameters
@@ -101,16 +115,19 @@ def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: Correlat
     cov_type : reported covariance: "robust", "naive", "bias_reduced" or "jackknife"
     maxiter, tol : Fisher scoring stops when ``max |step| <= tol * (1 + max |beta|)``
     start : starting coefficients (default: the independence GLM)
+    moments : "geepack" or "gee": whose moment estimators of ``phi`` and ``alpha`` (see :func:`gee`)
     """
     family = get_family(family, link)
     structure = gee_correlation(corr)
+    check_moments(moments)
     family.check_response(design.y, design.fixed.response if design.fixed is not None else "y")
-    est = estimate_gee(DesignRows(design), family, structure, p=design.X.shape[1], nobs=design.nobs, scale=scale,
-                       maxiter=maxiter, tol=tol, start=start)
+    est, notes = estimate_gee(DesignRows(design), family, structure, p=design.X.shape[1], nobs=design.nobs,
+                              scale=scale, maxiter=maxiter, tol=tol, start=start, moments=moments)
     return GeeResult(design=design, family=family, structure=structure, params_array=est.beta, scale=est.scale,
                      corr_params=est.corr_params, information=est.information, meat=est.meat,
                      working=working_arrays(design, family, est.beta), n_iter=est.n_iter,
-                     converged=est.converged, cov_type=cov_type, scale_fixed=scale is not None)
+                     converged=est.converged, cov_type=cov_type, scale_fixed=scale is not None, moments=moments,
+                     fit_notes=notes)
 
 
 def gee_correlation(corr: CorrelationStructure | str | None) -> CorrelationStructure:
@@ -144,15 +161,15 @@ def gee_result_at(design: GeeDesign, family: Family | str, corr: CorrelationStru
 def gee(formula: str, data: Any, *, groups: Any = None, time: Any = None, family: Family | str = "gaussian",
         link: Any = None, corr: CorrelationStructure | str | None = "independence", weights: Any = None,
         offset: Any = None, scale: float | None = None, cov_type: str = "robust", maxiter: int = 100,
-        tol: float = 1e-10, progress: bool | None = None, **unknown: Any) -> GeeResult:
+        tol: float = 1e-10, moments: str = "geepack", progress: bool | None = None, **unknown: Any) -> GeeResult:
     """Fit a marginal model for clustered data by generalized estimating equations.
 
     The mean is ``g(mu) = X beta`` (plus ``offset``), the variance
     ``phi v(mu) / w``, and rows of one cluster have working correlation
     ``R(alpha)``. ``beta`` solves the quasi-score equations; ``phi`` and
-    ``alpha`` are moment estimates from Pearson residuals (geepack's).
-    Standard errors are the robust sandwich by default, valid when the
-    working correlation is wrong.
+    ``alpha`` are moment estimates from Pearson residuals (geepack's, or R
+    gee's with ``moments="gee"``). Standard errors are the robust sandwich
+    by default, valid when the working correlation is wrong.
 
     Parameters
     ----------
@@ -179,13 +196,32 @@ def gee(formula: str, data: Any, *, groups: Any = None, time: Any = None, family
         ``"independence"``, ``"exchangeable"``, ``"ar1"``, ``"unstructured"``,
         ``MDependent(m)``, ``Fixed(matrix)``.
     weights : str or array, optional
-        Prior weights; for binomial proportions, the numbers of trials.
+        Prior weights; for binomial proportions, the numbers of trials. A binomial
+        ``cbind(successes, failures) ~ x`` response (geepack's) gives the trials itself,
+        multiplying ``weights``.
     offset : str or array, optional
     scale : float, optional
         Fix ``phi`` (``scale=1`` for binomial and Poisson without overdispersion).
     cov_type : str
         Reported covariance: ``"robust"``, ``"naive"``, ``"bias_reduced"``, ``"jackknife"``.
     maxiter, tol : Fisher-scoring limits.
+    moments : str
+        Whose moment estimators of ``phi`` and ``alpha``
+        (:mod:`multilevel.gee.moments` has the formulas). ``"geepack"``
+        (default): ``phi = sum w r^2 / sum w``, and ``alpha`` from the
+        residuals scaled by that ``phi`` (by the fixed ``scale`` when one is
+        given, as geepack's ``scale.fix``). ``"gee"``: R gee's (Carey's),
+        ``phi = sum r^2 / (N - p)``; exchangeable ``alpha`` with ``(M - p)
+        phi`` in the denominator (``M`` within-cluster pairs); ar1 and
+        ``MDependent(m)`` from cluster means of lagged products over cluster
+        mean squares, as R gee's ``"AR-M"`` and ``"stat_M_dep"`` (and
+        statsmodels' ``Autoregressive`` / ``Stationary`` with
+        ``grid=True``); unstructured as R gee's. With a fixed ``scale``, R
+        gee fixes ``phi`` in the variance only: the exchangeable ``alpha``
+        still uses the estimated ``phi`` (so ``moments="gee", scale=1`` is
+        statsmodels' default for binomial and Poisson). Either way an
+        ``alpha`` outside the range where the working correlation is
+        positive definite is kept just inside it, with a warning.
     progress : bool, optional
         A progress bar over chunks for chunked data (default: on a terminal or in a notebook).
 
@@ -206,10 +242,14 @@ def gee(formula: str, data: Any, *, groups: Any = None, time: Any = None, family
     from multilevel.streaming.gee import streamed_gee
 
     refuse_unknown_keywords(unknown, gee)
+    check_moments(moments)
+    require_binomial(formula, family)  # a cbind(successes, failures) response
     streamed = streamed_gee(formula, data, groups=groups, time=time, family=family, link=link, corr=corr,
                             weights=weights, offset=offset, scale=scale, cov_type=cov_type, maxiter=maxiter, tol=tol,
-                            progress=progress)
+                            progress=progress, moments=moments)
     if streamed is not None:
         return streamed
-    design = gee_design(formula, data, groups=groups, time=time, weights=weights, offset=offset)
-    return fit_gee(design, family, corr, link=link, scale=scale, cov_type=cov_type, maxiter=maxiter, tol=tol)
+    design = gee_design(formula, data, groups=groups, time=time, weights=weights, offset=offset,
+                        context=caller_context())
+    return fit_gee(design, family, corr, link=link, scale=scale, cov_type=cov_type, maxiter=maxiter, tol=tol,
+                   moments=moments)

@@ -13,8 +13,8 @@ import pandas as pd
 from scipy import stats
 
 from multilevel.correlation import CorrelationStructure, Independence
-from multilevel.families import Family
 from multilevel.errors import require_rows
+from multilevel.families import Family
 from multilevel.frames import as_pandas
 from multilevel.inference import coefficient_table, normal_pvalues, standard_errors, wald_conf_int
 from multilevel.tidy_methods import TidyMethods
@@ -54,15 +54,22 @@ class GeeResult(TidyMethods):
         lags 1..m for MDependent; empty for independence and Fixed)
     n_iter : int, Fisher-scoring iterations
     converged : bool
+    moments : str, whose moment estimators gave ``scale`` and ``corr_params`` ("geepack" or "gee")
+    fit_notes : tuple of str, the warnings the fit gave (alpha kept inside its bounds, no convergence)
     cov_type : str, the covariance behind ``bse``, ``pvalues``, ``conf_int``
         (switch with :meth:`with_cov_type`)
     """
+
+    #: Defaults for results pickled before these attributes existed.
+    moments: str = "geepack"
+    fit_notes: tuple[str, ...] = ()
 
     def __init__(self, *, design: GeeDesign, family: Family, structure: CorrelationStructure,
                  params_array: np.ndarray, scale: float, corr_params: np.ndarray, information: np.ndarray,
                  meat: np.ndarray, working: WorkingArrays | None, n_iter: int, converged: bool, cov_type: str,
                  scale_fixed: bool, meats: dict[str, np.ndarray] | None = None,
-                 quasi_loglik: float | None = None, rows: Any = None) -> None:
+                 quasi_loglik: float | None = None, rows: Any = None, moments: str = "geepack",
+                 fit_notes: tuple[str, ...] = ()) -> None:
         self.design = design
         self.family = family
         self.structure = structure
@@ -72,6 +79,8 @@ class GeeResult(TidyMethods):
         self.n_iter = int(n_iter)
         self.converged = bool(converged)
         self.scale_fixed = scale_fixed
+        self.moments = moments
+        self.fit_notes = tuple(fit_notes)
         self._information = information
         self._meat = meat
         self._working = working
@@ -161,7 +170,13 @@ class GeeResult(TidyMethods):
 
     @property
     def zvalues(self) -> pd.Series:
-        return (self.params / self.bse).rename("z")
+        """Wald z statistics ``params / bse`` (geepack prints their squares as ``Wald``)."""
+        return (self.params / self.bse).rename("zvalues")
+
+    @property
+    def tvalues(self) -> pd.Series:
+        """The same numbers as :attr:`zvalues` (the name the t-test families use; the p-values stay normal)."""
+        return (self.params / self.bse).rename("tvalues")
 
     @property
     def pvalues(self) -> pd.Series:
@@ -172,7 +187,13 @@ class GeeResult(TidyMethods):
         return wald_conf_int(self.params, self.bse, alpha)
 
     def coef_table(self) -> pd.DataFrame:
-        return coefficient_table(self.params, self.bse, "z value")
+        """``Estimate``, ``Std. Error``, ``z value``, ``Pr(>|z|)`` per coefficient, from :attr:`cov_type`.
+
+        geepack prints ``Estimate``, ``Std.err``, ``Wald`` (the square of the z value) and
+        ``Pr(>|W|)``; the same test, named here as in the other families (normal reference:
+        ``z value``, ``Pr(>|z|)``).
+        """
+        return coefficient_table(self.params, self.bse)
 
     def wald_test(self, test: Any, cov_type: str | None = None) -> WaldTest:
         """Wald chi-square test that a set of coefficients is zero (or ``L beta = 0``).
@@ -274,10 +295,12 @@ class GeeResult(TidyMethods):
     @cached_property
     def _independence_information(self) -> np.ndarray:
         """``Omega_I`` of :meth:`qic`: the model-based information of the independence refit."""
-        from multilevel.gee.scoring import fisher_scoring
+        from multilevel.gee.iteration import fisher_scoring
 
+        # The refit's phi comes from the same moment estimators as the fit's (geepack's by default).
         independence = fisher_scoring(self._data_rows(), self.family, Independence(), self.params.to_numpy(),
-                                      scale=self.scale if self.scale_fixed else None, maxiter=100, tol=1e-10)
+                                      scale=self.scale if self.scale_fixed else None, maxiter=100, tol=1e-10,
+                                      moments=self.moments)
         naive = np.linalg.inv(independence.information)
         return np.linalg.inv(0.5 * (naive + naive.T))
 
@@ -302,11 +325,14 @@ class GeeResult(TidyMethods):
             df = as_pandas(newdata)
             X = self.design.fixed.model_matrix(df)
             eta = X @ self.params.to_numpy()
+            formula_offset = self.design.fixed.offset_for(df)  # the formula's offset(...) terms
+            if formula_offset is not None:
+                eta = eta + formula_offset
             if offset is not None:
                 eta = eta + (df[offset].to_numpy(float) if isinstance(offset, str) else np.asarray(offset, float))
             elif self.design.offset_column is not None:
                 eta = eta + df[self.design.offset_column].to_numpy(float)
-            elif self.design.offset is not None:
+            elif self.design.offset_argument:
                 raise ValueError("the model was fitted with an offset array; pass offset= for newdata")
             index = df.index
         values = eta if which == "linear" else self.family.link.inverse(eta)

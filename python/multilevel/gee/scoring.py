@@ -1,27 +1,25 @@
-"""Fisher scoring for GEE over rows held in one or more parts.
+"""The sums of GEE Fisher scoring over rows held in one or more parts.
 
 Every quantity the iteration needs is a sum over clusters: the moment sums
-behind ``phi`` and ``alpha``, the information ``H``, the quasi-score ``U``
-and the meats. A :class:`GeeRows` says where the rows are (one in-memory
-design, or chunks of a file or a Dask frame, each holding whole clusters)
-and adds up per-part sums; the iteration itself is the same for all of them.
-
-Each iteration makes two passes over the rows, as the in-memory algorithm
-(geepack's) does: moments at the current ``beta``, then the scoring sums
-with the ``phi`` and ``alpha`` they give.
+behind ``phi`` and ``alpha`` (:mod:`multilevel.gee.moments`), the
+information ``H``, the quasi-score ``U`` and the meats (here). A
+:class:`GeeRows` says where the rows are (one in-memory design, or chunks of
+a file or a Dask frame, each holding whole clusters) and adds up per-part
+sums; the iteration (:mod:`multilevel.gee.iteration`) is the same for all
+of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 
 from multilevel import _core
-from multilevel.correlation import CorrelationStructure, Independence
+from multilevel.correlation import CorrelationStructure
 from multilevel.families import Family
 from multilevel.gee.design import GeeDesign
 
@@ -74,23 +72,6 @@ def arrays_at_mean(design: GeeDesign, family: Family, eta: np.ndarray, mu: np.nd
 # ----- sums over the clusters of one part, and how two parts add up --------------------------------
 
 @dataclass
-class MomentSums:
-    """Sums behind the moment estimates: ``sum w r^2``, ``sum w`` and the within-cluster pair sums."""
-
-    squares: float
-    weight: float
-    pairs: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    pair_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-    def merge(self, other: MomentSums) -> MomentSums:
-        self.squares += other.squares
-        self.weight += other.weight
-        self.pairs = self.pairs + other.pairs
-        self.pair_weights = self.pair_weights + other.pair_weights
-        return self
-
-
-@dataclass
 class ScoringSums:
     """``H``, ``U`` and a meat summed over clusters; the label of the first cluster that failed."""
 
@@ -111,24 +92,6 @@ class ScoringSums:
 def merge(a: Any, b: Any) -> Any:
     """Add ``b``'s sums into ``a`` (the reduction of every pass)."""
     return a.merge(b)
-
-
-def part_moments(design: GeeDesign, family: Family, structure: CorrelationStructure, beta: np.ndarray,
-                 npositions: int) -> MomentSums:
-    """Moment sums of one part at ``beta``; pairs grouped as the structure needs, over ``npositions``."""
-    wa = working_arrays(design, family, beta)
-    weight = float(design.nobs if design.weights is None else design.weights.sum())
-    out = MomentSums(float(wa.pearson @ wa.pearson), weight)
-    if structure.pair_grouping is None:
-        return out
-    lay = design.layout
-    args = (lay.order, lay.ptr, lay.position, structure.pair_grouping, max(npositions, 1))
-    if design.weights is None:
-        out.pairs, out.pair_weights = _core.pair_moments(wa.pearson, *args)
-    else:
-        out.pairs, _ = _core.pair_moments(wa.pearson * np.sqrt(design.weights), *args)  # w r
-        out.pair_weights, _ = _core.pair_moments(design.weights, *args)  # sum w_i w_k
-    return out
 
 
 def part_sums(design: GeeDesign, family: Family, structure: CorrelationStructure, params: np.ndarray,
@@ -174,6 +137,7 @@ class GeeRows:
     name: str = "the data"
     npositions: int
     nclusters: int
+    max_cluster_size: int
 
     def map_reduce(self, per_part: Callable[[GeeDesign], T], desc: str = "reading rows") -> T:
         raise NotImplementedError
@@ -186,46 +150,21 @@ class DesignRows(GeeRows):
         self.design = design
         self.npositions = design.layout.npositions
         self.nclusters = design.layout.nclusters
+        self.max_cluster_size = design.max_cluster_size
 
     def map_reduce(self, per_part: Callable[[GeeDesign], T], desc: str = "reading rows") -> T:
         return per_part(self.design)
 
 
-# ----- the iteration -------------------------------------------------------------------------------
-
-@dataclass
-class GeeEstimates:
-    """Where Fisher scoring ended: estimates and the sums at them."""
-
-    beta: np.ndarray
-    scale: float
-    corr_params: np.ndarray
-    information: np.ndarray
-    meat: np.ndarray
-    n_iter: int
-    converged: bool
-
-
-def moment_estimates(rows: GeeRows, family: Family, structure: CorrelationStructure, beta: np.ndarray,
-                     scale: float | None) -> tuple[float, np.ndarray]:
-    """``phi`` (or the fixed ``scale``) and ``alpha`` at ``beta``: one pass."""
-    sums = rows.map_reduce(partial(part_moments, family=family, structure=structure, beta=beta,
-                                   npositions=rows.npositions), "moments")
-    phi = sums.squares / sums.weight if scale is None else float(scale)
-    if structure.pair_grouping is None:
-        return phi, np.zeros(0)
-    # geepack: alpha from the pair sums of r / sqrt(phi) with the estimated phi
-    return phi, structure.from_pair_sums(sums.pairs / phi, sums.pair_weights, rows.npositions)
-
-
 def scoring_sums(rows: GeeRows, family: Family, structure: CorrelationStructure, params: np.ndarray,
                  scale: float, beta: np.ndarray, meat: int = MEAT_ROBUST, h_full: np.ndarray | None = None,
-                 independence_start: bool = False) -> ScoringSums:
-    """``H``, ``U`` and the meat over all parts: one pass. A failed working correlation raises."""
+                 independence_start: bool = False, check: bool = True) -> ScoringSums:
+    """``H``, ``U`` and the meat over all parts: one pass. A working correlation that is not positive
+    definite for some cluster raises, unless ``check`` is False (then ``failed`` names the cluster)."""
     sums = rows.map_reduce(partial(part_sums, family=family, structure=structure, params=params, scale=scale,
                                    beta=beta, meat=meat, h_full=h_full, independence_start=independence_start),
                            "scoring")
-    if sums.failed is not None:
+    if check and sums.failed is not None:
         raise FloatingPointError(
             f"the {structure.name} working correlation with parameters {np.round(params, 6).tolist()} is not "
             f"positive definite for cluster {sums.failed}; try another correlation structure"
@@ -233,39 +172,15 @@ def scoring_sums(rows: GeeRows, family: Family, structure: CorrelationStructure,
     return sums
 
 
-def start_beta(rows: GeeRows, family: Family, p: int, maxiter: int = 25) -> np.ndarray:
-    """Coefficients of the independence GLM by iteratively reweighted least squares (geepack's start)."""
-    beta = np.zeros(p)
-    at = np.zeros(0)  # the first step starts from the family's starting means
-    for _ in range(maxiter):
-        # Working response z = eta - offset + (y - mu) / mu_eta; X'Wz is the "score" of a*z.
-        sums = scoring_sums(rows, family, Independence(), np.zeros(0), 1.0, at, independence_start=True)
-        new = np.linalg.solve(sums.H, sums.U)
-        done = np.max(np.abs(new - beta)) <= 1e-4 * (1.0 + np.max(np.abs(new)))  # GEE steps polish it
-        beta = at = new
-        if done:
-            break
-    return beta
+_MOVED = {"GeeEstimates": "iteration", "fisher_scoring": "iteration", "start_beta": "iteration",
+          "MomentSums": "moments", "part_moments": "moments", "moment_estimates": "moments"}
 
 
-def fisher_scoring(rows: GeeRows, family: Family, structure: CorrelationStructure, beta: np.ndarray, *,
-                   scale: float | None, maxiter: int, tol: float) -> GeeEstimates:
-    """Iterate ``beta += H^-1 U`` with ``phi`` and ``alpha`` re-estimated before each step.
+def __getattr__(name: str) -> Any:
+    """Names that moved to :mod:`multilevel.gee.iteration` and :mod:`multilevel.gee.moments`, for code that
+    still imports them from here (imported lazily: those modules import this one)."""
+    if name in _MOVED:
+        import importlib
 
-    Stops when ``max |step| <= tol * (1 + max |beta|)``; then re-estimates
-    ``phi`` and ``alpha`` at the final ``beta`` and forms the sums there, as geepack does.
-    """
-    converged = False
-    n_iter = 0
-    beta = np.asarray(beta, dtype=float).copy()
-    for n_iter in range(1, maxiter + 1):
-        phi, params = moment_estimates(rows, family, structure, beta, scale)
-        sums = scoring_sums(rows, family, structure, params, phi, beta)
-        step = np.linalg.solve(sums.H, sums.U)
-        beta = beta + step
-        if np.max(np.abs(step)) <= tol * (1.0 + np.max(np.abs(beta))):
-            converged = True
-            break
-    phi, params = moment_estimates(rows, family, structure, beta, scale)
-    sums = scoring_sums(rows, family, structure, params, phi, beta)
-    return GeeEstimates(beta, phi, params, sums.H, sums.M, n_iter, converged)
+        return getattr(importlib.import_module(f"multilevel.gee.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

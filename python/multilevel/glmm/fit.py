@@ -14,12 +14,19 @@ from typing import Any
 import numpy as np
 
 from multilevel.families import Family, get_family
+from multilevel.formula import caller_context, require_binomial
 from multilevel.glmm.objective import DISPERSION_FAMILIES, GlmmObjective, check_quadrature
 from multilevel.glmm.result import GlmmResult, rx_covariance
-from multilevel.lmm.design import LmmDesign, lmm_design
+from multilevel.lmm.design import LmmDesign, lmm_design, without_residual_variance
 from multilevel.lmm.fit import ConvergenceWarning, SingularFitWarning
-from multilevel.lmm.result import theta_lower_bounds, theta_start
-from multilevel.optimize import check_optimizer_options, minimize_bobyqa, minimize_quasi_newton
+from multilevel.lmm.result import theta_lower_bounds, theta_scales, theta_start
+from multilevel.optimize import (
+    OptSummary,
+    check_optimizer_options,
+    minimize_bobyqa,
+    minimize_quasi_newton,
+    newton_polish,
+)
 
 
 class SeparationWarning(UserWarning):
@@ -92,29 +99,96 @@ def moment_dispersion(family: Family, design: LmmDesign, mu: np.ndarray) -> floa
     return float(np.sum(mu**2) / excess) if excess > 0 else 100.0
 
 
+def check_start(start: Any, design: LmmDesign, has_dispersion: bool) -> dict[str, Any]:
+    """``start`` as a dict of float arrays with the right sizes, or a TypeError/ValueError saying what is wrong.
+
+    Examples
+    --------
+    >>> from multilevel.lmm.design import LmmDesign, RandomTerm
+    >>> d = LmmDesign(np.zeros(4), np.ones((4, 1)), ["Intercept"],
+    ...               [RandomTerm(np.array([0, 0, 1, 1]), np.ones((4, 1)), "g", ["Intercept"])])
+    >>> check_start({"theta": [0.5]}, d, False)
+    {'theta': array([0.5])}
+    >>> check_start([0.5, 1.0], d, False)
+    Traceback (most recent call last):
+    ...
+    TypeError: start must be a dict with keys 'theta', 'beta' (and 'dispersion' for gamma and negative binomial), not list
+    """
+    if start is None:
+        return {}
+    if not isinstance(start, dict):
+        raise TypeError("start must be a dict with keys 'theta', 'beta' (and 'dispersion' for gamma and negative "
+                        f"binomial), not {type(start).__name__}")
+    sizes = {"theta": design.ntheta, "beta": len(design.fixed_names)}
+    if has_dispersion:
+        sizes["dispersion"] = 1
+    out: dict[str, Any] = {}
+    for key, value in start.items():
+        if key not in sizes:
+            raise ValueError(f"start has a key {key!r}; it takes {', '.join(repr(k) for k in sizes)}")
+        try:
+            array = np.atleast_1d(np.asarray(value, dtype=float))
+        except (TypeError, ValueError):
+            raise TypeError(f"start[{key!r}] must be numbers, not {value!r}") from None
+        if array.shape != (sizes[key],) or not np.all(np.isfinite(array)):
+            raise ValueError(f"start[{key!r}] must be {sizes[key]} finite number(s); got {value!r}")
+        out[key] = array
+    if has_dispersion and "dispersion" in out and not out["dispersion"][0] > 0:
+        raise ValueError(f"start['dispersion'] must be positive, not {start['dispersion']!r}")
+    return out
+
+
 def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, link: Any = None, nagq: int = 1,
                     start: dict[str, Any] | None = None, **optimizer_options: Any) -> GlmmResult:
-    """Fit a GLMM from a prepared :class:`~multilevel.lmm.design.LmmDesign` (array-level entry point)."""
+    """Fit a GLMM from a prepared :class:`~multilevel.lmm.design.LmmDesign` (array-level entry point).
+
+    A design with an observation-level term (as many random effects as rows, e.g. ``(1 | obs)`` for
+    overdispersion) must be built inside :func:`multilevel.lmm.design.without_residual_variance`: the
+    design's own check otherwise refuses it, as a linear mixed model must.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from multilevel.lmm.design import LmmDesign, RandomTerm, without_residual_variance
+    >>> rng = np.random.default_rng(1)
+    >>> g, obs = np.repeat(np.arange(10), 8), np.arange(80)
+    >>> y = rng.poisson(np.exp(1.0 + rng.normal(0, 0.5, 10)[g] + rng.normal(0, 0.4, 80))).astype(float)
+    >>> with without_residual_variance():
+    ...     design = LmmDesign(y, np.ones((80, 1)), ["Intercept"],
+    ...                        [RandomTerm(obs, np.ones((80, 1)), "obs", ["Intercept"]),
+    ...                         RandomTerm(g, np.ones((80, 1)), "g", ["Intercept"])])
+    >>> fit = fit_glmm_design(design, "poisson")
+    >>> fit.ngroups, [round(float(t), 2) for t in fit.theta]
+    ({'obs': 80, 'g': 10}, [0.28, 0.26])
+    """
     if link is None and str(getattr(family, "name", family)).lower() in ("gamma", "negative_binomial"):
         link = "log"  # the link glmm fits for the families with a dispersion
     family = get_family(family, link)
     _check_data(design, family)
     check_quadrature(design, nagq)
+    if not design.fixed_names:
+        raise ValueError("the fixed part has no columns (0 + or - 1 removed the intercept and nothing is left); "
+                         "a GLMM needs at least one fixed effect: write e.g. 'y ~ 1 + (1 | g)'")
     objective = GlmmObjective(design, family, nagq)
+    start = check_start(start, design, objective.has_dispersion)
     if objective.has_dispersion:
-        objective.set_dispersion(start["dispersion"] if start and "dispersion" in start
+        objective.set_dispersion(float(start["dispersion"][0]) if "dispersion" in start
                                  else moment_dispersion(family, design, glm_means(design, family)))
     lower = theta_lower_bounds(design.terms)
-    theta0 = theta_start(design.terms) if not start or "theta" not in start else np.asarray(start["theta"], float)
+    # theta starts and steps in the units of its terms' columns (a slope on a predictor of scale 1e4 has
+    # theta entries 1e4 times smaller), as for linear mixed models
+    scales = theta_scales(design.terms)
+    theta0 = start.get("theta", theta_start(design.terms) * scales)
     # Stage 1 only needs to land near the optimum when stage 2 follows.
-    loose = {"ftol_abs": 1e-2, "xtol_abs": 1e-2} if nagq > 0 else {}
-    stage1 = minimize_bobyqa(objective.stage1, theta0, lower, **{**loose, **optimizer_options})
+    loose = {"ftol_abs": 1e-2, "xtol_abs": 1e-2 * float(np.min(scales, initial=1.0))} if nagq > 0 else {}
+    stage1 = minimize_bobyqa(objective.stage1, theta0, lower,
+                             **{"initial_step": 0.75 * scales, **loose, **optimizer_options})
     st = objective.pirls.run(stage1.final)
     optsum = stage1
     if nagq > 0:
         # Stage 2 over (theta, beta), beta in units of its stage-1 standard error so that one
         # trust-region radius fits every coordinate.
-        beta0 = st.beta if not start or "beta" not in start else np.asarray(start["beta"], float)
+        beta0 = start.get("beta", st.beta)
         scale = np.sqrt(np.diag(rx_covariance(st.core, stage1.final)))
         nt = stage1.final.size
 
@@ -136,8 +210,12 @@ def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, lin
             optsum = minimize_quasi_newton(scaled, x0, [(lo if np.isfinite(lo) else None, None) for lo in bounds],
                                            with_gradient=True)
         else:  # derivative-free: forward-difference gradients of PIRLS-based deviances cost more evaluations
-            options = {"initial_step": 0.2, "ftol_abs": 1e-9, "xtol_abs": 1e-8, **optimizer_options}
+            units = np.concatenate([scales, np.ones(x0.size - nt)])
+            options = {"initial_step": 0.2 * units, "ftol_abs": 1e-9, "xtol_abs": 1e-8 * float(np.min(units)),
+                       **optimizer_options}
             optsum = minimize_bobyqa(scaled, x0, bounds, **options)
+            if optsum.converged:  # BOBYQA stops on the deviance; Newton steps converge in the parameters
+                optsum = newton_polish(scaled, optsum, scale=units)
         x = optsum.final
         optsum.final = np.concatenate([x[:nt], beta0 + scale * x[nt:nt + p], x[nt + p:]])
     result = GlmmResult(design, family, objective, optsum, nagq, stage1)
@@ -154,6 +232,72 @@ def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, lin
     return result
 
 
+def result_at_parameters(design: LmmDesign, theta: Any, beta: Any, family: Family | str = "binomial", *,
+                         link: Any = None, nagq: int = 1, dispersion: float | None = None) -> GlmmResult:
+    """A GLMM result at given ``(theta, beta)`` (and dispersion), without optimizing.
+
+    The conditional modes, the objective and everything derived from them (``ranef``,
+    ``ranef_condvar()``, ``fitted()``, the covariances) are evaluated there: to compare with another
+    program at its own estimates, as :func:`multilevel.lmm.fit.result_at_theta` for linear mixed models.
+
+    Parameters
+    ----------
+    design : LmmDesign
+    theta, beta : array-like
+        ``design.ntheta`` and ``len(design.fixed_names)`` values.
+    family, link : as for :func:`glmm`
+    nagq : int
+        1 (Laplace) or more (adaptive Gauss-Hermite points).
+    dispersion : float, optional
+        Gamma phi or negative binomial shape k; required for those families, refused for the others.
+
+    Returns
+    -------
+    GlmmResult
+
+    Examples
+    --------
+    >>> from multilevel.datasets import load_dataset
+    >>> from multilevel.lmm import lmm_design
+    >>> cbpp = load_dataset("cbpp").assign(p=lambda d: d.incidence / d["size"])
+    >>> d = lmm_design("p ~ period + (1 | herd)", cbpp, weights="size")
+    >>> res = result_at_parameters(d, [0.6], [-1.4, -1.0, -1.1, -1.6])
+    >>> round(res.loglik, 4)
+    -92.0639
+    """
+    if link is None and str(getattr(family, "name", family)).lower() in ("gamma", "negative_binomial"):
+        link = "log"
+    family = get_family(family, link)
+    _check_data(design, family)
+    check_quadrature(design, nagq)
+    if nagq < 1:
+        raise ValueError("result_at_parameters needs nagq >= 1 (nagq = 0 estimates beta by PIRLS)")
+    theta = np.atleast_1d(np.asarray(theta, dtype=float))
+    beta = np.atleast_1d(np.asarray(beta, dtype=float))
+    if theta.size != design.ntheta or beta.size != len(design.fixed_names):
+        raise ValueError(f"theta has {theta.size} values and beta {beta.size}; the model has {design.ntheta} "
+                         f"theta parameters and {len(design.fixed_names)} fixed effects")
+    objective = GlmmObjective(design, family, nagq)
+    params = np.concatenate([theta, beta])
+    if objective.has_dispersion:
+        if dispersion is None or not dispersion > 0:
+            raise ValueError(f"the {family.name} family needs a positive dispersion=, not {dispersion!r}")
+        params = np.append(params, np.log(float(dispersion)))
+    elif dispersion is not None:
+        raise ValueError(f"the {family.name} family has no dispersion parameter")
+
+    value = float(objective(params))
+
+    def given(x: np.ndarray, lower: np.ndarray) -> OptSummary:
+        return OptSummary(optimizer="none (parameters given)", initial=x, lower=lower, final=x, fmin=value, feval=1,
+                          return_code=1, message="parameters given", elapsed=0.0, ftol_rel=0.0, ftol_abs=0.0,
+                          xtol_abs=0.0, maxeval=0)
+
+    lower = theta_lower_bounds(design.terms)
+    optsum = given(params, np.concatenate([lower, np.full(params.size - theta.size, -np.inf)]))
+    return GlmmResult(design, family, objective, optsum, nagq, given(theta, lower))
+
+
 def glmm(formula: str, data: Any, *, family: Family | str = "binomial", link: Any = None, nagq: int = 1,
          weights: Any = None, offset: Any = None, start: dict[str, Any] | None = None,
          **optimizer_options: Any) -> GlmmResult:
@@ -165,8 +309,9 @@ def glmm(formula: str, data: Any, *, family: Family | str = "binomial", link: An
     Parameters
     ----------
     formula : str
-        ``"y ~ x + (1 | g)"``; binomial responses are 0/1 or proportions
-        (with ``weights`` the numbers of trials).
+        ``"y ~ x + (1 | g)"``; binomial responses are 0/1, proportions
+        (with ``weights`` the numbers of trials) or ``cbind(successes, failures)``
+        (as glmer's; the trials multiply ``weights``).
     data : DataFrame
     family : "binomial", "poisson", "negative_binomial" or "gamma" (or a Family)
         The negative binomial (NB2) shape ``k`` and the Gamma dispersion ``phi`` are
@@ -195,5 +340,8 @@ def glmm(formula: str, data: Any, *, family: Family | str = "binomial", link: An
     0.642
     """
     check_optimizer_options(optimizer_options, glmm)
-    design = lmm_design(formula, data, weights=weights, offset=offset)
+    require_binomial(formula, family)  # a cbind(successes, failures) response
+    # No residual variance: an observation-level term (1 | obs) is identifiable, as in glmer.
+    with without_residual_variance():
+        design = lmm_design(formula, data, weights=weights, offset=offset, context=caller_context(), counts=True)
     return fit_glmm_design(design, family, link=link, nagq=nagq, start=start, **optimizer_options)

@@ -15,7 +15,7 @@ from multilevel.inference import coefficient_table, normal_pvalues
 from multilevel.inference.ddf import NormalDdf, check_contrasts, check_ddf, f_table
 from multilevel.inference.wald import covariance_from_rx
 from multilevel.lmm.design import LmmDesign
-from multilevel.lmm.result import LmmResult
+from multilevel.lmm.result import LmmResult, full_conditional_covariances
 from multilevel.numdiff import hessian, hessian_from_gradient
 from multilevel.optimize import OptSummary
 
@@ -124,6 +124,45 @@ class GlmmResult(LmmResult):
     def bic(self) -> float:
         return self.deviance + np.log(self.nobs) * self.df_model
 
+    # ----- random effects -------------------------------------------------------
+    def ranef_condvar(self, full: bool = False) -> dict[str, pd.DataFrame] | dict[str, np.ndarray]:
+        """Conditional (co)variances of the random effects at the modes (lme4's ``condVar``):
+        ``Lambda (Lambda' Z' W Z Lambda + I)^-1 Lambda'`` with ``W`` PIRLS's working weights.
+
+        ``full=False`` (default): the variances, laid out like :attr:`ranef`; ``full=True``: per grouping
+        factor a ``(nlevels, p, p)`` array of each level's covariance matrix, as lme4's ``postVar``
+        (layout and terms sharing a grouping factor as in
+        :meth:`LmmResult.ranef_condvar <multilevel.lmm.result.LmmResult.ranef_condvar>`).
+
+        Examples
+        --------
+        >>> from multilevel import glmm
+        >>> from multilevel.datasets import load_dataset
+        >>> cbpp = load_dataset("cbpp").assign(p=lambda d: d.incidence / d["size"],
+        ...                                    t=lambda d: d.period.cat.codes.astype(float))
+        >>> fit = glmm("p ~ t + (1 + t | herd)", cbpp, family="binomial", weights="size")
+        >>> fit.ranef_condvar(full=True)["herd"].shape
+        (15, 2, 2)
+        """
+        if not full:
+            return super().ranef_condvar()
+        self._core.solve(self._theta, False)  # the core's factor must be at theta
+        terms = self.design.terms
+
+        def rows() -> tuple[list[np.ndarray], np.ndarray | None]:
+            return [t.z for t in terms], self._working_weights()
+
+        return full_conditional_covariances(terms, self._theta, 1.0, self._core, rows)
+
+    def _working_weights(self) -> np.ndarray:
+        """PIRLS's weights at the modes: ``prior mu_eta^2 / V(mu)`` (the Gamma's prior divided by phi)."""
+        d, fam = self.design, self._pirls_family
+        prior = d.weights if d.weights is not None else np.ones(self.nobs)
+        if fam.name == "gamma":
+            prior = prior / self.dispersion
+        mu, mu_eta = fam.link.inverse_and_mu_eta(self.state.eta)
+        return prior * mu_eta**2 / fam.variance(mu)
+
     # ----- fixed effects ------------------------------------------------------
     def cov_params(self, kind: str = "hessian") -> pd.DataFrame:
         """Covariance of the fixed effects.
@@ -148,20 +187,49 @@ class GlmmResult(LmmResult):
         joint = self._at_optimum().pirls.run(self._theta)
         return rx_covariance(joint.core, self._theta)
 
+    def _difference_scales(self) -> np.ndarray:
+        """The natural size of each parameter in ``(theta, beta, log dispersion)``, for the Hessian's steps
+        ``1e-4 * max(|x|, scale)`` (see :func:`multilevel.numdiff.hessian`).
+
+        beta: 10 standard errors given theta (``(RX RX')^-1``), so that a coefficient's steps follow a
+        rescaling of its predictor and are at least 1e-3 standard errors. (A predictor of scale 1e6 has
+        a coefficient and standard error near 1e-6: lme4's steps of 1e-4 moved the linear predictor by
+        100, and the standard error came out 8x too large or PIRLS failed. Steps of 1e-4 standard errors
+        amplify the deviance's rounding and PIRLS error: VerbAgg's standard errors moved 2e-4, against
+        1e-5 at 1e-3.) theta: ``min(1, 1 / rms(z_r))`` for an element in row ``r`` of its term's lambda
+        (1 for an intercept; a random slope on a large-scale column has a small theta). The log
+        dispersion: 1.
+        """
+        from multilevel.glmm.pirls import PirlsError
+
+        theta_scale = []
+        for t in self.design.terms:
+            rms = np.sqrt(np.mean(np.asarray(t.z, dtype=float) ** 2, axis=0))
+            row_scale = np.minimum(1.0, 1.0 / np.where(rms > 0, rms, 1.0))
+            theta_scale += [row_scale[r] for c in range(t.p) for r in range(c, t.p)]
+        try:
+            se = np.sqrt(np.abs(np.diag(self._conditional_cov)))
+        except (PirlsError, np.linalg.LinAlgError):
+            se = np.full(self._beta.size, np.nan)
+        se = np.where(np.isfinite(se) & (se > 0), 10.0 * se, 1.0)  # none or degenerate: lme4's steps
+        return np.concatenate([theta_scale, se, np.ones(self._log_dispersion.size)])
+
     @cached_property
     def _hessian_cov(self) -> np.ndarray:
         """Beta block of ``2 H^-1``; ``H`` by central differences of the exact gradient where there is
-        one, else of the deviance (steps 1e-4, as lme4's ``deriv12``)."""
+        one, else of the deviance, with steps ``1e-4 * max(|x|, scale)`` (lme4's ``deriv12`` takes
+        1e-4; the scales, from :meth:`_difference_scales`, make them follow each parameter's size)."""
         from multilevel.glmm.pirls import PirlsError
 
+        scale = self._difference_scales()
         f = self._at_optimum()
         x0 = np.concatenate([self._theta, self._beta, self._log_dispersion])
         nt, p = self._theta.size, self._beta.size
 
         def differenced() -> np.ndarray:
             if f.has_gradient:
-                return hessian_from_gradient(lambda x: f.value_and_gradient(x)[1], x0)
-            return hessian(f, x0)
+                return hessian_from_gradient(lambda x: f.value_and_gradient(x)[1], x0, scale=scale)
+            return hessian(f, x0, scale=scale)
 
         # The Laplace term depends on the modes to first order, so PIRLS's stopping error enters the
         # differences divided by step^2: at the fitting tolerance (eta to 1e-10 relative) a poisson
@@ -237,18 +305,21 @@ class GlmmResult(LmmResult):
 
     @property
     def zvalues(self) -> pd.Series:
-        return (self.params / self.bse).rename("z")
+        """Wald z statistics ``params / bse`` (their p-values use the normal distribution, as glmer's)."""
+        return (self.params / self.bse).rename("zvalues")
 
     @property
     def tvalues(self) -> pd.Series:
-        return self.zvalues
+        """The same numbers as :attr:`zvalues` (the name LmmResult's code uses)."""
+        return (self.params / self.bse).rename("tvalues")
 
     @property
     def pvalues(self) -> pd.Series:
         return normal_pvalues(self.zvalues).rename("pvalues")
 
     def coef_table(self) -> pd.DataFrame:
-        return coefficient_table(self.params, self.bse, "z value")
+        """``Estimate``, ``Std. Error``, ``z value``, ``Pr(>|z|)`` per fixed effect, as glmer's."""
+        return coefficient_table(self.params, self.bse)
 
     # ----- fitted values, prediction, residuals ----------------------------------
     def fitted(self) -> pd.Series:

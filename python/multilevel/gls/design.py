@@ -9,16 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from multilevel.clusters import (
-    ClusteredDesign,
-    ClusterLayout,
-    cluster_layout,
-    clustered_columns,
-    continuous_time_layout,
-)
+from multilevel.clusters import ClusteredDesign, ClusterLayout, cluster_layout, continuous_time_layout
 from multilevel.correlation import KIND_TABLE, Car1, CorrelationStructure
-from multilevel.fixed_effects import fixed_design
-from multilevel.frames import drop_missing
+from multilevel.fixed_effects import fixed_design, model_frame
+from multilevel.formula import split_offsets
+from multilevel.frames import column_argument, drop_missing, groups_argument
 from multilevel.grouping import make_grouping
 from multilevel.variance import BoundVariance, VarianceFunction
 
@@ -51,18 +46,30 @@ def gls_layout(structure: CorrelationStructure, codes: np.ndarray, nclusters: in
 
 
 def gls_design(formula: str, data: Any, *, groups: Any, time: Any, structure: CorrelationStructure,
-               variance: VarianceFunction, fitted: np.ndarray | None = None) -> GlsDesign:
+               variance: VarianceFunction, fitted: np.ndarray | None = None, context: Any = None) -> GlsDesign:
     """Build a :class:`GlsDesign`; rows with a missing value in a used column are dropped with a warning.
 
     Without ``groups`` all rows form one cluster, as in nlme (fine for
     independence, exchangeable and the AR(1) kinds, which cost O(n)).
     ``fitted`` (one value per kept row) is the covariate of a variance function of the fitted values.
+    ``context`` holds the names the formula takes from the caller's scope (:func:`multilevel.gls`
+    passes it); of a polars, pyarrow or duckdb table only the used columns are converted.
     """
-    df, group_cols, time_col, used = clustered_columns(formula, data, groups, time)
-    used += [c for c in variance.columns if c not in used]
+    if split_offsets(formula)[1]:
+        raise ValueError(
+            f"gls has no offset, and formula {formula!r} has an offset(...) term: subtract it from the response "
+            "instead (y ~ x + offset(o) is the model I(y - o) ~ x), or use lmm or gee, which take offsets"
+        )
+    variance_label = f"variance={variance!r}"
+    df, used, context = model_frame(formula, data, {"groups=": groups, "time=": time,
+                                                    variance_label: list(variance.columns)}, context,
+                                    lists=("groups=", variance_label))
+    df, group_cols = groups_argument(groups, df)
+    df, time_col = column_argument(time, df, "time")
+    used += [c for c in (*group_cols, time_col, *variance.columns) if c and c not in used]
     df, _, n_dropped = drop_missing(df, used, {})
 
-    fixed = fixed_design(formula, df)
+    fixed = fixed_design(formula, df, context)
     if group_cols:
         grouping = make_grouping(df, group_cols)
         codes, nclusters, labels, gname = grouping.codes, grouping.nlevels, grouping.levels, grouping.name

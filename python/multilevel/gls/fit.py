@@ -19,16 +19,21 @@ import numpy as np
 
 from multilevel import _core
 from multilevel.correlation import CorrelationStructure, get_correlation
+from multilevel.formula import caller_context
 from multilevel.gls.design import GlsDesign, gls_design
-from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa_restarted
+from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa_restarted, newton_polish
 from multilevel.variance import VarianceFunction, get_variance
 
 # Bound of the unconstrained parameters (far beyond any fitted value).
-_UNCONSTRAINED_BOUND = 50.0
+UNCONSTRAINED_BOUND = 50.0
 
 
 class GlsConvergenceWarning(UserWarning):
     """The optimizer stopped without meeting its tolerances."""
+
+
+class GlsBoundaryWarning(UserWarning):
+    """A correlation or variance parameter ended at the edge of its range: the likelihood has no maximum inside."""
 
 
 @dataclass
@@ -128,8 +133,11 @@ def fit_gls_design(design: GlsDesign, structure: CorrelationStructure, *, method
     u0 = objective.start() if start is None else objective.join(np.asarray(start.get("corr", []), float),
                                                                 np.asarray(start.get("variance", []), float))
     if objective.nparams:
-        optsum = minimize_bobyqa_restarted(objective, u0, np.full(u0.size, -_UNCONSTRAINED_BOUND),
-                                           **{"initial_step": 0.5, **optimizer_options})
+        bound = np.full(u0.size, UNCONSTRAINED_BOUND)
+        optsum = minimize_bobyqa_restarted(objective, u0, -bound,
+                                           **{"initial_step": 0.5, "upper": bound, **optimizer_options})
+        if optsum.converged:  # BOBYQA stops on the log-likelihood; Newton steps converge in the parameters
+            optsum = newton_polish(objective, optsum, upper=bound)
         u = optsum.final
     else:
         optsum = OptSummary("none (no parameters)", u0, u0, u0, objective(u0), 1, 1, "success", 0.0, 0, 0, 0, 0)
@@ -140,12 +148,33 @@ def fit_gls_design(design: GlsDesign, structure: CorrelationStructure, *, method
     result = GlsResult(design, structure, objective, prof, u, optsum)
     if not result.converged:
         warnings.warn(f"the optimizer did not converge: {optsum.message}", GlsConvergenceWarning, stacklevel=3)
+    if result.boundary:
+        warnings.warn(result.boundary_message(), GlsBoundaryWarning, stacklevel=3)
     return result
+
+
+def gls_method(method: str | None, reml: Any) -> str:
+    """The fitting criterion from gls's ``method=`` and its alias ``reml=``: "REML" unless one says "ML".
+
+    Examples
+    --------
+    >>> gls_method(None, False), gls_method("REML", None), gls_method("ML", False)
+    ('ML', 'REML', 'ML')
+    """
+    if reml is None:
+        return "REML" if method is None else method
+    if not isinstance(reml, (bool, np.bool_)):
+        raise TypeError(f"reml must be True or False, not {reml!r}")
+    from_reml = "REML" if reml else "ML"
+    if method in ("REML", "ML") and method != from_reml:
+        raise ValueError(f"method={method!r} and reml={bool(reml)} disagree; give one of them "
+                         f"(reml={bool(reml)} is method={from_reml!r})")
+    return from_reml if method is None else method  # another method is refused by fit_gls_design
 
 
 def gls(formula: str, data: Any, *, groups: Any = None, time: Any = None,
         corr: CorrelationStructure | str | None = None, variance: VarianceFunction | None = None,
-        method: str = "REML", **optimizer_options: Any) -> Any:
+        method: str | None = None, reml: bool | None = None, **optimizer_options: Any) -> Any:
     """Fit a linear model with correlated, heteroscedastic errors by generalized least squares.
 
     ``Y ~ N(X beta, Sigma)`` with block-diagonal ``Sigma_j = sigma^2 A_j^1/2 R_j(rho) A_j^1/2``;
@@ -168,7 +197,10 @@ def gls(formula: str, data: Any, *, groups: Any = None, time: Any = None,
         ``MDependent(m)`` (banded Toeplitz), ``Fixed(matrix)``; default independence.
     variance : VarianceFunction, optional
         ``VarIdent(f)``, ``VarPower(x)``, ``VarExp(x)``; default constant.
-    method : "REML" or "ML"
+    method : "REML" or "ML", default "REML"
+    reml : bool, optional
+        ``reml=True`` is ``method="REML"``, ``reml=False`` is ``method="ML"`` (the keyword
+        :func:`multilevel.lmm` takes); give one of the two, or both if they agree.
 
     Returns
     -------
@@ -182,12 +214,14 @@ def gls(formula: str, data: Any, *, groups: Any = None, time: Any = None,
     0.6318
     """
     check_optimizer_options(optimizer_options, gls)
+    method = gls_method(method, reml)
+    context = caller_context()  # the caller's names the formula uses (I(x * k), f(x)), here: fit_with is nested
     structure = get_correlation(corr)
     var_fun = get_variance(variance)
 
     def fit_with(fitted: np.ndarray | None) -> Any:
         design = gls_design(formula, data, groups=groups, time=time, structure=structure, variance=var_fun,
-                            fitted=fitted)
+                            fitted=fitted, context=context)
         return fit_gls_design(design, structure, method=method, **optimizer_options)
 
     if not var_fun.uses_fitted:
@@ -195,6 +229,9 @@ def gls(formula: str, data: Any, *, groups: Any = None, time: Any = None,
     # nlme's varPower() / varExp(): the covariate is the fitted values X beta, refitted to a fixed point.
     from multilevel.lmm.residual import fit_on_own_fitted_values
 
-    first = gls(formula, data, groups=groups, time=time, corr=corr, method=method, **optimizer_options)
+    # The first fit is the model without the variance function (not a call of gls: that would see this scope).
+    plain = gls_design(formula, data, groups=groups, time=time, structure=structure, variance=get_variance(None),
+                       context=context)
+    first = fit_gls_design(plain, structure, method=method, **optimizer_options)
     return fit_on_own_fitted_values(fit_with, first.fitted().to_numpy(),
                                     lambda r: np.concatenate([r.variance_params.to_numpy(), r.corr_params]))

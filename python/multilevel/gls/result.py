@@ -13,7 +13,7 @@ from scipy import stats
 from multilevel import _core
 from multilevel.correlation import KIND_EXCHANGEABLE, KIND_INDEPENDENCE
 from multilevel.frames import as_pandas
-from multilevel.inference import standard_errors
+from multilevel.inference import coefficient_table, standard_errors, wald_conf_int
 from multilevel.inference.wald import prediction_with_se
 from multilevel.numdiff import hessian
 from multilevel.tidy_methods import TidyMethods
@@ -38,6 +38,7 @@ class GlsResult(TidyMethods):
     loglik, aic, bic : the (restricted) log-likelihood and criteria, as nlme
     method : "REML" or "ML"
     converged : bool
+    boundary : bool, a parameter at the edge of its range (see :attr:`boundary`)
     """
 
     def __init__(self, design: GlsDesign, structure: CorrelationStructure, objective: GlsObjective,
@@ -83,6 +84,38 @@ class GlsResult(TidyMethods):
     def converged(self) -> bool:
         return self.optsum.converged
 
+    @property
+    def boundary(self) -> bool:
+        """True when a correlation or variance parameter ended at the edge of its range.
+
+        On nlme's unconstrained scale the edge is at infinity; the optimizer
+        stops at +-``UNCONSTRAINED_BOUND``. There the likelihood has no
+        maximum inside the range (for example, an exchangeable correlation on
+        unbalanced clusters whose likelihood grows without bound as rho goes
+        to ``-1/(m - 1)`` for the largest cluster), so the estimates are a
+        limit, not a maximum.
+        """
+        from multilevel.gls.fit import UNCONSTRAINED_BOUND
+
+        return bool(np.any(np.abs(self.unconstrained) >= UNCONSTRAINED_BOUND * (1 - 1e-9)))
+
+    def boundary_message(self) -> str:
+        """What :attr:`boundary` means for this fit (the warning and the summary say it)."""
+        from multilevel.gls.fit import UNCONSTRAINED_BOUND
+
+        at = np.abs(self.unconstrained) >= UNCONSTRAINED_BOUND * (1 - 1e-9)
+        names = [f"correlation parameter {i + 1}" if i < self.objective.ncorr
+                 else f"variance parameter {self.variance_params.index[i - self.objective.ncorr]!r}"
+                 for i in np.flatnonzero(at)]
+        hint = ""
+        if self.structure.kind == KIND_EXCHANGEABLE and self.design.max_cluster_size > 1:
+            hint = (f" (the exchangeable correlation is at -1/(m - 1) = {-1 / (self.design.max_cluster_size - 1):.4g} "
+                    f"for the largest cluster, m = {self.design.max_cluster_size}; on unbalanced clusters the "
+                    "likelihood grows without bound there)")
+        return (f"boundary fit: {', '.join(names)} ended at the edge of the range{hint}; the likelihood has no "
+                "maximum inside it, so the estimates and log-likelihood are a limit, not a maximum. Consider a "
+                "simpler structure (corr=None, or a random intercept with multilevel.lmm)")
+
     # -- coefficients ------------------------------------------------------------
     def cov_params(self, kind: str = "model") -> pd.DataFrame:
         """``"model"``: ``rss / (n - p) (X' Sigma0^-1 X)^-1`` (nlme's, under ML too); ``"robust"``: the cluster sandwich,
@@ -106,7 +139,13 @@ class GlsResult(TidyMethods):
 
     @property
     def tvalues(self) -> pd.Series:
-        return (self.params / self.bse).rename("t")
+        """t statistics ``params / bse`` (``n - p`` degrees of freedom, as nlme)."""
+        return (self.params / self.bse).rename("tvalues")
+
+    @property
+    def zvalues(self) -> pd.Series:
+        """The same numbers as :attr:`tvalues` (the name the z-test families use; the p-values stay t's)."""
+        return (self.params / self.bse).rename("zvalues")
 
     @property
     def pvalues(self) -> pd.Series:
@@ -115,14 +154,19 @@ class GlsResult(TidyMethods):
                          name="pvalues")
 
     def conf_int(self, alpha: float = 0.05, kind: str = "model") -> pd.DataFrame:
-        """t-based intervals for the coefficients (``n - p`` degrees of freedom, as nlme's ``intervals``)."""
-        q = stats.t.ppf(1 - alpha / 2, self.df_resid)
+        """t-based intervals for the coefficients (``n - p`` degrees of freedom, as nlme's ``intervals``).
+
+        The columns are named by their probabilities, ``"0.025"`` and ``"0.975"`` for
+        ``alpha=0.05``, as every family's ``conf_int()``.
+        """
         se = standard_errors(self.cov_params(kind))
-        return pd.DataFrame({"lower": self.params - q * se, "upper": self.params + q * se})
+        return wald_conf_int(self.params, se, alpha, df=np.full(len(se), float(self.df_resid)))
 
     def coef_table(self) -> pd.DataFrame:
-        return pd.DataFrame({"Estimate": self.params, "Std. Error": self.bse, "t value": self.tvalues,
-                             "p-value": self.pvalues})
+        """``Estimate``, ``Std. Error``, ``t value``, ``Pr(>|t|)`` per coefficient: t tests with
+        ``n - p`` degrees of freedom, as nlme's (which names the columns ``Value``, ``Std.Error``,
+        ``t-value``, ``p-value``; here R's ``coef(summary())`` names, as every family's)."""
+        return coefficient_table(self.params, self.bse, float(self.df_resid), df_column=False)
 
     # -- intervals for the covariance parameters -----------------------------------
     def approx_cov_theta(self, step: float = 1e-4) -> np.ndarray:
@@ -159,7 +203,7 @@ class GlsResult(TidyMethods):
         """
         alpha = 1 - level
         ci = self.conf_int(alpha)
-        out = {"coef": pd.DataFrame({"lower": ci["lower"], "est": self.params, "upper": ci["upper"]})}
+        out = {"coef": pd.DataFrame({"lower": ci.iloc[:, 0], "est": self.params, "upper": ci.iloc[:, 1]})}
         if self.objective.nparams == 0:  # nlme: the exact chi-square interval for sigma
             dof = self.df_resid if self.method == "REML" else self.nobs
             bounds = np.sqrt(dof * self.sigma**2 / stats.chi2.ppf([1 - alpha / 2, alpha / 2], dof))

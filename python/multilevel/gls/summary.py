@@ -1,4 +1,5 @@
-"""Text and HTML summaries of a fitted GLS model, laid out like nlme's ``summary(gls(...))``."""
+"""Text and HTML summaries of a fitted GLS model, laid out like nlme's ``summary(gls(...))``;
+p-values printed as R's ``format.pval``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from multilevel.text_table import aligned_table, data_notes, html_report
+from multilevel.text_table import aligned_table, coefficient_display, data_notes, html_report
 
 if TYPE_CHECKING:
     from multilevel.gls.result import GlsResult
@@ -51,13 +52,15 @@ class GlsSummary:
         notes = []
         if not r.converged:
             notes.append(f"WARNING: the optimizer did not converge ({r.optsum.message}).")
+        if r.boundary:
+            notes.append(f"WARNING: {r.boundary_message()}.")
         return notes + data_notes(r.design.fixed, r.design.n_dropped)
 
     def __str__(self) -> str:
         r = self.res
         out = self.header() + ["", self.fit_statistics().to_string(index=False), ""]
         out += ["Covariance parameters:", aligned_table(self.structure_table(), left=2), ""]
-        out += ["Coefficients:", r.coef_table().to_string(float_format=lambda v: f"{v:.6g}"), ""]
+        out += ["Coefficients:", coefficient_display(r.coef_table()).to_string(), ""]
         out.append(f"Residual standard error: {r.sigma:.6g} on {r.df_resid} degrees of freedom")
         out.append(f"Optimizer: {r.optsum.optimizer}, {r.optsum.feval} evaluations, {r.optsum.message}; "
                    f"converged: {r.converged}")
@@ -68,5 +71,5 @@ class GlsSummary:
         return str(self)
 
     def _repr_html_(self) -> str:
-        return html_report(self.header(), [self.fit_statistics(), self.structure_table(), self.res.coef_table()],
-                           self.notes())
+        return html_report(self.header(), [self.fit_statistics(), self.structure_table(),
+                                           coefficient_display(self.res.coef_table())], self.notes())

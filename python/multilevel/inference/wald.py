@@ -41,12 +41,39 @@ def wald_conf_int(params: pd.Series, bse: pd.Series, alpha: float = 0.05,
     )
 
 
-def coefficient_table(params: pd.Series, bse: pd.Series, stat_name: str) -> pd.DataFrame:
-    """Estimate, standard error, Wald statistic and normal p-value per coefficient."""
+def coefficient_table(params: pd.Series, bse: pd.Series, df: np.ndarray | float | None = None, *,
+                      df_column: bool = True) -> pd.DataFrame:
+    """Estimate, standard error, Wald statistic and two-sided p-value per coefficient, in R's names.
+
+    The statistic is named after the distribution its p-value refers to, the same rule in
+    every family: ``z value`` and ``Pr(>|z|)`` for the normal (``df`` None: glmer, geepack,
+    whose ``Wald`` column is the square, and lmm's default), ``t value`` and ``Pr(>|t|)`` for
+    the t distribution with ``df`` degrees of freedom, after a ``df`` column (lmerTest) unless
+    ``df_column`` is false (nlme's gls, whose df is the one ``n - p``). Infinite ``df`` give
+    normal p-values.
+
+    Examples
+    --------
+    >>> est, se = pd.Series([1.0], index=["x"]), pd.Series([0.5], index=["x"])
+    >>> list(coefficient_table(est, se).columns)
+    ['Estimate', 'Std. Error', 'z value', 'Pr(>|z|)']
+    >>> list(coefficient_table(est, se, 10.0).columns)
+    ['Estimate', 'Std. Error', 'df', 't value', 'Pr(>|t|)']
+    """
     stat = params / bse
-    return pd.DataFrame(
-        {"Estimate": params, "Std. Error": bse, stat_name: stat, "Pr(>|z|)": normal_pvalues(stat)}
-    )
+    if df is None:
+        return pd.DataFrame(
+            {"Estimate": params, "Std. Error": bse, "z value": stat, "Pr(>|z|)": normal_pvalues(stat)}
+        )
+    from multilevel.inference.ddf import t_pvalues  # here: ddf imports this module (through satterthwaite)
+
+    df = np.broadcast_to(np.asarray(df, dtype=float), stat.shape)
+    columns: dict[str, object] = {"Estimate": params, "Std. Error": bse}
+    if df_column:
+        columns["df"] = pd.Series(df, index=params.index)
+    columns["t value"] = stat
+    columns["Pr(>|t|)"] = pd.Series(t_pvalues(stat.to_numpy(), df), index=params.index)
+    return pd.DataFrame(columns)
 
 
 def prediction_with_se(X: np.ndarray, beta: np.ndarray, cov: np.ndarray, index: pd.Index,

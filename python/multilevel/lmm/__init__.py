@@ -16,3 +16,7 @@ __all__ = [
     "lmm_design",
     "result_at_theta",
 ]
+
+from multilevel.callable_module import make_callable
+
+make_callable(__name__, lmm)  # multilevel.lmm(...) fits; multilevel.lmm.<module> is still the subpackage

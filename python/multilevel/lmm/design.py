@@ -7,7 +7,9 @@ without formulas or pandas builds them directly and calls
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +17,26 @@ import formulaic
 import numpy as np
 import pandas as pd
 
-from multilevel.fixed_effects import FixedDesign, fixed_design, missing_formula_variables
-from multilevel.formula import RandomTermSpec, split_formula
-from multilevel.frames import as_pandas, check_finite, columns_in, drop_missing, require_columns, vector_argument
+from multilevel.fixed_effects import (
+    FixedDesign,
+    add_offsets,
+    drop_empty_trials,
+    evaluate_spec,
+    fixed_design,
+    missing_formula_variables,
+    trial_weights,
+)
+from multilevel.formula import RandomTermSpec, formula_context, refuse_cbind, refuse_offset, split_formula
+from multilevel.frames import (
+    as_pandas,
+    check_finite,
+    columns_in,
+    drop_missing,
+    frame_header,
+    named_columns,
+    require_columns,
+    vector_argument,
+)
 from multilevel.grouping import GroupingLevels, make_grouping
 
 
@@ -34,6 +53,7 @@ class TermDescription:
     z_spec: Any
     factors: tuple[str, ...] | None
     keys: pd.Index | None  # the key values behind `levels` (formula fits), matched by value in codes_for
+    context: Any  # the names the formula takes from the caller's scope (formula fits)
 
     @property
     def label(self) -> str:
@@ -54,7 +74,7 @@ class TermDescription:
 
     def z_for(self, newdata: pd.DataFrame) -> np.ndarray:
         """The term's columns evaluated on new data (formula fits only)."""
-        return np.asarray(self.z_spec.get_model_matrix(newdata, na_action="ignore"), dtype=float)
+        return np.asarray(evaluate_spec(self.z_spec, newdata, getattr(self, "context", None)), dtype=float)
 
     def codes_for(self, newdata: pd.DataFrame) -> np.ndarray:
         """Codes of new data's levels; -1 for a level not seen in the fit."""
@@ -85,6 +105,7 @@ class TermStructure(TermDescription):
     z_spec: Any = None
     factors: tuple[str, ...] | None = None
     keys: pd.Index | None = None
+    context: Any = None
 
 
 @dataclass
@@ -122,6 +143,7 @@ class RandomTerm(TermDescription):
     z_spec: Any = None
     factors: tuple[str, ...] | None = None
     keys: pd.Index | None = None
+    context: Any = None
 
     def __post_init__(self) -> None:
         codes = np.asarray(self.codes)
@@ -150,11 +172,63 @@ class RandomTerm(TermDescription):
     def structure(self) -> TermStructure:
         """The term without its rows."""
         return TermStructure(self.group, list(self.columns), self.levels, self.expr, self.z_spec, self.factors,
-                             self.keys)
+                             self.keys, self.context)
 
 
-def check_term_sizes(terms: Sequence[TermDescription], nobs: int) -> None:
-    """Refuse random-effects terms that cannot be estimated from ``nobs`` rows (naming the term)."""
+#: Whether the designs built now are for a model that estimates a residual variance (see check_term_sizes).
+_RESIDUAL_VARIANCE: ContextVar[bool] = ContextVar("multilevel_residual_variance", default=True)
+
+
+@contextmanager
+def without_residual_variance() -> Iterator[None]:
+    """Build designs for a model without a residual variance (a GLMM): inside this block
+    :func:`check_term_sizes` allows as many random effects per term as rows, e.g. an
+    observation-level ``(1 | obs)`` for overdispersion (lme4's ``glFormula``: ``allow.n = TRUE``).
+
+    :func:`multilevel.glmm` builds its design in such a block; build an array-level design for
+    :func:`multilevel.glmm.fit_glmm_design` in one too if it has an observation-level term.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> obs = RandomTerm(np.arange(4), np.ones((4, 1)), "obs", ["Intercept"])
+    >>> with without_residual_variance():
+    ...     check_term_sizes([obs], 4)
+    """
+    token = _RESIDUAL_VARIANCE.set(False)
+    try:
+        yield
+    finally:
+        _RESIDUAL_VARIANCE.reset(token)
+
+
+def check_term_sizes(terms: Sequence[TermDescription], nobs: int, *, residual: bool | None = None) -> None:
+    """Refuse random-effects terms that cannot be estimated from ``nobs`` rows (naming the term).
+
+    Parameters
+    ----------
+    terms : the random-effects terms
+    nobs : int
+        Number of rows.
+    residual : bool, optional
+        Whether the model estimates a residual variance (a linear mixed model). Then a term needs
+        fewer random effects than rows (lme4's ``lmer``: ``check.nobs.vs.nRE``), since a term with one
+        effect per row is confounded with the residual. Without one (a GLMM) a term may have as many
+        as rows (``glmer``'s ``allow.n = TRUE``), e.g. an observation-level ``(1 | obs)``; more are
+        still refused. Default: True, unless inside :func:`without_residual_variance`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> obs = RandomTerm(np.arange(4), np.ones((4, 1)), "obs", ["Intercept"])
+    >>> check_term_sizes([obs], 4, residual=False)
+    >>> check_term_sizes([obs], 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: term (Intercept | obs) has 4 random effects and there are 4 observations; with the residual ...
+    """
+    if residual is None:
+        residual = _RESIDUAL_VARIANCE.get()
     if not terms:
         raise ValueError("a mixed model needs at least one random-effects term, e.g. (1 | group)")
     for t in terms:
@@ -163,9 +237,15 @@ def check_term_sizes(terms: Sequence[TermDescription], nobs: int) -> None:
                 f"grouping factor {t.group!r} of term {t.label} has {t.nlevels} level; "
                 "it needs at least 2 to estimate a variance"
             )
-        if t.nlevels * t.p >= nobs:
+        n_effects = t.nlevels * t.p
+        if residual and n_effects >= nobs:
             raise ValueError(
-                f"term {t.label} has {t.nlevels * t.p} random effects but there are only {nobs} "
+                f"term {t.label} has {n_effects} random effects and there are {nobs} observations; with the "
+                "residual variance they are not identifiable. Simplify the term or drop it"
+            )
+        if n_effects > nobs:
+            raise ValueError(
+                f"term {t.label} has {n_effects} random effects but there are only {nobs} "
                 "observations; the variance is not identifiable. Simplify the term or drop it"
             )
 
@@ -263,22 +343,28 @@ class RowlessLmmDesign:
         return sum(t.ntheta for t in self.terms)
 
 
-def term_columns(spec: RandomTermSpec, data: pd.DataFrame) -> tuple[np.ndarray, list[str], Any]:
-    """A random term's model matrix (n, p_k) on ``data``, its column names and its formulaic spec."""
+def term_columns(spec: RandomTermSpec, data: pd.DataFrame, context: Any = None) -> tuple[np.ndarray, list[str], Any]:
+    """A random term's model matrix (n, p_k) on ``data``, its column names and its formulaic spec.
+
+    ``context``: the names the formula takes from the caller's scope (see :func:`lmm_design`).
+    """
     try:
-        mm = formulaic.model_matrix(spec.expr, data, na_action="raise", output="numpy")
+        mm = formulaic.model_matrix(spec.expr, data, na_action="raise", output="numpy",
+                                    context=formula_context(context, spec.expr, columns=data.columns))
     except Exception as exc:
         raise ValueError(f"could not build the columns of random term {spec}: {exc}") from exc
     return np.asarray(mm, dtype=float), [str(c) for c in mm.model_spec.column_names], mm.model_spec
 
 
-def mixed_model_columns(formula: str, data: pd.DataFrame) -> tuple[str, list[RandomTermSpec], list[str], list[str]]:
+def mixed_model_columns(formula: str, data: pd.DataFrame, context: Any = None
+                        ) -> tuple[str, list[RandomTermSpec], list[str], list[str]]:
     """Split an lme4 formula and find the columns it uses in ``data`` (only its column names are read).
 
-    Returns the fixed part, the random terms, every used column (formula
-    variables, then grouping factors, in order of appearance) and the
-    columns inside the formulas' expressions. A variable that is not a
-    column is a ValueError naming it.
+    Returns the fixed part (with its ``offset(...)`` terms), the random
+    terms, every used column (formula variables, then grouping factors, in
+    order of appearance) and the columns inside the formulas' expressions.
+    A variable that is neither a column nor a name of ``context`` (the
+    caller's scope) is a ValueError naming it.
     """
     fixed_formula, specs = split_formula(formula)
     if not specs:
@@ -286,14 +372,16 @@ def mixed_model_columns(formula: str, data: pd.DataFrame) -> tuple[str, list[Ran
             f"formula {formula!r} has no random-effects term such as (1 | group); "
             "for a model without random effects use ordinary least squares"
         )
-    missing = missing_formula_variables(fixed_formula, data)
+    missing = missing_formula_variables(fixed_formula, data, context)
     if missing:
         require_columns(missing, data, f"the fixed part {fixed_formula!r}")
     expressions = columns_in(fixed_formula, data)
     used = list(expressions)
     for spec in specs:
         require_columns(spec.factors, data, f"random term {spec}")
-        missing = missing_formula_variables(f"~ {spec.expr}", data) if spec.expr.strip() not in ("1", "0") else []
+        refuse_offset(spec.expr, f"the random term {spec}")
+        missing = (missing_formula_variables(f"~ {spec.expr}", data, context) if spec.expr.strip() not in ("1", "0")
+                   else [])
         if missing:
             require_columns(missing, data, f"random term {spec}")
         in_term = columns_in(spec.expr, data)
@@ -308,11 +396,30 @@ def lmm_design(
     *,
     weights: Any = None,
     offset: Any = None,
+    context: Any = None,
+    counts: bool = False,
 ) -> LmmDesign:
     """Build an :class:`LmmDesign` from an lme4-style formula and a data frame.
 
     Rows with a missing value in any used column (or in weights/offset) are
     dropped with a warning that counts them.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x + offset(log(t)) + (1 | g)"``: lme4's syntax; ``offset(...)`` terms are added to
+        ``offset``.
+    data : pandas, polars (eager or lazy), pyarrow or duckdb table, or a dict of columns
+        Only the columns the model uses are converted to pandas.
+    weights, offset : column name or array, optional
+    context : mapping or :class:`~multilevel.formula.CallerScope`, optional
+        Names the formula may take from outside the data (``k`` in ``I(x * k)``, a module, a
+        function); :func:`multilevel.lmm` passes its caller's scope. Only the names the formula
+        mentions are kept, for prediction.
+    counts : bool, default False
+        Accept a ``cbind(successes, failures)`` response (:func:`multilevel.glmm` with the binomial
+        family): ``y`` is the proportion and the weights are the trials times ``weights``; rows
+        with no trials are dropped with a warning (see :func:`multilevel.fixed_effects.drop_empty_trials`).
 
     Examples
     --------
@@ -321,8 +428,13 @@ def lmm_design(
     >>> d.fixed_names, d.terms[0].group, d.terms[0].nlevels
     (['Intercept'], 'g', 3)
     """
-    df = as_pandas(data)
-    fixed_formula, specs, used, _ = mixed_model_columns(formula, df)
+    if not counts:
+        refuse_cbind(formula, "a linear mixed model")
+    header = frame_header(data)
+    context = formula_context(context, formula, columns=header.columns)
+    fixed_formula, specs, used, _ = mixed_model_columns(formula, header, context)
+    named = named_columns(header, {"weights=": weights, "offset=": offset})
+    df = as_pandas(data, used + named)  # of a wide polars / arrow / duckdb table, only the used columns
     w, w_col = vector_argument(weights, df, "weights")
     off, off_col = vector_argument(offset, df, "offset")
     used += [c for c in (w_col, off_col) if c and c not in used]
@@ -330,17 +442,28 @@ def lmm_design(
     if n_dropped:
         w = None if w is None else w[keep]
         off = None if off is None else off[keep]
+    # glmm checks the successes itself (response x weights), as for the weights= form
+    df, nonempty, n_empty = drop_empty_trials(fixed_formula, df, context, warn_fractional=("failures",))
+    if n_empty:
+        w = None if w is None else w[nonempty]
+        off = None if off is None else off[nonempty]
+        n_dropped += n_empty
 
-    fixed = fixed_design(fixed_formula, df)
+    fixed = fixed_design(fixed_formula, df, context, counts=counts)
+    off = add_offsets(off, fixed)
+    w = trial_weights(w, fixed)
     terms = []
     for spec in specs:
         grouping = make_grouping(df, spec.factors)
-        z, cols, z_spec = term_columns(spec, df)
+        z, cols, z_spec = term_columns(spec, df, context)
         terms.append(
             RandomTerm(grouping.codes, z, grouping.name, cols, grouping.levels,
-                       expr=spec.expr, z_spec=z_spec, factors=spec.factors, keys=grouping.keys)
+                       expr=spec.expr, z_spec=z_spec, factors=spec.factors, keys=grouping.keys, context=context)
         )
+    # predict(newdata) reads an offset column from the new rows; an offset array it cannot extend
+    extra = {"offset_column": offset} if isinstance(offset, str) else {"offset_argument": offset is not None}
     return LmmDesign(
         y=fixed.y, X=fixed.X, fixed_names=fixed.names, terms=terms, weights=w, offset=off,
         row_index=df.index, n_dropped=n_dropped, fixed=fixed, formula=formula, response=fixed.response,
+        extra=extra,
     )

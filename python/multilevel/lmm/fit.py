@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from multilevel import _core
+from multilevel.formula import caller_context
 from multilevel.inference.ddf import check_ddf
 from multilevel.lmm.design import LmmDesign, RandomTerm, lmm_design
-from multilevel.lmm.result import LmmResult, theta_lower_bounds, theta_start
-from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa
+from multilevel.lmm.response_shift import shifted_core
+from multilevel.lmm.result import LmmResult, theta_lower_bounds, theta_scales, theta_start
+from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa, newton_polish
 from multilevel.progress import progress_bar, progress_enabled
 
 
@@ -38,15 +40,13 @@ def lmm_core(design: LmmDesign, storage: str = "auto", response: np.ndarray | No
     replaces the design's (before its offset is taken off), as the bootstrap does."""
     y = design.response_minus_offset() if response is None else (
         response if design.offset is None else response - design.offset)
-    return _core.LmmCore(
-        y,
-        design.X,
-        design.weights if design.weights is not None else np.empty(0),
-        [t.codes for t in design.terms],
-        [t.z for t in design.terms],
-        [t.nlevels for t in design.terms],
-        storage,
-    )
+    weights = design.weights if design.weights is not None else np.empty(0)
+
+    def build(response: np.ndarray) -> Any:
+        return _core.LmmCore(response, design.X, weights, [t.codes for t in design.terms],
+                             [t.z for t in design.terms], [t.nlevels for t in design.terms], storage)
+
+    return shifted_core(build, np.asarray(y, dtype=float), design.X, design.weights)
 
 
 def fit_design(design: LmmDesign, *, reml: bool = True, start: np.ndarray | None = None,
@@ -67,7 +67,11 @@ def fit_core(design: Any, core: Any, *, reml: bool, start: np.ndarray | None = N
     ddf = check_ddf(ddf)  # before the fit: a misspelled method must not cost an optimization
     if not isinstance(reml, (bool, np.bool_)):
         raise TypeError(f"reml must be True or False, not {reml!r}")
-    x0 = theta_start(design.terms) if start is None else np.asarray(start, dtype=float)
+    scales = theta_scales(design.terms)
+    try:
+        x0 = theta_start(design.terms) * scales if start is None else np.atleast_1d(np.asarray(start, dtype=float))
+    except (TypeError, ValueError):
+        raise TypeError(f"start must be {design.ntheta} numbers (theta), not {start!r}") from None
     if x0.size != design.ntheta:
         raise ValueError(f"start has {x0.size} values; the model has {design.ntheta} theta parameters")
     bar = progress_bar("optimizing theta", progress_enabled(progress), unit="eval")
@@ -77,7 +81,10 @@ def fit_core(design: Any, core: Any, *, reml: bool, start: np.ndarray | None = N
         return core.objective(theta, reml)
 
     try:
-        optsum = minimize_bobyqa(objective, x0, theta_lower_bounds(design.terms), **optimizer_options)
+        options = {"initial_step": 0.75 * scales, **optimizer_options}
+        optsum = minimize_bobyqa(objective, x0, theta_lower_bounds(design.terms), **options)
+        if optsum.converged:  # BOBYQA stops on the objective; Newton steps converge in theta
+            optsum = newton_polish(objective, optsum, scale=scales)
     finally:
         bar.close()
     result = LmmResult(design, core, reml, optsum)
@@ -190,16 +197,15 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
         if check_ddf(ddf) != "normal":
             raise ValueError(f"ddf={ddf!r} is not available with a residual structure; use the Wald tests")
         return residual_lmm(formula, data, corr=corr, time=time, variance=variance, corr_groups=corr_groups,
-                            reml=reml, weights=weights, offset=offset, **optimizer_options)
+                            reml=reml, weights=weights, offset=offset, context=caller_context(),
+                            **optimizer_options)
     from multilevel.streaming.lmm import streamed_lmm_core
 
     streamed = streamed_lmm_core(formula, data, weights=weights, offset=offset, progress=progress)
     if streamed is not None:
         design, core = streamed
         return fit_core(design, core, reml=reml, start=start, progress=progress, ddf=ddf, **optimizer_options)
-    design = lmm_design(formula, data, weights=weights, offset=offset)
-    if isinstance(offset, str):
-        design.extra["offset_column"] = offset
+    design = lmm_design(formula, data, weights=weights, offset=offset, context=caller_context())
     return fit_design(design, reml=reml, start=start, progress=progress, ddf=ddf, **optimizer_options)
 
 

@@ -28,13 +28,13 @@ from multilevel import _core
 from multilevel.clusters import ClusterLayout
 from multilevel.correlation import CorrelationStructure, Independence, cluster_matrix, get_correlation
 from multilevel.frames import as_pandas, drop_missing, require_columns
+from multilevel.gls.fit import UNCONSTRAINED_BOUND
 from multilevel.grouping import make_grouping
 from multilevel.lmm.design import LmmDesign, lmm_design
-from multilevel.lmm.result import LmmResult, theta_lower_bounds, theta_start
-from multilevel.optimize import OptSummary, minimize_bobyqa, minimize_bobyqa_restarted
+from multilevel.lmm.result import (LmmResult, full_conditional_covariances, theta_lower_bounds, theta_scales,
+                                   theta_start)
+from multilevel.optimize import OptSummary, minimize_bobyqa, minimize_bobyqa_restarted, newton_polish
 from multilevel.variance import BoundVariance, VarianceFunction, get_variance
-
-_UNCONSTRAINED_BOUND = 50.0  # as gls: far beyond any fitted value on nlme's unconstrained scale
 
 
 @dataclass
@@ -142,7 +142,8 @@ class ResidualLmmObjective:
         self.reml = reml
         self.columns, self.starts = _stacked_columns(design)
         self.lower = theta_lower_bounds(design.terms)
-        self.theta = theta_start(design.terms)
+        self.scales = theta_scales(design.terms)
+        self.theta = theta_start(design.terms) * self.scales
         self.first = True
 
     def core(self, u: np.ndarray) -> tuple[Any, float] | None:
@@ -175,8 +176,8 @@ class ResidualLmmObjective:
         if built is None:
             return np.inf
         core, jacobian = built
-        # The first inner fit starts as a plain fit does; later ones from the last theta, with a small step.
-        opt = self.optimize_theta(core, self.theta, **({} if self.first else {"initial_step": 0.03}))
+        # The first inner fit starts as a plain fit does; later ones from the last theta.
+        opt = self.optimize_theta(core, self.theta, initial_step=(0.75 if self.first else 0.03) * self.scales)
         self.first = False
         if np.isfinite(opt.fmin):
             self.theta = np.asarray(opt.final)
@@ -237,6 +238,35 @@ class ResidualLmmResult(LmmResult):
         if kind != "model":
             self._refuse(f"cov_type={kind!r}")
         return self
+
+    def ranef_condvar(self, full: bool = False) -> dict[str, pd.DataFrame] | dict[str, np.ndarray]:
+        """As :meth:`LmmResult.ranef_condvar <multilevel.lmm.result.LmmResult.ranef_condvar>`; with
+        ``full=True`` the covariances between terms sharing a grouping factor come from the whitened rows
+        (the model the fit's core holds).
+
+        Examples
+        --------
+        >>> from multilevel import lmm
+        >>> from multilevel.datasets import load_dataset
+        >>> fit = lmm("distance ~ age + (age || Subject)", load_dataset("Orthodont"), corr="ar1")
+        >>> fit.ranef_condvar(full=True)["Subject"].shape
+        (27, 2, 2)
+        """
+        if not full:
+            return super().ranef_condvar()
+        self._core.solve(self._theta, self.reml)  # the core's factor must be at theta
+        terms = self.design.terms
+
+        def rows() -> tuple[list[np.ndarray], np.ndarray | None]:
+            n = self.design.nobs
+            whitened = self.residual.whiten(self.residual_u,
+                                            np.hstack([np.asarray(t.z, dtype=float).reshape(n, t.p) for t in terms]))
+            if whitened is None:
+                raise ValueError("the residual structure is not valid at the fitted parameters")
+            # prior weights are folded into the whitening, as in ResidualLmmObjective.core
+            return np.hsplit(whitened[0], np.cumsum([t.p for t in terms])[:-1]), None
+
+        return full_conditional_covariances(terms, self._theta, self.sigma, self._core, rows)
 
     def icc(self) -> pd.Series:
         raise ValueError("the intraclass correlation is not defined with a residual correlation structure or "
@@ -308,7 +338,7 @@ def fit_residual_lmm(design: LmmDesign, residual: ResidualModel, *, reml: bool =
     # One restart from the end with a small trust region: BOBYQA alone can stop 1e-6 short in
     # log-likelihood on a flat variance parameter (BodyWeight's varPower); a small restart step keeps
     # its cost to a few evaluations.
-    outer = minimize_bobyqa_restarted(objective, u0, np.full(u0.size, -_UNCONSTRAINED_BOUND),
+    outer = minimize_bobyqa_restarted(objective, u0, np.full(u0.size, -UNCONSTRAINED_BOUND),
                                       **{"initial_step": 0.5, "restarts": 1, "restart_step": 0.01,
                                          **optimizer_options})
     u = np.asarray(outer.final)
@@ -317,7 +347,9 @@ def fit_residual_lmm(design: LmmDesign, residual: ResidualModel, *, reml: bool =
         raise FloatingPointError("the residual covariance is not positive definite at the optimizer's final "
                                  "parameters")
     core, jacobian = built
-    inner = objective.optimize_theta(core, objective.theta, initial_step=0.03)
+    inner = objective.optimize_theta(core, objective.theta, initial_step=0.03 * objective.scales)
+    if inner.converged:  # converge in theta at the final residual parameters, as a plain fit does
+        inner = newton_polish(lambda t: core.objective(t, reml), inner, scale=objective.scales)
     result = ResidualLmmResult(design, core, reml, inner, residual, u, jacobian, outer)
     if not result.converged:
         warnings.warn(f"the optimizer did not converge: {outer.message}", ConvergenceWarning, stacklevel=3)
@@ -328,16 +360,17 @@ def fit_residual_lmm(design: LmmDesign, residual: ResidualModel, *, reml: bool =
 
 
 def residual_lmm(formula: str, data: Any, *, corr: Any, time: Any, variance: VarianceFunction | None,
-                 corr_groups: Any, reml: bool, weights: Any, offset: Any,
+                 corr_groups: Any, reml: bool, weights: Any, offset: Any, context: Any = None,
                  **optimizer_options: Any) -> ResidualLmmResult:
-    """:func:`multilevel.lmm` with ``corr``/``time``/``variance``/``corr_groups`` (in memory)."""
+    """:func:`multilevel.lmm` with ``corr``/``time``/``variance``/``corr_groups`` (in memory);
+    ``context`` is the caller's scope for names in the formula."""
     df = as_pandas(data)
     var_fun = get_variance(variance)
     extra = [c for c in ([time] if isinstance(time, str) else []) + list(var_fun.columns)
              + ([corr_groups] if isinstance(corr_groups, str) else list(corr_groups or [])) if c is not None]
     require_columns([c for c in extra if c not in df.columns], df, "the residual structure")
     df, _, _ = drop_missing(df, list(dict.fromkeys(extra)), {})
-    design = lmm_design(formula, df, weights=weights, offset=offset)
+    design = lmm_design(formula, df, weights=weights, offset=offset, context=context)
     rows = df.loc[design.row_index]
     corr = corr if corr is not None else Independence()
 

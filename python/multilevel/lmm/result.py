@@ -4,12 +4,14 @@ predictions and diagnostics, named as lme4 and statsmodels users expect."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from multilevel import _core
 from multilevel.errors import require_rows
 from multilevel.frames import as_pandas, vector_argument
 from multilevel.inference import coefficient_table, standard_errors, wald_conf_int
@@ -20,7 +22,7 @@ from multilevel.lmm.design import LmmDesign, RandomTerm
 from multilevel.optimize import OptSummary
 from multilevel.tidy_methods import TidyMethods
 
-SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal elements
+SINGULAR_TOL = 1e-4  # lme4's isSingular tolerance on theta's diagonal elements (here in theta_scales units)
 
 if TYPE_CHECKING:
     from multilevel.inference.bootstrap import BootstrapResult
@@ -49,6 +51,31 @@ def theta_start(terms: list[RandomTerm]) -> np.ndarray:
     return np.array([1.0 if r == c else 0.0 for t in terms for c in range(t.p) for r in range(c, t.p)])
 
 
+def theta_scales(terms: Sequence[Any]) -> np.ndarray:
+    """Natural scale of each theta coordinate: ``1 / rms(z_r)`` for an entry in row ``r`` of lambda.
+
+    Row ``r`` of lambda maps to the random effect of the term's column ``z_r``,
+    whose size goes as ``sigma / rms(z_r)``; a column scaled by 1e3 makes its
+    theta entries 1e3 times smaller. BOBYQA is not scale invariant (its trust
+    region is a ball), so the fit starts and steps in these units. Terms
+    without rows (chunked fits) keep scale 1.
+
+    Examples
+    --------
+    >>> from multilevel.lmm import RandomTerm
+    >>> t = RandomTerm(np.repeat(np.arange(3), 2), np.column_stack([np.ones(6), np.full(6, 100.0)]), "g", ["1", "x"])
+    >>> theta_scales([t]).tolist()
+    [1.0, 0.01, 0.01]
+    """
+    out: list[float] = []
+    for t in terms:
+        z = getattr(t, "z", None)
+        rms = np.sqrt(np.einsum("ij,ij->j", z, z) / len(z)) if z is not None and len(z) else np.ones(t.p)
+        rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
+        out += [1.0 / rms[r] for c in range(t.p) for r in range(c, t.p)]
+    return np.array(out)
+
+
 def term_lambdas(terms: list[RandomTerm], theta: np.ndarray) -> list[np.ndarray]:
     """Lower-triangular lambda_k per term from theta (lower triangle by column)."""
     out, i = [], 0
@@ -62,12 +89,76 @@ def term_lambdas(terms: list[RandomTerm], theta: np.ndarray) -> list[np.ndarray]
     return out
 
 
+def full_conditional_covariances(terms: list[RandomTerm], theta: np.ndarray, sigma: float, core: Any,
+                                 rows: Callable[[], tuple[list[np.ndarray], np.ndarray | None]] | None
+                                 ) -> dict[str, np.ndarray]:
+    """Each level's conditional covariance of its random effects, per grouping factor: ``(nlevels, p, p)``.
+
+    ``core`` must be solved at ``theta``; its blocks ``sigma^2 Lambda_k (L L')^-1_kk Lambda_k'`` give the
+    factors with one term. For factors with several terms (``(x || g)``) the covariances between the
+    terms are blocks of ``(L L')^-1`` the core does not return: they come from a second core on the same
+    rows in which each such factor's terms are merged into one vector term with block-diagonal lambda (the
+    same model). ``rows()`` gives the per-term z columns (n, p_k) and row weights (or None) exactly as
+    ``core`` saw them (whitened for a residual structure, working weights for a GLMM); None if the rows
+    were not kept.
+    """
+    groups: dict[str, list[int]] = {}
+    for k, t in enumerate(terms):
+        groups.setdefault(t.group, []).append(k)
+    out: dict[str, np.ndarray] = {}
+    for g, ks in groups.items():
+        if len(ks) == 1:
+            t = terms[ks[0]]
+            # (p, p * nlevels), level j's block in columns j*p .. j*p + p - 1  ->  (nlevels, p, p)
+            cv = np.asarray(core.conditional_variance(ks[0], sigma)).reshape(t.p, t.nlevels, t.p)
+            out[g] = _symmetric(cv.transpose(1, 0, 2))
+    if len(out) == len(groups):
+        return out
+    if rows is None:
+        raise ValueError("the covariances between random-effects terms that share a grouping factor need the "
+                         "rows, and this fit did not keep them; fit from rows in memory, or use "
+                         "ranef_condvar() for the variances")
+    z, weights = rows()
+    n = z[0].shape[0]
+    lams = term_lambdas(terms, theta)
+    codes, zs, nlevels, merged_theta, position = [], [], [], [], {}
+    for g, ks in groups.items():  # in the order of the terms, so still sorted by decreasing nlevels
+        first = terms[ks[0]]
+        if any(not np.array_equal(terms[k].codes, first.codes) for k in ks[1:]):
+            raise ValueError(f"the terms on grouping factor {g!r} have different level codes")
+        lam = np.zeros((sum(terms[k].p for k in ks),) * 2)
+        at = 0
+        for k in ks:
+            lam[at:at + terms[k].p, at:at + terms[k].p] = lams[k]
+            at += terms[k].p
+        merged_theta += [lam[r, c] for c in range(lam.shape[0]) for r in range(c, lam.shape[0])]
+        position[g] = len(codes)
+        codes.append(first.codes)
+        zs.append(np.hstack([np.asarray(z[k], dtype=float).reshape(n, terms[k].p) for k in ks]))
+        nlevels.append(first.nlevels)
+    # Only the random-effects factor matters: any response and no fixed columns will do.
+    merged = _core.LmmCore(np.ones(n), np.zeros((n, 0)), np.empty(0) if weights is None else weights, codes, zs,
+                           nlevels)
+    merged.solve(np.asarray(merged_theta), False)
+    for g, ks in groups.items():
+        if len(ks) > 1:
+            p, nlev = zs[position[g]].shape[1], nlevels[position[g]]
+            cv = np.asarray(merged.conditional_variance(position[g], sigma)).reshape(p, nlev, p)
+            out[g] = _symmetric(cv.transpose(1, 0, 2))
+    return {g: out[g] for g in groups}
+
+
+def _symmetric(blocks: np.ndarray) -> np.ndarray:
+    """``(nlevels, p, p)`` blocks made exactly symmetric (the core's agree with their transposes to rounding)."""
+    return np.ascontiguousarray(0.5 * (blocks + np.swapaxes(blocks, 1, 2)))
+
+
 class LmmResult(TidyMethods):
     """A fitted linear mixed model.
 
     Built by :func:`multilevel.lmm` or :func:`multilevel.fit_lmm`. Fixed
     effects are in ``params`` (alias ``fixef``) with Wald ``bse``,
-    ``tvalues`` and normal-approximation ``pvalues``; variance components
+    ``tvalues`` (alias ``zvalues``) and normal-approximation ``pvalues``; variance components
     in ``varcorr``, ``theta`` and ``sigma``; conditional modes in ``ranef``.
     """
 
@@ -209,7 +300,15 @@ class LmmResult(TidyMethods):
 
     @property
     def tvalues(self) -> pd.Series:
+        """Wald statistics ``params / bse``; t statistics with :attr:`df` after ``with_ddf``
+        (the same numbers as :attr:`zvalues`, whatever the reference distribution)."""
         return (self.params / self.bse).rename("tvalues")
+
+    @property
+    def zvalues(self) -> pd.Series:
+        """Wald statistics ``params / bse``, the same numbers as :attr:`tvalues`: named z for
+        the default ``ddf="normal"``, whose p-values use the normal distribution."""
+        return (self.params / self.bse).rename("zvalues")
 
     @property
     def pvalues(self) -> pd.Series:
@@ -312,13 +411,18 @@ class LmmResult(TidyMethods):
         return cache["profile"]
 
     def coef_table(self) -> pd.DataFrame:
-        """Estimate, Std. Error, t value and Pr(>|z|) per fixed effect; with a ddf method
-        (``with_ddf``) or a cluster-robust covariance (``with_cov_type``) Estimate,
-        Std. Error, df, t value and Pr(>|t|), as lmerTest and clubSandwich."""
+        """The coefficient table, in R's names: the statistic is named after the distribution of
+        its p-value (the rule of every family's ``coef_table``).
+
+        With the default ``ddf="normal"`` (and the model's covariance) the p-values use the
+        normal distribution: ``Estimate``, ``Std. Error``, ``z value``, ``Pr(>|z|)`` (lme4
+        prints the same ratio as ``t value``, without p-values). With a ddf method
+        (``with_ddf``) or a cluster-robust covariance (``with_cov_type``): ``Estimate``,
+        ``Std. Error``, ``df``, ``t value``, ``Pr(>|t|)``, as lmerTest and clubSandwich.
+        """
         if self.ddf == "normal" and self.cov_type == "model":
-            return coefficient_table(self.params, self.bse, "t value")
-        return pd.DataFrame({"Estimate": self.params, "Std. Error": self.bse, "df": self.df,
-                             "t value": self.tvalues, "Pr(>|t|)": self.pvalues})
+            return coefficient_table(self.params, self.bse)
+        return coefficient_table(self.params, self.bse, self.df.to_numpy())
 
     def ftest(self, L: Any, *, ddf: str | None = None) -> pd.DataFrame:
         """F test of ``L beta = 0`` (lmerTest's ``contestMD``).
@@ -399,7 +503,9 @@ class LmmResult(TidyMethods):
     def singular(self) -> bool:
         """True when a variance is on the boundary or a covariance matrix is singular."""
         lower = theta_lower_bounds(self.design.terms)
-        return bool(np.any(self._theta[lower == 0.0] < SINGULAR_TOL))
+        # relative to each entry's natural scale, so rescaling a predictor does not change the verdict
+        diagonal = lower == 0.0
+        return bool(np.any(self._theta[diagonal] / theta_scales(self.design.terms)[diagonal] < SINGULAR_TOL))
 
     @property
     def converged(self) -> bool:
@@ -442,12 +548,44 @@ class LmmResult(TidyMethods):
             out[t.group] = frame if t.group not in out else pd.concat([out[t.group], frame], axis=1)
         return out
 
-    def ranef_condvar(self) -> dict[str, pd.DataFrame]:
-        """Conditional variances of the random effects given the data, theta
-        and beta (lme4's ``condVar``), laid out like :attr:`ranef`."""
+    def ranef_condvar(self, full: bool = False) -> dict[str, pd.DataFrame] | dict[str, np.ndarray]:
+        """Conditional (co)variances of the random effects given the data, theta and beta (lme4's ``condVar``).
+
+        Parameters
+        ----------
+        full : bool
+            False (default): the variances, laid out like :attr:`ranef` (a frame per grouping factor,
+            levels x columns). True: the whole covariance matrix of each level's random effects, as
+            lme4's ``postVar`` attribute: per grouping factor a ``(nlevels, p, p)`` array, levels in the
+            order of ``ranef[group].index`` and rows/columns in the order of ``ranef[group].columns``
+            (terms in formula order, each term's columns in order). Terms sharing a grouping factor
+            (``(x || g)``) give one ``p x p`` matrix per level that includes the covariances between the
+            terms: they are uncorrelated a priori but not given the data (lme4 reports only each term's
+            block; those blocks agree). That needs one more pass over the rows.
+
+        Returns
+        -------
+        dict of DataFrame, or dict of (nlevels, p, p) arrays
+
+        Examples
+        --------
+        >>> from multilevel import lmm
+        >>> from multilevel.datasets import load_dataset
+        >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
+        >>> cv = fit.ranef_condvar(full=True)["Subject"]
+        >>> cv.shape, [round(float(v), 3) for v in cv[0].ravel()]
+        ((18, 2, 2), [145.705, -21.444, -21.444, 5.312])
+        """
         self._core.solve(self._theta, self.reml)  # the core's factor must be at theta
+        terms = self.design.terms
+        if full:
+            rows = None
+            if self.design.has_rows:
+                def rows() -> tuple[list[np.ndarray], np.ndarray | None]:
+                    return [t.z for t in terms], self.design.weights
+            return full_conditional_covariances(terms, self._theta, self.sigma, self._core, rows)
         out: dict[str, pd.DataFrame] = {}
-        for k, t in enumerate(self.design.terms):
+        for k, t in enumerate(terms):
             cv = np.asarray(self._core.conditional_variance(k, self.sigma))
             # cv is (p, p * nlevels), one p x p block per level: take every block's diagonal at once
             diag = np.einsum("igi->gi", cv.reshape(t.p, t.nlevels, t.p))
@@ -601,10 +739,15 @@ class LmmResult(TidyMethods):
         if re:
             pred = pred + self._random_part([(t.z_for(df), self._new_codes(t, df, allow_new_levels))
                                              for t in self.design.terms])
+        formula_offset = self.design.fixed.offset_for(df)  # the formula's offset(...) terms
+        if formula_offset is not None:
+            pred = pred + formula_offset
         off = offset if offset is not None else self.design.extra.get("offset_column")
         if off is not None:
             vals, _ = vector_argument(off, df, "offset")
             pred = pred + vals
+        elif self.design.extra.get("offset_argument"):
+            raise ValueError("the model was fitted with an offset array; pass offset= for newdata")
         return pd.Series(pred, index=df.index, name="predicted")
 
     # ----- printing --------------------------------------------------------

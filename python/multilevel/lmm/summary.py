@@ -1,5 +1,6 @@
 """Text and HTML summaries of a fitted linear mixed model, laid out like
-lme4's ``summary(lmer(...))``."""
+lme4's ``summary(lmer(...))``: p-values printed as R's ``format.pval`` and the
+correlation of the fixed effects as lme4's (up to 12 of them)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from multilevel.text_table import aligned_table, data_notes
+from multilevel.text_table import aligned_table, coefficient_display, correlation_lines, data_notes
 
 if TYPE_CHECKING:
     from multilevel.lmm.result import LmmResult
@@ -40,7 +41,16 @@ def _notes(res: LmmResult) -> list[str]:
 
 
 class LmmSummary:
-    """Summary of an :class:`~multilevel.lmm.result.LmmResult`; ``str()`` gives the text."""
+    """Summary of an :class:`~multilevel.lmm.result.LmmResult`; ``str()`` gives the text.
+
+    The fixed-effects table is :meth:`~multilevel.lmm.result.LmmResult.coef_table` with its
+    p-values printed as R's ``format.pval`` (``<2e-16``, ``1.27e-11``, ``0.0123``). Below it,
+    as lme4's, the "Correlation of Fixed Effects" (lower triangle, 3 decimals, names as R's
+    ``abbreviate``), left out, with a note, for more than :attr:`correlation_max` fixed effects.
+    """
+
+    #: lme4's ``getOption("lme4.summary.cor.max")``: more fixed effects than this and the correlation is not printed.
+    correlation_max: int = 12
 
     def __init__(self, res: LmmResult) -> None:
         self.res = res
@@ -103,7 +113,19 @@ class LmmSummary:
         return f"Number of obs: {self.res.nobs}, groups:  {groups}"
 
     def _coefficients(self) -> pd.DataFrame:
-        return self.res.coef_table()
+        """The coefficient table as printed (p-values as R's ``format.pval``)."""
+        return coefficient_display(self.res.coef_table())
+
+    def _correlation(self) -> list[str]:
+        """lme4's correlation block: empty for one fixed effect, a note for more than :attr:`correlation_max`."""
+        cov = self.res.cov_params()
+        p = cov.shape[0]
+        if p < 2:
+            return []
+        if p > self.correlation_max:
+            return [f"Correlation matrix not shown, as p = {p} > {self.correlation_max} (as lme4); "
+                    + "cov_params() has the covariance."]
+        return ["Correlation of Fixed Effects:", *correlation_lines(cov)]
 
     def __str__(self) -> str:
         r = self.res
@@ -125,8 +147,11 @@ class LmmSummary:
             out.append(aligned_table(structure, left=2))
             out.append("")
         out.append("Fixed effects:")
-        out.append(self._coefficients().to_string(float_format=lambda v: f"{v:.6g}"))
+        out.append(self._coefficients().to_string())
         out.append("")
+        correlation = self._correlation()
+        if correlation:
+            out.extend([*correlation, ""])
         out.append(
             f"Optimizer: {r.optsum.optimizer}, {r.optsum.feval} evaluations, {r.optsum.message}; "
             f"converged: {r.converged}; singular: {r.singular}"
@@ -149,6 +174,12 @@ class LmmSummary:
             parts.append(f"<p><b>Residual structure</b> ({html.escape(self._residual_groups_line())})</p>")
             parts.append(structure.to_html(index=False))
         parts.append("<p><b>Fixed effects</b></p>")
-        parts.append(self._coefficients().to_html(float_format=lambda v: f"{v:.6g}"))
+        parts.append(self._coefficients().to_html())
+        correlation = self._correlation()
+        if len(correlation) > 1:
+            parts.append("<p><b>Correlation of Fixed Effects</b></p>")
+            parts.append(f"<pre>{html.escape(chr(10).join(correlation[1:]))}</pre>")
+        elif correlation:  # the note of a fit with too many fixed effects
+            parts.append(f"<p>{html.escape(correlation[0])}</p>")
         parts.extend(f"<p>{html.escape(n)}</p>" for n in _notes(r))
         return "\n".join(parts)

@@ -24,6 +24,7 @@ from multilevel.clusters import _positions_from_time, cluster_layout
 from multilevel.correlation import CorrelationStructure
 from multilevel.families import Family, get_family
 from multilevel.fixed_effects import ColumnRFactor, FixedDesign, missing_formula_variables
+from multilevel.formula import has_cbind
 from multilevel.frames import check_finite, columns_in, require_columns
 from multilevel.gee.design import GeeDesign
 from multilevel.gee.result import GeeResult
@@ -66,6 +67,16 @@ class GeeColumns:
     offset: str | None
 
 
+def refuse_streamed_cbind(formula: str) -> None:
+    """A ValueError for a ``cbind(successes, failures)`` response on data read in chunks (not supported there)."""
+    if has_cbind(formula):
+        raise ValueError(
+            f"a cbind(successes, failures) response is not supported for data read in chunks (Parquet, Dask): "
+            f"{formula!r}; add the proportion successes / (successes + failures) as a column and pass the trials "
+            "as weights=, or fit the data in memory"
+        )
+
+
 def gee_columns(formula: str, names: Iterable[str], groups: Any, time: Any, weights: Any,
                 offset: Any) -> GeeColumns:
     """Resolve the columns of a GEE against the column names of chunked data."""
@@ -80,6 +91,7 @@ def gee_columns(formula: str, names: Iterable[str], groups: Any, time: Any, weig
                             f"not a {type(value).__name__}")
     if "~" not in formula:
         raise ValueError(f"formula {formula!r} has no '~'; write it as 'y ~ x1 + x2'")
+    refuse_streamed_cbind(formula)
     missing = missing_formula_variables(formula, header)
     if missing:
         require_columns(missing, header, f"the formula {formula!r}")
@@ -181,6 +193,7 @@ class StreamRows(GeeRows):
         self.name = passes.name
         self.npositions = model.npositions
         self.nclusters = model.clusters.nlevels
+        self.max_cluster_size = int(model.sizes.max())
 
     def map_reduce(self, per_part: Callable[[GeeDesign], T], desc: str = "reading rows") -> T:
         return self.passes.map_reduce(OnChunkDesign(self.model, per_part), merge_present,
@@ -215,6 +228,7 @@ class RowlessGeeDesign:
     offset_column: str | None
     source: str
     has_rows = False
+    offset_argument = False  # chunked data take an offset as a column only, which new rows carry
     y = X = weights = offset = row_index = None
 
 
@@ -289,7 +303,8 @@ def part_final_sums(design: GeeDesign, family: Family, structure: CorrelationStr
 
 def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Family | str, link: Any,
                  corr: CorrelationStructure | str | None, weights: Any, offset: Any, scale: float | None,
-                 cov_type: str, maxiter: int, tol: float, progress: bool | None) -> GeeResult | None:
+                 cov_type: str, maxiter: int, tol: float, progress: bool | None,
+                 moments: str = "geepack") -> GeeResult | None:
     """A GEE fit on chunked or Dask data; None for in-memory data."""
     from multilevel.gee.fit import estimate_gee
 
@@ -314,7 +329,8 @@ def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Fam
         model = replace(model, kept=np.array([j for j in range(len(names)) if j not in aliased], dtype=int))
     rows = StreamRows(passes, model)
     p = len(model.names)
-    est = estimate_gee(rows, family, structure, p=p, nobs=plan.nkept, scale=scale, maxiter=maxiter, tol=tol)
+    est, notes = estimate_gee(rows, family, structure, p=p, nobs=plan.nkept, scale=scale, maxiter=maxiter, tol=tol,
+                              moments=moments)
     final = rows.map_reduce(partial(part_final_sums, family=family, structure=structure, params=est.corr_params,
                                     scale=est.scale, beta=est.beta, h_full=est.information), "covariances")
     all_names = [str(c) for c in model.fixed_spec.rhs.column_names]
@@ -327,4 +343,5 @@ def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Fam
     return GeeResult(design=design, family=family, structure=structure, params_array=est.beta, scale=est.scale,
                      corr_params=est.corr_params, information=est.information, meat=est.meat, working=None,
                      n_iter=est.n_iter, converged=est.converged, cov_type=cov_type, scale_fixed=scale is not None,
-                     meats=final.meats, quasi_loglik=final.quasi_loglik, rows=rows)
+                     meats=final.meats, quasi_loglik=final.quasi_loglik, rows=rows, moments=moments,
+                     fit_notes=notes)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from multilevel import _core
 from multilevel.fixed_effects import ColumnRFactor, FixedDesign
-from multilevel.formula import RandomTermSpec
+from multilevel.formula import RandomTermSpec, refuse_cbind
 from multilevel.frames import check_finite, require_columns
 from multilevel.lmm.design import RowlessLmmDesign, TermStructure, check_term_sizes, mixed_model_columns, term_columns
 from multilevel.progress import progress_enabled
@@ -53,6 +53,7 @@ def lmm_columns(formula: str, names: Iterable[str], weights: Any, offset: Any) -
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{label}= must name a column when the data are read in chunks, "
                             f"not a {type(value).__name__}")
+    refuse_cbind(formula, "a linear mixed model")
     fixed_formula, specs, used, expressions = mixed_model_columns(formula, header)
     for col in (weights, offset):
         if col is not None:
