@@ -42,7 +42,7 @@ def test_anova_matches_lme4(key):
     np.testing.assert_array_equal(table["npar"], want["npar"])
     np.testing.assert_array_equal(table["Df"], want["Df"])
     # Optima: ours never worse than lme4's. LMMs agree to 1e-6; glmer's PIRLS stops early, so its
-    # log-likelihoods are up to 3e-4 below the exact optimum (README: GLMM correctness), and so are its tables.
+    # log-likelihoods are up to 3e-4 below the exact optimum (docs/how-it-works.md, Correctness), and so are its tables.
     assert np.all(table["logLik"].to_numpy() >= want["logLik"] - 1e-6)
     close = {"rtol": 1e-8, "atol": 1e-5} if ref["models"][0]["family"] == "gaussian" else {"rtol": 0, "atol": 1e-3}
     for col in ("logLik", "AIC", "BIC", "deviance", "Chisq"):

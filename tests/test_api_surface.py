@@ -74,3 +74,18 @@ def test_numbers_held_as_objects_are_numeric_with_a_warning() -> None:
             Days=pd.to_numeric(as_objects.Days)))
     assert fit.nobs == 179
     np.testing.assert_allclose(fit.params.to_numpy(), numeric.params.to_numpy(), rtol=1e-12)
+
+
+def test_verbose_prints_the_optimizer_and_scoring_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    sleep = load_dataset("sleepstudy")
+    quiet = multilevel.lmm("Reaction ~ Days + (Days | Subject)", sleep)
+    assert capsys.readouterr().out == ""
+    loud = multilevel.lmm("Reaction ~ Days + (Days | Subject)", sleep, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("evaluation     1: objective") and " at [" in lines[0]
+    assert len(lines) >= 20 and loud.objective == quiet.objective
+    multilevel.gee("resp ~ age + smoke", load_dataset("ohio"), groups="id", family="binomial", corr="ar1",
+                   verbose=True)
+    assert capsys.readouterr().out.startswith("iteration    1: step fraction 1")
+    with pytest.raises(TypeError, match="verbose must be"):
+        multilevel.gls("Reaction ~ Days", sleep, groups="Subject", corr="ar1", verbose="yes")

@@ -273,6 +273,32 @@ def fixed_design(formula: str, data: pd.DataFrame, context: Any = None, *, count
                        trials)
 
 
+def expression_column(expr: str, data: pd.DataFrame, context: Any, label: str, unit: str) -> tuple[np.ndarray, Any]:
+    """One finite number per row from ``expr`` (as formulaic's ``I(expr)``), and its model spec for new data.
+
+    Missing inputs were dropped with the other used columns, so a NaN comes from the expression
+    (log of a negative) and ``check_finite`` names its row. ``label`` names the expression in errors
+    ("offset(log(t))"), ``unit`` what each row must hold ("number", "count").
+
+    Examples
+    --------
+    >>> expression_column("log(t)", pd.DataFrame({"t": [1.0, np.e]}), None, "offset(log(t))", "number")[0]
+    array([0., 1.])
+    """
+    try:
+        mm = formulaic.model_matrix(f"0 + I({expr})", data, na_action="ignore", output="numpy",
+                                    context=context, ensure_full_rank=False)
+    except Exception as exc:
+        raise ValueError(f"could not evaluate {label}: {exc}") from exc
+    values = np.asarray(mm, dtype=float)
+    if values.shape[1] != 1:
+        raise ValueError(f"{label} must be one {unit} per row; it expands to {values.shape[1]} columns "
+                         "(is it a categorical column?)")
+    values = np.ascontiguousarray(values[:, 0])
+    check_finite(values, label)
+    return values, mm.model_spec
+
+
 def binomial_counts(formula: str, data: pd.DataFrame, context: Any = None, *,
                     warn_fractional: tuple[str, ...] = ("successes", "failures")) -> tuple[np.ndarray, np.ndarray]:
     """Successes and trials of a ``cbind(successes, failures) ~ ...`` formula on ``data``.
@@ -296,17 +322,7 @@ def binomial_counts(formula: str, data: pd.DataFrame, context: Any = None, *,
     context = formula_context(context, formula, columns=data.columns)
     values = []
     for expr, role in zip(exprs, ("successes", "failures")):
-        try:
-            mm = formulaic.model_matrix(f"0 + I({expr})", data, na_action="ignore", output="numpy",
-                                        context=context, ensure_full_rank=False)
-        except Exception as exc:
-            raise ValueError(f"could not evaluate the {role} {expr!r} of {lhs}: {exc}") from exc
-        column = np.asarray(mm, dtype=float)
-        if column.shape[1] != 1:
-            raise ValueError(f"the {role} {expr!r} of {lhs} must be one count per row; it expands to "
-                             f"{column.shape[1]} columns (is it a categorical column?)")
-        column = np.ascontiguousarray(column[:, 0])
-        check_finite(column, f"{role} {expr!r} of {lhs}")
+        column, _ = expression_column(expr, data, context, f"the {role} {expr!r} of {lhs}", "count")
         bad = np.flatnonzero(column < 0)
         if bad.size:
             raise ValueError(f"the {role} {expr!r} of {lhs} has {bad.size} negative count(s) (first at row "
@@ -373,21 +389,9 @@ def formula_offsets(exprs: list[str], data: pd.DataFrame, context: FormulaContex
     terms: list[tuple[str, Any]] = []
     total = None
     for expr in exprs:
-        try:
-            # Missing inputs were dropped with the other used columns; a NaN now comes from the expression
-            # (log of a negative) and check_finite names it with its row.
-            mm = formulaic.model_matrix(f"0 + I({expr})", data, na_action="ignore", output="numpy",
-                                        context=context, ensure_full_rank=False)
-        except Exception as exc:
-            raise ValueError(f"could not evaluate offset({expr}): {exc}") from exc
-        values = np.asarray(mm, dtype=float)
-        if values.shape[1] != 1:
-            raise ValueError(f"offset({expr}) must be one number per row; it expands to {values.shape[1]} columns "
-                             "(is it a categorical column?)")
-        values = np.ascontiguousarray(values[:, 0])
-        check_finite(values, f"offset({expr})")
+        values, spec = expression_column(expr, data, context, f"offset({expr})", "number")
         check_scale(values, f"offset({expr})")
-        terms.append((expr, mm.model_spec))
+        terms.append((expr, spec))
         total = values if total is None else total + values
     return terms, total
 

@@ -26,7 +26,7 @@ _RESULT_MESSAGES = {
 
 
 #: The keyword arguments the fitting functions pass on to :func:`minimize_bobyqa`.
-OPTIMIZER_OPTIONS = ("ftol_rel", "ftol_abs", "xtol_abs", "initial_step", "maxeval")
+OPTIMIZER_OPTIONS = ("ftol_rel", "ftol_abs", "xtol_abs", "initial_step", "maxeval", "verbose")
 
 
 def check_optimizer_options(options: dict[str, Any], function: Callable[..., Any]) -> dict[str, Any]:
@@ -115,11 +115,14 @@ def minimize_bobyqa(
     initial_step: float | np.ndarray = 0.75,
     maxeval: int = 100_000,
     upper: np.ndarray | None = None,
+    verbose: bool | int = False,
 ) -> OptSummary:
     """Minimize ``objective`` over ``x >= lower`` (and ``x <= upper`` where given) with BOBYQA.
 
     Non-finite objective values (a system that is not positive definite) are
-    replaced by a large finite number so the trust region backs off.
+    replaced by a large finite number so the trust region backs off. With
+    ``verbose`` every evaluation is printed (``verbose=2``: with its
+    parameters), as lme4's ``verbose=``.
 
     Examples
     --------
@@ -132,9 +135,15 @@ def minimize_bobyqa(
     best = {"f": np.inf, "x": x0.copy()}
     history: list[float] = []
 
+    if not isinstance(verbose, (bool, int, np.integer)) or verbose < 0:
+        raise TypeError(f"verbose must be True, False or a level 0, 1, 2, not {verbose!r}")
+
     def wrapped(x: np.ndarray, _grad: np.ndarray) -> float:
         f = float(objective(x))
         history.append(f)
+        if verbose:
+            at = f" at {np.array2string(x, precision=6, separator=', ')}" if verbose > 1 else ""
+            print(f"evaluation {len(history):5d}: objective {f:.10g}{at}", flush=True)
         if not np.isfinite(f):
             return 1e300
         if f < best["f"]:

@@ -71,7 +71,7 @@ def refuse_unknown_keywords(unknown: dict[str, Any], function: Any) -> None:
 
 def estimate_gee(rows: GeeRows, family: Family, structure: CorrelationStructure, *, p: int, nobs: int,
                  scale: float | None, maxiter: int, tol: float, start: np.ndarray | None = None,
-                 moments: str = "geepack") -> tuple[GeeEstimates, tuple[str, ...]]:
+                 moments: str = "geepack", verbose: bool = False) -> tuple[GeeEstimates, tuple[str, ...]]:
     """Fisher scoring on rows held anywhere (:class:`~multilevel.gee.scoring.GeeRows`), from ``start``
     or the independence GLM, warning when it does not converge or when ``alpha`` had to be moved inside
     its bounds: the steps every GEE fit shares. Returns the estimates and the warnings' messages."""
@@ -80,7 +80,10 @@ def estimate_gee(rows: GeeRows, family: Family, structure: CorrelationStructure,
     check_moments(moments)
     check_structure(structure, moments)
     beta = start_beta(rows, family, p) if start is None else np.asarray(start, dtype=float).copy()
-    est = fisher_scoring(rows, family, structure, beta, scale=scale, maxiter=maxiter, tol=tol, moments=moments)
+    if not isinstance(verbose, (bool, np.bool_)):
+        raise TypeError(f"verbose must be True or False, not {verbose!r}")
+    est = fisher_scoring(rows, family, structure, beta, scale=scale, maxiter=maxiter, tol=tol, moments=moments,
+                         verbose=bool(verbose))
     notes = []
     if est.corr_params_moved:
         notes.append(bound_message(structure, est, rows.max_cluster_size))
@@ -103,7 +106,8 @@ def bound_message(structure: CorrelationStructure, est: GeeEstimates, max_cluste
 
 def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: CorrelationStructure | str | None = None,
             *, link: Any = None, scale: float | None = None, cov_type: str = "robust", maxiter: int = 100,
-            tol: float = 1e-10, start: np.ndarray | None = None, moments: str = "geepack") -> GeeResult:
+            tol: float = 1e-10, start: np.ndarray | None = None, moments: str = "geepack",
+            verbose: bool = False) -> GeeResult:
     """Fit a GEE from a prepared :class:`GeeDesign` (the array-level entry point).
 
     Parameters
@@ -116,13 +120,14 @@ def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: Correlat
     maxiter, tol : Fisher scoring stops when ``max |step| <= tol * (1 + max |beta|)``
     start : starting coefficients (default: the independence GLM)
     moments : "geepack" or "gee": whose moment estimators of ``phi`` and ``alpha`` (see :func:`gee`)
+    verbose : print each Fisher scoring step
     """
     family = get_family(family, link)
     structure = gee_correlation(corr)
     check_moments(moments)
     family.check_response(design.y, design.fixed.response if design.fixed is not None else "y")
     est, notes = estimate_gee(DesignRows(design), family, structure, p=design.X.shape[1], nobs=design.nobs,
-                              scale=scale, maxiter=maxiter, tol=tol, start=start, moments=moments)
+                              scale=scale, maxiter=maxiter, tol=tol, start=start, moments=moments, verbose=verbose)
     return GeeResult(design=design, family=family, structure=structure, params_array=est.beta, scale=est.scale,
                      corr_params=est.corr_params, information=est.information, meat=est.meat,
                      working=working_arrays(design, family, est.beta), n_iter=est.n_iter,
@@ -161,7 +166,8 @@ def gee_result_at(design: GeeDesign, family: Family | str, corr: CorrelationStru
 def gee(formula: str, data: Any, *, groups: Any = None, time: Any = None, family: Family | str = "gaussian",
         link: Any = None, corr: CorrelationStructure | str | None = "independence", weights: Any = None,
         offset: Any = None, scale: float | None = None, cov_type: str = "robust", maxiter: int = 100,
-        tol: float = 1e-10, moments: str = "geepack", progress: bool | None = None, **unknown: Any) -> GeeResult:
+        tol: float = 1e-10, moments: str = "geepack", progress: bool | None = None, verbose: bool = False,
+        **unknown: Any) -> GeeResult:
     """Fit a marginal model for clustered data by generalized estimating equations.
 
     The mean is ``g(mu) = X beta`` (plus ``offset``), the variance
@@ -224,6 +230,8 @@ def gee(formula: str, data: Any, *, groups: Any = None, time: Any = None, family
         positive definite is kept just inside it, with a warning.
     progress : bool, optional
         A progress bar over chunks for chunked data (default: on a terminal or in a notebook).
+    verbose : bool, default False
+        Print each Fisher scoring step (step fraction, largest change, score statistic).
 
     Returns
     -------
@@ -246,10 +254,10 @@ def gee(formula: str, data: Any, *, groups: Any = None, time: Any = None, family
     require_binomial(formula, family)  # a cbind(successes, failures) response
     streamed = streamed_gee(formula, data, groups=groups, time=time, family=family, link=link, corr=corr,
                             weights=weights, offset=offset, scale=scale, cov_type=cov_type, maxiter=maxiter, tol=tol,
-                            progress=progress, moments=moments)
+                            progress=progress, moments=moments, verbose=verbose)
     if streamed is not None:
         return streamed
     design = gee_design(formula, data, groups=groups, time=time, weights=weights, offset=offset,
                         context=caller_context())
     return fit_gee(design, family, corr, link=link, scale=scale, cov_type=cov_type, maxiter=maxiter, tol=tol,
-                   moments=moments)
+                   moments=moments, verbose=verbose)

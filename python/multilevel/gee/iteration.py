@@ -121,7 +121,8 @@ def start_beta(rows: GeeRows, family: Family, p: int, maxiter: int = 25) -> np.n
 
 
 def fisher_scoring(rows: GeeRows, family: Family, structure: CorrelationStructure, beta: np.ndarray, *,
-                   scale: float | None, maxiter: int, tol: float, moments: str = "geepack") -> GeeEstimates:
+                   scale: float | None, maxiter: int, tol: float, moments: str = "geepack",
+                   verbose: bool = False) -> GeeEstimates:
     """Iterate ``beta += H^-1 U`` with ``phi`` and ``alpha`` re-estimated before each step, halving runaway
     steps (module docstring).
 
@@ -129,6 +130,8 @@ def fisher_scoring(rows: GeeRows, family: Family, structure: CorrelationStructur
     ``phi``, ``alpha`` and the sums returned are those at the final
     ``beta``, as geepack's. Errors at the starting ``beta`` are raised;
     after that a fit that cannot go on is returned with ``converged=False``.
+    With ``verbose`` each step prints its iteration, step fraction, largest
+    coefficient change and score statistic.
     """
     point = evaluate(rows, family, structure, np.asarray(beta, dtype=float).copy(), scale, moments)
     converged, stopped, n_iter = False, None, 0
@@ -155,6 +158,10 @@ def fisher_scoring(rows: GeeRows, family: Family, structure: CorrelationStructur
                        "well-conditioned information matrix)")
             point = best
             break
+        if verbose:
+            print(f"iteration {n_iter:4d}: step fraction {fraction:.3g}, max |change| "
+                  f"{np.max(np.abs(candidate.beta - point.beta)):.3e}, score statistic {candidate.merit:.6g}",
+                  flush=True)
         point = candidate
         if point.merit < best.merit and _well_conditioned(point.sums.H):
             best = point

@@ -325,7 +325,10 @@ def glmm(formula: str, data: Any, *, family: Family | str = "binomial", link: An
         Prior weights (binomial: trials).
     offset : str or array, optional
     start : dict, optional
-        ``{"theta": ..., "beta": ...}``.
+        ``{"theta": ..., "beta": ...}`` (and ``"dispersion"`` for gamma and negative binomial).
+    **optimizer_options
+        ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxeval`` for BOBYQA;
+        ``verbose=True`` prints each evaluation of the objective (``verbose=2`` with the parameters).
 
     Returns
     -------

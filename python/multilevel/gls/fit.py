@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from multilevel.formula import caller_context
 from multilevel.gls.design import GlsDesign, gls_design
 from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa_restarted, newton_polish
 from multilevel.variance import VarianceFunction, get_variance
+
+if TYPE_CHECKING:
+    from multilevel.gls.result import GlsResult
 
 # Bound of the unconstrained parameters (far beyond any fitted value).
 UNCONSTRAINED_BOUND = 50.0
@@ -120,7 +123,7 @@ class GlsObjective:
 
 
 def fit_gls_design(design: GlsDesign, structure: CorrelationStructure, *, method: str = "REML",
-                   start: dict[str, Any] | None = None, **optimizer_options: Any) -> Any:
+                   start: dict[str, Any] | None = None, **optimizer_options: Any) -> GlsResult:
     """Fit a GLS model from a prepared :class:`GlsDesign` (the array-level entry point)."""
     from multilevel.gls.result import GlsResult
 
@@ -174,7 +177,7 @@ def gls_method(method: str | None, reml: Any) -> str:
 
 def gls(formula: str, data: Any, *, groups: Any = None, time: Any = None,
         corr: CorrelationStructure | str | None = None, variance: VarianceFunction | None = None,
-        method: str | None = None, reml: bool | None = None, **optimizer_options: Any) -> Any:
+        method: str | None = None, reml: bool | None = None, **optimizer_options: Any) -> GlsResult:
     """Fit a linear model with correlated, heteroscedastic errors by generalized least squares.
 
     ``Y ~ N(X beta, Sigma)`` with block-diagonal ``Sigma_j = sigma^2 A_j^1/2 R_j(rho) A_j^1/2``;
@@ -201,6 +204,9 @@ def gls(formula: str, data: Any, *, groups: Any = None, time: Any = None,
     reml : bool, optional
         ``reml=True`` is ``method="REML"``, ``reml=False`` is ``method="ML"`` (the keyword
         :func:`multilevel.lmm` takes); give one of the two, or both if they agree.
+    **optimizer_options
+        ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxeval`` for BOBYQA;
+        ``verbose=True`` prints each evaluation of the objective (``verbose=2`` with the parameters).
 
     Returns
     -------

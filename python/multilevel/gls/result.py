@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from multilevel.optimize import OptSummary
 
 
+#: |unconstrained correlation parameter| from which it is at the edge of its range (see GlsResult.boundary).
+CORRELATION_EDGE = 10.0
+
+
 class GlsResult(TidyMethods):
     """A fitted GLS model (see :func:`multilevel.gls`).
 
@@ -88,22 +92,28 @@ class GlsResult(TidyMethods):
     def boundary(self) -> bool:
         """True when a correlation or variance parameter ended at the edge of its range.
 
-        On nlme's unconstrained scale the edge is at infinity; the optimizer
-        stops at +-``UNCONSTRAINED_BOUND``. There the likelihood has no
-        maximum inside the range (for example, an exchangeable correlation on
-        unbalanced clusters whose likelihood grows without bound as rho goes
-        to ``-1/(m - 1)`` for the largest cluster), so the estimates are a
-        limit, not a maximum.
+        On nlme's unconstrained scale the edge is at infinity: a correlation
+        parameter beyond +-10 there is within about 5e-5 of the edge (relative
+        to its range), and the optimizer stops every parameter at
+        +-``UNCONSTRAINED_BOUND``. There the likelihood has no maximum inside
+        the range (for example, an exchangeable correlation on unbalanced
+        clusters whose likelihood grows without bound as rho goes to
+        ``-1/(m - 1)`` for the largest cluster), so the estimates are a limit,
+        not a maximum (and where exactly the optimizer stopped depends on
+        rounding).
         """
+        return bool(np.any(self._at_edge()))
+
+    def _at_edge(self) -> np.ndarray:
         from multilevel.gls.fit import UNCONSTRAINED_BOUND
 
-        return bool(np.any(np.abs(self.unconstrained) >= UNCONSTRAINED_BOUND * (1 - 1e-9)))
+        u = np.abs(self.unconstrained)
+        corr = np.arange(u.size) < self.objective.ncorr
+        return (corr & (u >= CORRELATION_EDGE)) | (u >= UNCONSTRAINED_BOUND * (1 - 1e-9))
 
     def boundary_message(self) -> str:
         """What :attr:`boundary` means for this fit (the warning and the summary say it)."""
-        from multilevel.gls.fit import UNCONSTRAINED_BOUND
-
-        at = np.abs(self.unconstrained) >= UNCONSTRAINED_BOUND * (1 - 1e-9)
+        at = self._at_edge()
         names = [f"correlation parameter {i + 1}" if i < self.objective.ncorr
                  else f"variance parameter {self.variance_params.index[i - self.objective.ncorr]!r}"
                  for i in np.flatnonzero(at)]

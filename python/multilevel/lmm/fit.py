@@ -170,7 +170,8 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
         fit returns a :class:`~multilevel.lmm.residual.ResidualLmmResult`
         (data in memory).
     **optimizer_options
-        ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxeval`` for BOBYQA.
+        ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step``, ``maxeval`` for BOBYQA;
+        ``verbose=True`` prints each evaluation of the objective (``verbose=2`` with theta), as lme4's.
 
     Returns
     -------

@@ -304,7 +304,7 @@ def part_final_sums(design: GeeDesign, family: Family, structure: CorrelationStr
 def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Family | str, link: Any,
                  corr: CorrelationStructure | str | None, weights: Any, offset: Any, scale: float | None,
                  cov_type: str, maxiter: int, tol: float, progress: bool | None,
-                 moments: str = "geepack") -> GeeResult | None:
+                 moments: str = "geepack", verbose: bool = False) -> GeeResult | None:
     """A GEE fit on chunked or Dask data; None for in-memory data."""
     from multilevel.gee.fit import estimate_gee
 
@@ -330,7 +330,7 @@ def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Fam
     rows = StreamRows(passes, model)
     p = len(model.names)
     est, notes = estimate_gee(rows, family, structure, p=p, nobs=plan.nkept, scale=scale, maxiter=maxiter, tol=tol,
-                              moments=moments)
+                              moments=moments, verbose=verbose)
     final = rows.map_reduce(partial(part_final_sums, family=family, structure=structure, params=est.corr_params,
                                     scale=est.scale, beta=est.beta, h_full=est.information), "covariances")
     all_names = [str(c) for c in model.fixed_spec.rhs.column_names]
