@@ -605,6 +605,9 @@ def test_misspelled_keywords_name_the_close_match(case: tuple[str, str, str]) ->
     (lambda: multilevel.lmm("y ~ x + (1 | g)", GAUSS, start="a"), "start must be 1 numbers"),
     (lambda: multilevel.gls("y ~ x", GAUSS, groups="g", variance=multilevel.VarIdent("nope")),
      "column 'nope' used in variance="),
+    (lambda: multilevel.gee("y ~ x", GAUSS, groups="g", scale="1"), "scale must be a number"),
+    (lambda: multilevel.glmm("y ~ x + (1 | g)", COUNTS, family="poisson", link="identity",
+                             start={"beta": [-50.0, 0.0]}), "identity link does not keep the poisson mean"),
 ], ids=lambda v: None)
 def test_degenerate_input_gets_a_clear_error(call: Callable[[], Any], match: str) -> None:
     with pytest.raises(CLEAR_ERRORS, match=match):

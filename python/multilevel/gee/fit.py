@@ -38,6 +38,8 @@ def check_gee_sizes(nobs: int, p: int, scale: float | None) -> None:
         raise ValueError("the model has no coefficients; a GEE needs at least one column in X")
     if nobs <= p:
         raise ValueError(f"{nobs} rows cannot estimate {p} coefficients")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
+        raise TypeError(f"scale must be a number (phi, e.g. scale=1), not {scale!r}")
     if scale is not None and not scale > 0:
         raise ValueError(f"scale must be positive, not {scale!r}")
 

@@ -16,6 +16,7 @@ import numpy as np
 from multilevel.families import Family, get_family
 from multilevel.formula import caller_context, require_binomial
 from multilevel.glmm.objective import DISPERSION_FAMILIES, GlmmObjective, check_quadrature
+from multilevel.glmm.pirls import PirlsError
 from multilevel.glmm.result import GlmmResult, rx_covariance
 from multilevel.lmm.design import LmmDesign, lmm_design, without_residual_variance
 from multilevel.lmm.fit import ConvergenceWarning, SingularFitWarning
@@ -99,6 +100,30 @@ def moment_dispersion(family: Family, design: LmmDesign, mu: np.ndarray) -> floa
     return float(np.sum(mu**2) / excess) if excess > 0 else 100.0
 
 
+#: Links whose inverse can leave the family's range of means: (family, link) -> that range.
+_UNBOUNDED_LINKS = {("binomial", "log"): "(0, 1)", ("binomial", "identity"): "(0, 1)",
+                    ("poisson", "identity"): "(0, inf)", ("negative_binomial", "identity"): "(0, inf)",
+                    ("gamma", "identity"): "(0, inf)", ("gamma", "inverse"): "(0, inf)"}
+
+
+def link_range_hint(family: Family) -> str | None:
+    """What to say when PIRLS fails with a link that does not keep the mean in its range (None otherwise).
+
+    Examples
+    --------
+    >>> link_range_hint(get_family("poisson", "identity")).split(", and")[0]
+    'the identity link does not keep the poisson mean in (0, inf)'
+    >>> link_range_hint(get_family("poisson")) is None
+    True
+    """
+    valid = _UNBOUNDED_LINKS.get((family.name, family.link.name))
+    if valid is None:
+        return None
+    return (f"the {family.link.name} link does not keep the {family.name} mean in {valid}, and the fit failed where "
+            "the linear predictor left it (as glmer's does). Use the canonical link, or give start= values "
+            "(theta and beta) where the mean is valid for every row")
+
+
 def check_start(start: Any, design: LmmDesign, has_dispersion: bool) -> dict[str, Any]:
     """``start`` as a dict of float arrays with the right sizes, or a TypeError/ValueError saying what is wrong.
 
@@ -169,56 +194,62 @@ def fit_glmm_design(design: LmmDesign, family: Family | str = "binomial", *, lin
     if not design.fixed_names:
         raise ValueError("the fixed part has no columns (0 + or - 1 removed the intercept and nothing is left); "
                          "a GLMM needs at least one fixed effect: write e.g. 'y ~ 1 + (1 | g)'")
-    objective = GlmmObjective(design, family, nagq)
-    start = check_start(start, design, objective.has_dispersion)
-    if objective.has_dispersion:
-        objective.set_dispersion(float(start["dispersion"][0]) if "dispersion" in start
-                                 else moment_dispersion(family, design, glm_means(design, family)))
-    lower = theta_lower_bounds(design.terms)
-    # theta starts and steps in the units of its terms' columns (a slope on a predictor of scale 1e4 has
-    # theta entries 1e4 times smaller), as for linear mixed models
-    scales = theta_scales(design.terms)
-    theta0 = start.get("theta", theta_start(design.terms) * scales)
-    # Stage 1 only needs to land near the optimum when stage 2 follows.
-    loose = {"ftol_abs": 1e-2, "xtol_abs": 1e-2 * float(np.min(scales, initial=1.0))} if nagq > 0 else {}
-    stage1 = minimize_bobyqa(objective.stage1, theta0, lower,
-                             **{"initial_step": 0.75 * scales, **loose, **optimizer_options})
-    st = objective.pirls.run(stage1.final)
-    optsum = stage1
-    if nagq > 0:
-        # Stage 2 over (theta, beta), beta in units of its stage-1 standard error so that one
-        # trust-region radius fits every coordinate.
-        beta0 = start.get("beta", st.beta)
-        scale = np.sqrt(np.diag(rx_covariance(st.core, stage1.final)))
-        nt = stage1.final.size
+    try:
+        objective = GlmmObjective(design, family, nagq)
+        start = check_start(start, design, objective.has_dispersion)
+        if objective.has_dispersion:
+            objective.set_dispersion(float(start["dispersion"][0]) if "dispersion" in start
+                                     else moment_dispersion(family, design, glm_means(design, family)))
+        lower = theta_lower_bounds(design.terms)
+        # theta starts and steps in the units of its terms' columns (a slope on a predictor of scale 1e4 has
+        # theta entries 1e4 times smaller), as for linear mixed models
+        scales = theta_scales(design.terms)
+        theta0 = start.get("theta", theta_start(design.terms) * scales)
+        # Stage 1 only needs to land near the optimum when stage 2 follows.
+        loose = {"ftol_abs": 1e-2, "xtol_abs": 1e-2 * float(np.min(scales, initial=1.0))} if nagq > 0 else {}
+        stage1 = minimize_bobyqa(objective.stage1, theta0, lower,
+                                 **{"initial_step": 0.75 * scales, **loose, **optimizer_options})
+        st = objective.pirls.run(stage1.final)
+        optsum = stage1
+        if nagq > 0:
+            # Stage 2 over (theta, beta), beta in units of its stage-1 standard error so that one
+            # trust-region radius fits every coordinate.
+            beta0 = start.get("beta", st.beta)
+            scale = np.sqrt(np.diag(rx_covariance(st.core, stage1.final)))
+            nt = stage1.final.size
 
-        p = beta0.size
+            p = beta0.size
 
-        def scaled(x: np.ndarray) -> Any:
-            params = np.concatenate([x[:nt], beta0 + scale * x[nt:nt + p], x[nt + p:]])  # tail: log dispersion
-            if not objective.has_gradient:
-                return objective(params)
-            value, grad = objective.value_and_gradient(params)
-            return value, np.concatenate([grad[:nt], grad[nt:] * scale])
+            def scaled(x: np.ndarray) -> Any:
+                params = np.concatenate([x[:nt], beta0 + scale * x[nt:nt + p], x[nt + p:]])  # tail: log dispersion
+                if not objective.has_gradient:
+                    return objective(params)
+                value, grad = objective.value_and_gradient(params)
+                return value, np.concatenate([grad[:nt], grad[nt:] * scale])
 
-        x0 = np.concatenate([stage1.final, np.zeros(p)])
-        bounds = np.concatenate([lower, np.full(p, -np.inf)])
-        if objective.has_dispersion:  # re-estimated at the stage-1 modes; joins as its logarithm
-            x0 = np.concatenate([x0, [np.log(moment_dispersion(family, design, st.mu))]])
-            bounds = np.concatenate([bounds, [-np.inf]])
-        if objective.has_gradient:
-            optsum = minimize_quasi_newton(scaled, x0, [(lo if np.isfinite(lo) else None, None) for lo in bounds],
-                                           with_gradient=True)
-        else:  # derivative-free: forward-difference gradients of PIRLS-based deviances cost more evaluations
-            units = np.concatenate([scales, np.ones(x0.size - nt)])
-            options = {"initial_step": 0.2 * units, "ftol_abs": 1e-9, "xtol_abs": 1e-8 * float(np.min(units)),
-                       **optimizer_options}
-            optsum = minimize_bobyqa(scaled, x0, bounds, **options)
-            if optsum.converged:  # BOBYQA stops on the deviance; Newton steps converge in the parameters
-                optsum = newton_polish(scaled, optsum, scale=units)
-        x = optsum.final
-        optsum.final = np.concatenate([x[:nt], beta0 + scale * x[nt:nt + p], x[nt + p:]])
-    result = GlmmResult(design, family, objective, optsum, nagq, stage1)
+            x0 = np.concatenate([stage1.final, np.zeros(p)])
+            bounds = np.concatenate([lower, np.full(p, -np.inf)])
+            if objective.has_dispersion:  # re-estimated at the stage-1 modes; joins as its logarithm
+                x0 = np.concatenate([x0, [np.log(moment_dispersion(family, design, st.mu))]])
+                bounds = np.concatenate([bounds, [-np.inf]])
+            if objective.has_gradient:
+                optsum = minimize_quasi_newton(scaled, x0, [(lo if np.isfinite(lo) else None, None) for lo in bounds],
+                                               with_gradient=True)
+            else:  # derivative-free: forward-difference gradients of PIRLS-based deviances cost more evaluations
+                units = np.concatenate([scales, np.ones(x0.size - nt)])
+                options = {"initial_step": 0.2 * units, "ftol_abs": 1e-9, "xtol_abs": 1e-8 * float(np.min(units)),
+                           **optimizer_options}
+                optsum = minimize_bobyqa(scaled, x0, bounds, **options)
+                if optsum.converged:  # BOBYQA stops on the deviance; Newton steps converge in the parameters
+                    optsum = newton_polish(scaled, optsum, scale=units)
+            x = optsum.final
+            optsum.final = np.concatenate([x[:nt], beta0 + scale * x[nt:nt + p], x[nt + p:]])
+        result = GlmmResult(design, family, objective, optsum, nagq, stage1)
+    except PirlsError as exc:
+        hint = link_range_hint(family)
+        if hint is None:
+            raise
+        raise PirlsError(f"{hint} (PIRLS: {exc})") from exc
     if not result.converged:
         warnings.warn(f"the optimizer did not converge: {optsum.message}", ConvergenceWarning, stacklevel=3)
     if result.singular:
