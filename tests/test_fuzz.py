@@ -747,3 +747,19 @@ def test_glmm_standard_errors_of_a_large_scale_predictor(family: str) -> None:
 def test_lmm_reml_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="reml must be"):
         multilevel.lmm("y ~ x + (1 | g)", GAUSS, reml="no")
+
+
+@pytest.mark.parametrize("factor", [1e-3, 1e4, 1e6])
+def test_glmm_random_slope_on_badly_scaled_predictor(factor: float) -> None:
+    # from the identity start a slope on a predictor of scale 1e4 failed (PirlsError or no convergence);
+    # theta now starts and steps in the column's units, as for the LMM
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(30), 20)
+    x = rng.normal(size=g.size)
+    eta = -0.3 + 0.8 * x + rng.normal(0, 0.5, 30)[g] + rng.normal(0, 0.4, 30)[g] * x
+    df = pd.DataFrame({"y": (rng.random(g.size) < 1 / (1 + np.exp(-eta))).astype(float), "x": x, "g": g})
+    base = multilevel.glmm("y ~ x + (x | g)", df, family="binomial")
+    scaled = multilevel.glmm("y ~ x + (x | g)", df.assign(x=df.x * factor), family="binomial")
+    assert scaled.loglik == pytest.approx(base.loglik, abs=1e-8)
+    np.testing.assert_allclose(scaled.params.to_numpy() * [1, factor], base.params.to_numpy(),
+                               atol=1e-6 * float(base.bse.max()))
