@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import nlopt
@@ -330,8 +330,6 @@ def newton_polish(objective: Callable[[np.ndarray], float], summary: OptSummary,
             idx = idx[free[idx]]
             if idx.size < hessian.shape[0]:
                 break  # a coordinate reached a bound: keep it there
-    from dataclasses import replace
-
     return replace(summary, final=x, fmin=f, feval=summary.feval + len(history),
                    history=list(summary.history) + history, gradient=gradient, polish_steps=steps,
                    optimizer=summary.optimizer + (", Newton polish" if steps else ""))
