@@ -41,7 +41,8 @@ def main() -> None:
     _import_multilevel()
     from multilevel.lmm.design import lmm_design
     from multilevel.lmm.fit import lmm_core
-    from multilevel.lmm.result import LmmResult, theta_lower_bounds, theta_start
+    from multilevel.lmm.result import LmmResult
+    from multilevel.lmm.theta import theta_lower_bounds, theta_start
     from multilevel.optimize import minimize_bobyqa
 
     if args.problem == "insteval":

@@ -129,7 +129,7 @@ def test_glmm_result_pickles_with_its_full_condvar() -> None:
 
 
 def test_rowless_fit_refuses_the_covariances_between_terms() -> None:
-    from multilevel.lmm.result import full_conditional_covariances
+    from multilevel.lmm.conditional import full_conditional_covariances
 
     fit = ml.lmm("Reaction ~ Days + (Days || Subject)", load_dataset("sleepstudy"))
     with pytest.raises(ValueError, match="share a grouping factor need the rows"):

@@ -22,7 +22,7 @@ from multilevel.inference.kenward_roger import kenward_roger
 from multilevel.inference.satterthwaite import varpar_sensitivity
 from multilevel.lmm import lmm_design
 from multilevel.lmm.fit import SingularFitWarning, result_at_theta
-from multilevel.lmm.result import term_lambdas
+from multilevel.lmm.theta import term_lambdas
 
 REF = json.loads((pathlib.Path(__file__).parent / "reference" / "inference.json").read_text())["cases"]
 METHOD = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kenward-roger"}

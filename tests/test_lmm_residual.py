@@ -25,7 +25,8 @@ import multilevel as ml
 from multilevel.correlation import Ar1, Car1, Exchangeable, MDependent, Unstructured
 from multilevel.lmm import lmm_design
 from multilevel.lmm.residual import ResidualLmmObjective, ResidualLmmResult, residual_model
-from multilevel.lmm.result import LmmResult, term_lambdas
+from multilevel.lmm.result import LmmResult
+from multilevel.lmm.theta import term_lambdas
 from multilevel.variance import VarExp, VarIdent, VarPower
 
 REF = json.loads((pathlib.Path(__file__).parent / "reference" / "lme_residual.json").read_text())

@@ -219,7 +219,6 @@ def fixed_design(formula: str, data: pd.DataFrame, context: Any = None, *, count
         raise ValueError(
             f"the response {lhs!r} has dtype {data[lhs].dtype}; a linear model needs a numeric response"
         )
-    _warn_numbers_as_categories(formula, data, lhs)
     try:
         # numpy output: one (n, p) array, no per-column frame to copy from again.
         mm = formulaic.model_matrix(base, data, na_action="raise", output="numpy", context=context)
@@ -404,20 +403,6 @@ def numeric_means(spec: Any, data: pd.DataFrame) -> dict[str, float]:
                 and not pd.api.types.is_bool_dtype(data[name]):
             out[name] = float(data[name].mean())
     return out
-
-
-def _warn_numbers_as_categories(formula: str, data: pd.DataFrame, response: str) -> None:
-    """Warn about an object column of numbers: formulaic makes it a factor with a level per distinct value."""
-    for c in columns_in(formula, data):
-        col = data[c]
-        if c != response and col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in (
-                "integer", "floating", "mixed-integer-float", "decimal"):
-            warnings.warn(
-                f"column {c!r} holds numbers with dtype object, so it enters the model as a categorical factor "
-                f"({col.nunique()} levels); convert it with .astype(float) if it is numeric",
-                UserWarning,
-                stacklevel=5,
-            )
 
 
 #: Rows per block when the response joins the model matrix for one QR (memory O(block * p)).

@@ -20,7 +20,7 @@ from multilevel.glmm.pirls import PirlsError
 from multilevel.glmm.result import GlmmResult, rx_covariance
 from multilevel.lmm.design import LmmDesign, lmm_design, without_residual_variance
 from multilevel.lmm.fit import ConvergenceWarning, SingularFitWarning
-from multilevel.lmm.result import theta_lower_bounds, theta_scales, theta_start
+from multilevel.lmm.theta import theta_lower_bounds, theta_scales, theta_start
 from multilevel.optimize import (
     OptSummary,
     check_optimizer_options,

@@ -14,8 +14,9 @@ from multilevel.families import Family
 from multilevel.inference import coefficient_table, normal_pvalues
 from multilevel.inference.ddf import NormalDdf, check_contrasts, check_ddf, f_table
 from multilevel.inference.wald import covariance_from_rx
+from multilevel.lmm.conditional import full_conditional_covariances
 from multilevel.lmm.design import LmmDesign
-from multilevel.lmm.result import LmmResult, full_conditional_covariances
+from multilevel.lmm.result import LmmResult
 from multilevel.numdiff import hessian, hessian_from_gradient
 from multilevel.optimize import OptSummary
 

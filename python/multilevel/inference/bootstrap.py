@@ -38,7 +38,7 @@ class ResponseSimulator:
     """
 
     def __init__(self, fit: Any) -> None:
-        from multilevel.lmm.result import term_lambdas
+        from multilevel.lmm.theta import term_lambdas
 
         d = fit.design
         self.mean = d.X @ fit._beta + (0.0 if d.offset is None else d.offset)
@@ -138,7 +138,8 @@ def parametric_bootstrap(fit: Any, nsim: int, *, seed: Any = None, threads: int 
         (default: :func:`default_statistic`)
     """
     from multilevel.lmm.fit import lmm_core
-    from multilevel.lmm.result import LmmResult, theta_lower_bounds
+    from multilevel.lmm.result import LmmResult
+    from multilevel.lmm.theta import theta_lower_bounds
     from multilevel.optimize import minimize_bobyqa
     from multilevel.threads import get_num_threads
 

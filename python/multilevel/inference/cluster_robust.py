@@ -152,7 +152,7 @@ def cluster_robust(result: Any, kind: str, cluster: Any = None) -> ClusterRobust
     (18, 17.0)
     """
     from multilevel.errors import require_rows
-    from multilevel.lmm.result import term_lambdas
+    from multilevel.lmm.theta import term_lambdas
 
     if kind not in CR_KINDS:
         raise ValueError(f"unknown cov_type {kind!r}; choose 'model' or one of {list(CR_KINDS)}")

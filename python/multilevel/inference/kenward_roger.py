@@ -191,7 +191,7 @@ def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float) -> Kenwa
     --------
     >>> from multilevel import lmm
     >>> from multilevel.datasets import load_dataset
-    >>> from multilevel.lmm.result import term_lambdas
+    >>> from multilevel.lmm.theta import term_lambdas
     >>> fit = lmm("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
     >>> kr = kenward_roger(fit.design, term_lambdas(fit.design.terms, fit._theta), fit.sigma)
     >>> round(kr.contrast_ddf([[0.0, 1.0]])[0], 3)

@@ -27,7 +27,7 @@ def lmm_ddf_method(result: Any, method: str) -> DdfMethod:
     >>> lmm_ddf_method(fit, "kenward-roger").name
     'kenward-roger'
     """
-    from multilevel.lmm.result import term_lambdas
+    from multilevel.lmm.theta import term_lambdas
 
     name = check_ddf(method)
     cov = result.unadjusted_cov()

@@ -301,7 +301,7 @@ class LmmProfile(Profile):
 
     def _beta_zeta(self, p: ProfiledParameter, value: float) -> float:
         from multilevel.lmm.fit import lmm_core
-        from multilevel.lmm.result import theta_lower_bounds
+        from multilevel.lmm.theta import theta_lower_bounds
 
         d = self.fit.design
         require_rows(d, "the profile of a fixed effect", "profile the variance parameters only: "

@@ -22,7 +22,8 @@ from multilevel.formula import caller_context
 from multilevel.inference.ddf import check_ddf
 from multilevel.lmm.design import LmmDesign, RandomTerm, lmm_design
 from multilevel.lmm.response_shift import shifted_core
-from multilevel.lmm.result import LmmResult, theta_lower_bounds, theta_scales, theta_start
+from multilevel.lmm.result import LmmResult
+from multilevel.lmm.theta import theta_lower_bounds, theta_scales, theta_start
 from multilevel.optimize import OptSummary, check_optimizer_options, minimize_bobyqa, newton_polish
 from multilevel.progress import progress_bar, progress_enabled
 

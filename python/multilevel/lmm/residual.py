@@ -30,9 +30,10 @@ from multilevel.correlation import CorrelationStructure, Independence, cluster_m
 from multilevel.frames import as_pandas, drop_missing, require_columns
 from multilevel.gls.fit import UNCONSTRAINED_BOUND
 from multilevel.grouping import make_grouping
+from multilevel.lmm.conditional import full_conditional_covariances
 from multilevel.lmm.design import LmmDesign, lmm_design
-from multilevel.lmm.result import (LmmResult, full_conditional_covariances, theta_lower_bounds, theta_scales,
-                                   theta_start)
+from multilevel.lmm.result import LmmResult
+from multilevel.lmm.theta import theta_lower_bounds, theta_scales, theta_start
 from multilevel.optimize import OptSummary, minimize_bobyqa, minimize_bobyqa_restarted, newton_polish
 from multilevel.variance import BoundVariance, VarianceFunction, get_variance
 

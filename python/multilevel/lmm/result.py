@@ -4,21 +4,21 @@ predictions and diagnostics, named as lme4 and statsmodels users expect."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from multilevel import _core
 from multilevel.errors import require_rows
 from multilevel.frames import as_pandas, vector_argument
 from multilevel.inference import coefficient_table, standard_errors, wald_conf_int
 from multilevel.inference.ddf import DdfMethod, check_contrasts, check_ddf, f_table, t_pvalues
 from multilevel.inference.lmm_ddf import lmm_ddf_method
 from multilevel.inference.wald import covariance_from_rx, prediction_with_se
-from multilevel.lmm.design import LmmDesign, RandomTerm
+from multilevel.lmm.conditional import full_conditional_covariances
+from multilevel.lmm.design import LmmDesign
+from multilevel.lmm.theta import term_lambdas, theta_lower_bounds, theta_names, theta_scales
 from multilevel.optimize import OptSummary
 from multilevel.tidy_methods import TidyMethods
 
@@ -28,129 +28,6 @@ if TYPE_CHECKING:
     from multilevel.inference.bootstrap import BootstrapResult
     from multilevel.inference.profile import LmmProfile
     from multilevel.lmm.summary import LmmSummary
-
-
-def theta_names(terms: list[RandomTerm]) -> list[str]:
-    """lme4's names: ``g.x`` on the diagonal, ``g.row.col`` below it."""
-    names = []
-    for t in terms:
-        for c in range(t.p):
-            for r in range(c, t.p):
-                cols = t.columns
-                names.append(f"{t.group}.{cols[r]}" if r == c else f"{t.group}.{cols[r]}.{cols[c]}")
-    return names
-
-
-def theta_lower_bounds(terms: list[RandomTerm]) -> np.ndarray:
-    """0 for diagonal elements of each lambda, -inf below the diagonal."""
-    return np.array([0.0 if r == c else -np.inf for t in terms for c in range(t.p) for r in range(c, t.p)])
-
-
-def theta_start(terms: list[RandomTerm]) -> np.ndarray:
-    """lme4's start: identity lambda for every term."""
-    return np.array([1.0 if r == c else 0.0 for t in terms for c in range(t.p) for r in range(c, t.p)])
-
-
-def theta_scales(terms: Sequence[Any]) -> np.ndarray:
-    """Natural scale of each theta coordinate: ``1 / rms(z_r)`` for an entry in row ``r`` of lambda.
-
-    Row ``r`` of lambda maps to the random effect of the term's column ``z_r``,
-    whose size goes as ``sigma / rms(z_r)``; a column scaled by 1e3 makes its
-    theta entries 1e3 times smaller. BOBYQA is not scale invariant (its trust
-    region is a ball), so the fit starts and steps in these units. Terms
-    without rows (chunked fits) keep scale 1.
-
-    Examples
-    --------
-    >>> from multilevel.lmm import RandomTerm
-    >>> t = RandomTerm(np.repeat(np.arange(3), 2), np.column_stack([np.ones(6), np.full(6, 100.0)]), "g", ["1", "x"])
-    >>> theta_scales([t]).tolist()
-    [1.0, 0.01, 0.01]
-    """
-    out: list[float] = []
-    for t in terms:
-        z = getattr(t, "z", None)
-        rms = np.sqrt(np.einsum("ij,ij->j", z, z) / len(z)) if z is not None and len(z) else np.ones(t.p)
-        rms = np.where(np.isfinite(rms) & (rms > 0), rms, 1.0)
-        out += [1.0 / rms[r] for c in range(t.p) for r in range(c, t.p)]
-    return np.array(out)
-
-
-def term_lambdas(terms: list[RandomTerm], theta: np.ndarray) -> list[np.ndarray]:
-    """Lower-triangular lambda_k per term from theta (lower triangle by column)."""
-    out, i = [], 0
-    for t in terms:
-        lam = np.zeros((t.p, t.p))
-        for c in range(t.p):
-            for r in range(c, t.p):
-                lam[r, c] = theta[i]
-                i += 1
-        out.append(lam)
-    return out
-
-
-def full_conditional_covariances(terms: list[RandomTerm], theta: np.ndarray, sigma: float, core: Any,
-                                 rows: Callable[[], tuple[list[np.ndarray], np.ndarray | None]] | None
-                                 ) -> dict[str, np.ndarray]:
-    """Each level's conditional covariance of its random effects, per grouping factor: ``(nlevels, p, p)``.
-
-    ``core`` must be solved at ``theta``; its blocks ``sigma^2 Lambda_k (L L')^-1_kk Lambda_k'`` give the
-    factors with one term. For factors with several terms (``(x || g)``) the covariances between the
-    terms are blocks of ``(L L')^-1`` the core does not return: they come from a second core on the same
-    rows in which each such factor's terms are merged into one vector term with block-diagonal lambda (the
-    same model). ``rows()`` gives the per-term z columns (n, p_k) and row weights (or None) exactly as
-    ``core`` saw them (whitened for a residual structure, working weights for a GLMM); None if the rows
-    were not kept.
-    """
-    groups: dict[str, list[int]] = {}
-    for k, t in enumerate(terms):
-        groups.setdefault(t.group, []).append(k)
-    out: dict[str, np.ndarray] = {}
-    for g, ks in groups.items():
-        if len(ks) == 1:
-            t = terms[ks[0]]
-            # (p, p * nlevels), level j's block in columns j*p .. j*p + p - 1  ->  (nlevels, p, p)
-            cv = np.asarray(core.conditional_variance(ks[0], sigma)).reshape(t.p, t.nlevels, t.p)
-            out[g] = _symmetric(cv.transpose(1, 0, 2))
-    if len(out) == len(groups):
-        return out
-    if rows is None:
-        raise ValueError("the covariances between random-effects terms that share a grouping factor need the "
-                         "rows, and this fit did not keep them; fit from rows in memory, or use "
-                         "ranef_condvar() for the variances")
-    z, weights = rows()
-    n = z[0].shape[0]
-    lams = term_lambdas(terms, theta)
-    codes, zs, nlevels, merged_theta, position = [], [], [], [], {}
-    for g, ks in groups.items():  # in the order of the terms, so still sorted by decreasing nlevels
-        first = terms[ks[0]]
-        if any(not np.array_equal(terms[k].codes, first.codes) for k in ks[1:]):
-            raise ValueError(f"the terms on grouping factor {g!r} have different level codes")
-        lam = np.zeros((sum(terms[k].p for k in ks),) * 2)
-        at = 0
-        for k in ks:
-            lam[at:at + terms[k].p, at:at + terms[k].p] = lams[k]
-            at += terms[k].p
-        merged_theta += [lam[r, c] for c in range(lam.shape[0]) for r in range(c, lam.shape[0])]
-        position[g] = len(codes)
-        codes.append(first.codes)
-        zs.append(np.hstack([np.asarray(z[k], dtype=float).reshape(n, terms[k].p) for k in ks]))
-        nlevels.append(first.nlevels)
-    # Only the random-effects factor matters: any response and no fixed columns will do.
-    merged = _core.LmmCore(np.ones(n), np.zeros((n, 0)), np.empty(0) if weights is None else weights, codes, zs,
-                           nlevels)
-    merged.solve(np.asarray(merged_theta), False)
-    for g, ks in groups.items():
-        if len(ks) > 1:
-            p, nlev = zs[position[g]].shape[1], nlevels[position[g]]
-            cv = np.asarray(merged.conditional_variance(position[g], sigma)).reshape(p, nlev, p)
-            out[g] = _symmetric(cv.transpose(1, 0, 2))
-    return {g: out[g] for g in groups}
-
-
-def _symmetric(blocks: np.ndarray) -> np.ndarray:
-    """``(nlevels, p, p)`` blocks made exactly symmetric (the core's agree with their transposes to rounding)."""
-    return np.ascontiguousarray(0.5 * (blocks + np.swapaxes(blocks, 1, 2)))
 
 
 class LmmResult(TidyMethods):
@@ -499,9 +376,10 @@ class LmmResult(TidyMethods):
         """Number of levels per grouping factor."""
         return {t.group: t.nlevels for t in self.design.terms}
 
-    @property
+    @cached_property
     def singular(self) -> bool:
-        """True when a variance is on the boundary or a covariance matrix is singular."""
+        """True when a variance is on the boundary or a covariance matrix is singular (computed once: the
+        natural scales are a pass over the terms' columns)."""
         lower = theta_lower_bounds(self.design.terms)
         # relative to each entry's natural scale, so rescaling a predictor does not change the verdict
         diagonal = lower == 0.0

@@ -24,9 +24,9 @@ from multilevel.formula import RandomTermSpec, refuse_cbind
 from multilevel.frames import check_finite, require_columns
 from multilevel.lmm.design import RowlessLmmDesign, TermStructure, check_term_sizes, mixed_model_columns, term_columns
 from multilevel.progress import progress_enabled
-from multilevel.streaming.specs import response_and_matrix, response_and_spec, with_global_transform_state
-from multilevel.streaming.scan import ChunkPlan, ColumnScan, factor_call_columns, make_plan, merge_scans, scan_chunk
 from multilevel.streaming.passes import row_passes
+from multilevel.streaming.scan import ChunkPlan, ColumnScan, factor_call_columns, make_plan, merge_scans, scan_chunk
+from multilevel.streaming.specs import response_and_matrix, response_and_spec, with_global_transform_state
 
 
 @dataclass(frozen=True)

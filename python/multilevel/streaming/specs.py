@@ -13,7 +13,6 @@ import pandas as pd
 from multilevel.frames import check_finite
 from multilevel.streaming.scan import ColumnMoments
 
-
 # `center(x)`, `scale(x)`, `standardize(x)` (optionally with ddof=) of a bare column: their state is the
 # column's mean and standard deviation over all rows, which the first pass collects.
 _MOMENT_TRANSFORM = re.compile(
