@@ -52,17 +52,14 @@ under ``<problem>_quick``).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -71,18 +68,19 @@ from lmm_vs_lme4 import (
     BENCH_DIR,
     DATA_DIR,
     RESULTS_DIR,
-    PeakRssPoller,
+    WARM_LIMIT,
     _fmt,
     _import_multilevel,
     _load_datasets_module,
     _mb,
     _median,
     _print_rows,
+    blas_error,
     core_fingerprint,
     describe_exit,
     machine_info,
-    proc_status_kb,
-    reset_peak_rss,
+    measure_fit,
+    r_blas_env,
     run_child,
 )
 
@@ -90,7 +88,13 @@ R_SCRIPT = BENCH_DIR / "r" / "gee_fit.R"
 DEFAULT_OUT = RESULTS_DIR / "gee_vs_geepack.json"
 FORMULA = "y ~ x1 + x2 + t"
 NUMERIC_COLUMNS = ["id", "t", "x1", "x2", "y"]
-TOOLS = ("multilevel", "geepack", "statsmodels")
+#: The rows of a problem, in the order the tools alternate; ours come first, every ratio is taken
+#: against them. ``OURS_THREADS``: our rows and the thread count each sets (None: the default, all
+#: cores). ``R_ROWS``: geepack's rows and the BLAS each runs on (geepack has no speed settings of its
+#: own; OpenBLAS is the multi-threaded BLAS a user who knows R would install).
+OURS_THREADS: dict[str, int | None] = {"multilevel": None, "multilevel (1 thread)": 1}
+R_ROWS = {"geepack": "reference", "geepack (OpenBLAS)": "openblas"}
+TOOLS = (*OURS_THREADS, *R_ROWS, "statsmodels")
 
 #: name -> generator in datasets.py, size, family and working correlation:
 #: each model at 10^5 and 10^6 rows (clusters of 5).
@@ -175,19 +179,22 @@ def fit_statsmodels(spec: dict[str, Any], df: Any) -> tuple[Callable[[], Any], C
 WORKER_TOOLS = {"multilevel": fit_multilevel, "statsmodels": fit_statsmodels}
 
 
-def _cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
+def measured(fit: Callable[[], Any], warm_limit: float) -> tuple[Any, dict[str, Any]]:
+    """``fit()`` timed by :func:`lmm_vs_lme4.measure_fit` (warm second call included), its warnings
+    under ``messages`` as in the R scripts' records."""
+    value, figures = measure_fit(fit, warm_limit)
+    figures["messages"] = figures.pop("warnings")
+    return value, figures
 
 
 def run_worker(tool: str, spec_path: str, out_path: str) -> None:
-    """Generate one problem, fit it once with ``tool``, write a JSON record.
+    """Generate one problem, fit it with ``tool`` (twice where the first fit is shorter than
+    ``spec["warm_limit"]``: the second is the warm time), write a JSON record.
 
     With ``spec["time_limit"]`` a watchdog thread writes a "timed_out" record
-    and ends the process when the fit runs longer.
+    and ends the process when the fits run longer.
     """
     import numpy as np
-
     import pandas  # noqa: F401  (imported before the load is timed)
 
     spec = json.loads(Path(spec_path).read_text())
@@ -196,32 +203,20 @@ def run_worker(tool: str, spec_path: str, out_path: str) -> None:
     record: dict[str, Any] = {"tool": tool, "nobs": int(len(df)), "load_seconds": time.perf_counter() - t0,
                               "column_sums": {c: float(np.asarray(df[c], dtype=float).sum()) for c in NUMERIC_COLUMNS}}
     fit, read = WORKER_TOOLS[tool](spec, df)
-
-    gc.collect()
-    record["rss_before_fit_kb"] = proc_status_kb("VmRSS")
-    record["peak_reset"] = reset_peak_rss()
-    poller = PeakRssPoller(0.005)
-    poller.start()
+    record["threads"] = _import_multilevel().get_num_threads() if tool == "multilevel" else None
 
     def give_up() -> None:
-        record.update(timed_out=True, time_limit_s=spec["time_limit"], peak_rss_fit_kb=poller.peak_kb)
+        record.update(timed_out=True, time_limit_s=spec["time_limit"])
         Path(out_path).write_text(json.dumps(record, indent=1))
         os._exit(124)
 
     watchdog = threading.Timer(spec["time_limit"], give_up) if spec.get("time_limit") else None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        c0, t1 = _cpu_seconds(), time.perf_counter()
-        if watchdog is not None:
-            watchdog.start()
-        res = fit()
-        record["fit_seconds"] = time.perf_counter() - t1
-        record["fit_cpu_seconds"] = _cpu_seconds() - c0
-        if watchdog is not None:
-            watchdog.cancel()
-    hwm = proc_status_kb("VmHWM") if record["peak_reset"] else None
-    record["peak_rss_fit_kb"] = max(poller.stop(), hwm or 0)
-    record["messages"] = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    if watchdog is not None:
+        watchdog.start()
+    res, figures = measured(fit, spec["warm_limit"])
+    if watchdog is not None:
+        watchdog.cancel()
+    record.update(figures)
     record.update(read(res))
     Path(out_path).write_text(json.dumps(record, indent=1))
 
@@ -246,7 +241,9 @@ def _collect(child: dict[str, Any], out_path: Path, what: str) -> dict[str, Any]
 
 def fit_in_python(tool: str, spec: dict[str, Any], workdir: Path, tag: str, time_limit: float | None,
                   threads: int | None) -> dict[str, Any]:
-    spec_path, out_path = workdir / f"{tag}.{tool}.spec.json", workdir / f"{tag}.{tool}.json"
+    """One fit by ours (on ``threads`` threads through ``OMP_NUM_THREADS``; None: the default) or by
+    statsmodels, in a fresh process of this script."""
+    spec_path, out_path = workdir / f"{tag}.spec.json", workdir / f"{tag}.json"
     spec_path.write_text(json.dumps({**spec, "time_limit": time_limit}))
     env = {"OMP_NUM_THREADS": str(threads)} if threads and tool == "multilevel" else None
     child = run_child([sys.executable, str(Path(__file__).resolve()), "--_worker", tool, str(spec_path),
@@ -257,12 +254,16 @@ def fit_in_python(tool: str, spec: dict[str, Any], workdir: Path, tag: str, time
     return _collect(child, out_path, "worker")
 
 
-def fit_geepack(rscript: str, csv: Path, spec: dict[str, Any], workdir: Path, tag: str,
-                timeout: float) -> dict[str, Any]:
-    out_path = workdir / f"{tag}.geepack.json"
+def fit_geepack(rscript: str, csv: Path, spec: dict[str, Any], workdir: Path, tag: str, timeout: float,
+                blas: str, env: dict[str, str]) -> dict[str, Any]:
+    """One ``Rscript r/gee_fit.R`` run on ``blas`` (its environment ``env``, see :func:`r_blas_env`)."""
+    out_path = workdir / f"{tag}.json"
     child = run_child([rscript, str(R_SCRIPT), str(csv), spec["formula"], spec["family"], spec["corr"],
-                       str(out_path)], timeout=timeout)
+                       str(out_path), str(spec["warm_limit"])], timeout=timeout, env=env)
     rec = _collect(child, out_path, "Rscript")
+    wrong_blas = blas_error(rec, blas, env)
+    if wrong_blas:
+        rec["error"] = wrong_blas
     if "alpha" in rec:
         rec["alpha"] = list(rec["alpha"].values())
         rec["version"] = rec["geepack_version"]
@@ -330,6 +331,7 @@ def summarize_tool(records: list[dict[str, Any]], note: str | None) -> dict[str,
     s.update({
         "times": [r["fit_seconds"] for r in ok],
         "median_s": _median([r["fit_seconds"] for r in ok]),
+        "warm_median_s": _median([r["warm_fit_seconds"] for r in ok if r.get("warm_fit_seconds") is not None]),
         "cpu_over_wall": _median([r["fit_cpu_seconds"] / r["fit_seconds"] for r in ok if r["fit_seconds"] > 0]),
         "load_s": _median([r["load_seconds"] + r.get("sort_seconds", 0.0) for r in ok]),
         "fit_increase_mb": _mb(max(r["peak_rss_fit_kb"] - r["rss_before_fit_kb"] for r in ok)),
@@ -344,7 +346,8 @@ def summarize_tool(records: list[dict[str, Any]], note: str | None) -> dict[str,
         "messages": sorted({m for r in ok for m in r.get("messages", [])}),
         "column_sums": first["column_sums"],
     })
-    for key in ("load_seconds", "sort_seconds", "was_sorted", "gc_max_used_mb", "control", "r_version"):
+    for key in ("load_seconds", "sort_seconds", "was_sorted", "gc_max_used_mb", "control", "r_version", "blas",
+                "lapack", "threads"):
         if key in first:
             s[key] = first[key]
     return s
@@ -372,11 +375,27 @@ def compare(ours: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def speed_ratios(tools: dict[str, dict[str, Any]], seconds: str = "median_s", warm: str = "warm_median_s") -> None:
+    """Add to every row but ours its warm time over our warm time (``warm_ratio_over_ours``) and its
+    time over ours on one thread (``ratio_over_ours_1thread``: per core where the row's tool runs on
+    one core; on our one-thread row, the speed-up our threads give). ``seconds`` and ``warm`` name
+    the times compared (the GLMM script compares fit plus standard errors)."""
+    ours, one = tools["multilevel"], tools.get("multilevel (1 thread)", {})
+    for tool, t in tools.items():
+        if tool == "multilevel":
+            continue
+        if t.get(warm) and ours.get(warm):
+            t["warm_ratio_over_ours"] = t[warm] / ours[warm]
+        if t is not one and t.get(seconds) and one.get(seconds):
+            t["ratio_over_ours_1thread"] = t[seconds] / one[seconds]
+
+
 def summarize(spec: dict[str, Any], runs: dict[str, list[dict[str, Any]]], notes: dict[str, str | None],
               machine: dict[str, Any]) -> dict[str, Any]:
     tools = {tool: summarize_tool(runs[tool], notes.get(tool)) for tool in TOOLS}
     for tool in TOOLS[1:]:
         tools[tool].update(compare(tools["multilevel"], tools[tool]))
+    speed_ratios(tools)
     nobs = spec["n_clusters"] * spec["cluster_size"]
     return {"problem": spec["key"], **{k: spec[k] for k in ("formula", "family", "corr", "n_clusters",
                                                                "cluster_size", "seed", "time")},
@@ -444,13 +463,14 @@ def print_notes(summaries: list[dict[str, Any]]) -> None:
 
 def alternate(fitters: dict[str, Callable[[str], dict[str, Any]]], problem: str, repeats: int,
               describe: Callable[[dict[str, Any]], str], tools: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
-    """Fit one problem ``repeats`` times with every tool in ``fitters`` (tool -> fit(tag)), the tools
-    alternating (ours, peer, ..., ours, ...) so machine drift hits all; one progress line per fit.
+    """Fit one problem ``repeats`` times with every tool in ``fitters`` (tool -> fit(tag), a tag unique
+    to the fit), the tools alternating (ours, peer, ..., ours, ...) so machine drift hits all; one
+    progress line per fit.
     Every tool of ``tools`` gets a list, empty for those not run."""
     runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
     for rep in range(1, repeats + 1):
-        for tool, fit in fitters.items():
-            runs[tool].append(fit(f"{problem}{rep}"))
+        for k, (tool, fit) in enumerate(fitters.items()):
+            runs[tool].append(fit(f"{problem}{rep}.{k}"))
             print(f"   [{rep}/{repeats}] {tool}: {describe(runs[tool][-1])}", flush=True)
     return runs
 
@@ -486,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-geepack", action="store_true", help="skip geepack")
     parser.add_argument("--no-statsmodels", action="store_true", help="skip statsmodels")
     parser.add_argument("--ours-threads", type=int, metavar="N", help="run our fits with OMP_NUM_THREADS=N")
+    parser.add_argument("--warm-limit", type=float, default=WARM_LIMIT, metavar="SECONDS",
+                        help="a fit shorter than this is made a second time in its process, timed as warm "
+                             "(default %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON goes (default: %(default)s)")
     parser.add_argument("--_worker", nargs=3, metavar=("TOOL", "SPEC", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -499,13 +522,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{machine['date']}: {machine.get('cpu_model')} x {machine['nproc']}, {machine.get('mem_total_gib')} GiB, "
           f"load average {machine['loadavg_at_start'][0]}; commit {machine.get('git_commit')}{dirty}; "
           f"_core sha256 {machine['core_sha256']} of {machine['core_mtime']}")
-    notes: dict[str, str | None] = {"multilevel": None, "geepack": None, "statsmodels": None}
-    rscript = None
-    if args.no_geepack:
-        notes["geepack"] = "--no-geepack"
-    else:
-        rscript, why = find_rscript()
-        notes["geepack"] = why or None
+    notes: dict[str, str | None] = dict.fromkeys(TOOLS)
+    rscript, why = (None, "--no-geepack") if args.no_geepack else find_rscript()
+    r_envs: dict[str, dict[str, str]] = {}
+    for row, blas in R_ROWS.items():
+        env, notes[row] = r_blas_env(rscript, blas) if rscript else (None, why)
+        if env is not None:
+            r_envs[row] = env
     if args.no_statsmodels:
         notes["statsmodels"] = "--no-statsmodels"
     for tool, note in notes.items():
@@ -520,19 +543,22 @@ def main(argv: list[str] | None = None) -> int:
             base = PROBLEMS[problem]
             spec = {**base, "problem": problem, "key": problem + ("_quick" if args.quick else ""),
                     "formula": FORMULA, "seed": getattr(ds, base["seed_name"]), "repeats": args.repeats,
+                    "warm_limit": args.warm_limit,
                     "n_clusters": base["n_clusters"] // (10 if args.quick else 1)}
             nobs = spec["n_clusters"] * spec["cluster_size"]
             print(f"\n== {spec['key']}: {FORMULA}, {spec['family']}, {spec['corr']}; {nobs:,} rows in "
                   f"{spec['n_clusters']:,} clusters of {spec['cluster_size']}", flush=True)
             csv = None
-            if rscript is not None:
+            if r_envs:
                 csv, secs = data_for_r(spec)
                 print(f"   data for R: {csv} ({csv.stat().st_size / 2**20:.0f} MB, written in {secs:.1f} s)")
             fitters: dict[str, Callable[[str], dict[str, Any]]] = {
-                "multilevel": partial(fit_in_python, "multilevel", spec, workdir, time_limit=None,
-                                      threads=args.ours_threads)}
+                row: partial(fit_in_python, "multilevel", spec, workdir, time_limit=None,
+                             threads=args.ours_threads if threads is None else threads)
+                for row, threads in OURS_THREADS.items()}
             if csv is not None and rscript is not None:
-                fitters["geepack"] = partial(fit_geepack, rscript, csv, spec, workdir, timeout=args.r_timeout)
+                fitters.update({row: partial(fit_geepack, rscript, csv, spec, workdir, timeout=args.r_timeout,
+                                             blas=R_ROWS[row], env=env) for row, env in r_envs.items()})
             if not args.no_statsmodels:
                 fitters["statsmodels"] = partial(fit_in_python, "statsmodels", spec, workdir,
                                                  time_limit=args.sm_timeout, threads=None)

@@ -79,8 +79,16 @@ import lmm_vs_lme4 as lmm
 
 R_SCRIPT = lmm.BENCH_DIR / "r" / "glmm_fit.R"
 DEFAULT_OUT = lmm.RESULTS_DIR / "glmm_vs_lme4.json"
-TOOLS = ("multilevel", "lme4", "glmmTMB", "mixedlm")
-PEERS = TOOLS[1:]
+#: The rows of a problem, ours first (the GEE script's layout). ``OURS_THREADS``: our rows and the
+#: thread count each sets (None: the default, all cores). ``R_ROWS``: row -> (R package, BLAS,
+#: r/glmm_fit.R's CONTROL): each package by default and at the speed settings it documents.
+OURS_THREADS: dict[str, int | None] = {"multilevel": None, "multilevel (1 thread)": 1}
+R_ROWS = {"lme4": ("lme4", "reference", "default"),
+          "lme4 (OpenBLAS, nloptwrap, calc.derivs=FALSE)": ("lme4", "openblas", "fast"),
+          "glmmTMB": ("glmmTMB", "reference", "default"),
+          "glmmTMB (parallel=all cores)": ("glmmTMB", "reference", "fast")}
+TOOLS = (*OURS_THREADS, *R_ROWS, "mixedlm")
+PEERS = (*R_ROWS, "mixedlm")
 FAMILY, LINK, NAGQ = "binomial", "logit", 1
 
 #: Ours passes when its log-likelihood is at most this much below the better peer's.
@@ -121,8 +129,8 @@ def run_worker(spec_path: str, out_path: str) -> None:
     started = time.perf_counter()
     df = gee.generate(spec)
     loaded = time.perf_counter()
-    res, figures = gls.measured(lambda: ml.glmm(spec["formula"], df, family=spec["family"], link=spec["link"],
-                                                nagq=spec["nagq"]))
+    res, figures = gee.measured(lambda: ml.glmm(spec["formula"], df, family=spec["family"], link=spec["link"],
+                                                nagq=spec["nagq"]), spec["warm_limit"])
     se_started = time.perf_counter()
     bse = res.bse
     figures["se_seconds"] = time.perf_counter() - se_started
@@ -131,7 +139,8 @@ def run_worker(spec_path: str, out_path: str) -> None:
         **figures,
         "load_seconds": loaded - started,
         "tool": "multilevel", "version": ml.__version__, "nobs": len(df),
-        "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"), **lmm.core_fingerprint(Path(ml._core.__file__)),
+        "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"), "threads": ml.get_num_threads(),
+        **lmm.core_fingerprint(Path(ml._core.__file__)),
         "params": {str(k): float(v) for k, v in res.params.items()},
         "bse": {str(k): float(v) for k, v in bse.items()},
         "theta": {str(k): float(v) for k, v in res.theta.items()},
@@ -173,7 +182,7 @@ def run_mixedlm_worker(spec_path: str, out_path: str) -> None:
         res.vcov()
         return res
 
-    res, figures = gls.measured(fit)
+    res, figures = gee.measured(fit, spec["warm_limit"])
     fixef = res.fixef()
     bse = dict(zip(fixef, (float(v) ** 0.5 for v in np.diag(res.vcov()))))
     sd = {_sd_key(group, term): float(var) ** 0.5 for group, terms in res.VarCorr().as_dict().items()
@@ -213,19 +222,27 @@ def run_fit(cmd: list[str], out_path: Path, timeout: float | None, what: str,
 
 def fit_python(tool: str, spec: dict[str, Any], workdir: Path, tag: str, *, timeout: float | None,
                threads: int | None = None) -> dict[str, Any]:
-    """One fit by ours or by mixedlm in a fresh process of this script."""
-    spec_path, out_path = workdir / f"{tag}.spec.json", workdir / f"{tag}.{tool}.json"
+    """One fit by ours (on ``threads`` threads; None: the default) or by mixedlm in a fresh process of
+    this script."""
+    spec_path, out_path = workdir / f"{tag}.spec.json", workdir / f"{tag}.json"
     spec_path.write_text(json.dumps(spec))
     flag = "--_worker" if tool == "multilevel" else "--_mixedlm_worker"
     return run_fit([sys.executable, str(Path(__file__).resolve()), flag, str(spec_path), str(out_path)],
                    out_path, timeout, "worker", env={"OMP_NUM_THREADS": str(threads)} if threads else None)
 
 
-def fit_r(tool: str, rscript: str, csv: Path, spec: dict[str, Any], workdir: Path, tag: str, *,
-          timeout: float | None) -> dict[str, Any]:
-    out_path = workdir / f"{tag}.{tool}.json"
-    return run_fit([rscript, str(R_SCRIPT), tool, str(csv), spec["formula"], spec["family"], spec["link"],
-                    str(out_path), ",".join(spec["factors"])], out_path, timeout, "Rscript")
+def fit_r(row: str, rscript: str, csv: Path, spec: dict[str, Any], workdir: Path, tag: str, *,
+          timeout: float | None, env: dict[str, str]) -> dict[str, Any]:
+    """One ``Rscript r/glmm_fit.R`` run of the R row ``row`` (see ``R_ROWS``) under ``env``."""
+    package, blas, control = R_ROWS[row]
+    out_path = workdir / f"{tag}.json"
+    rec = run_fit([rscript, str(R_SCRIPT), package, str(csv), spec["formula"], spec["family"], spec["link"],
+                   str(out_path), ",".join(spec["factors"]), control, str(spec["warm_limit"])], out_path, timeout,
+                  "Rscript", env=env)
+    wrong_blas = lmm.blas_error(rec, blas, env)
+    if wrong_blas:
+        rec["error"] = wrong_blas
+    return rec
 
 
 def _sds(rec: dict[str, Any]) -> str:
@@ -281,14 +298,19 @@ def summarize(spec: dict[str, Any], runs: dict[str, list[dict[str, Any]]], notes
               machine: dict[str, Any]) -> dict[str, Any]:
     tools = {tool: summarize_tool(runs[tool], notes.get(tool)) for tool in TOOLS}
     ours = tools["multilevel"]
-    for peer in PEERS:
-        t = tools[peer]
+    for t in tools.values():  # every time with its standard errors: ours computes them on first use
+        for key in ("median_s", "warm_median_s"):  # (the warm fit's as long as the first's)
+            if t.get(key) is not None:
+                t[key.replace("median_s", "with_se_s")] = t[key] + t.get("se_s", 0.0)
+    for tool in TOOLS[1:]:
+        t = tools[tool]
         t.update(gee.compare(ours, t))
         t["max_abs_dsd"] = t.pop("max_abs_dalpha", None)
         if "loglik" in t and "loglik" in ours:
             t["loglik_minus_ours"] = t["loglik"] - ours["loglik"]
-        if "median_s" in t and "se_s" in ours:  # both with their standard errors
-            t["ratio_over_ours_with_se"] = t["median_s"] / (ours["median_s"] + ours["se_s"])
+        if "with_se_s" in t and "se_s" in ours:
+            t["ratio_over_ours_with_se"] = t["with_se_s"] / ours["with_se_s"]
+    gee.speed_ratios(tools, seconds="with_se_s", warm="warm_with_se_s")
     for t in tools.values():
         for key in ("alpha", "phi", "sigma", "phi_diff", "sigma_rel_diff"):
             t.pop(key, None)
@@ -371,6 +393,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--no-glmmtmb", action="store_true", help="skip glmmTMB")
     add("--no-mixedlm", action="store_true", help="skip the mixedlm package (PyPI)")
     add("--ours-threads", type=int, metavar="N", help="OMP_NUM_THREADS=N for our fits")
+    add("--warm-limit", type=float, default=lmm.WARM_LIMIT, metavar="SECONDS",
+        help="a fit shorter than this is made a second time in its process, timed as warm (default %(default)s)")
     add("--out", type=Path, default=DEFAULT_OUT, help="the JSON file (default: %(default)s)")
     add("--_worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
     add("--_mixedlm_worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
@@ -391,24 +415,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{machine['date']}, {machine.get('cpu_model')} x {machine['nproc']}, {machine.get('mem_total_gib')} GiB, "
           f"load average {machine['loadavg_at_start'][0]}; commit {machine.get('git_commit')}{dirty}, "
           f"_core {machine['core_sha256']} of {machine['core_mtime']}")
-    limits = {"multilevel": args.ours_timeout, "lme4": args.lme4_timeout or args.r_timeout,
-              "glmmTMB": args.glmmtmb_timeout or args.r_timeout, "mixedlm": args.r_timeout}
-    notes: dict[str, str | None] = {"multilevel": None}
-    rscripts: dict[str, str] = {}
-    for peer, skipped in (("lme4", args.no_lme4), ("glmmTMB", args.no_glmmtmb)):
-        found, why = (None, f"--no-{peer.lower()}") if skipped else gee.find_rscript((peer, "data.table", "jsonlite"))
-        notes[peer] = why or None
-        if found:
-            rscripts[peer] = found
-        else:
-            print(f"{peer} skipped: {why}")
-
+    limits = {"lme4": args.lme4_timeout or args.r_timeout, "glmmTMB": args.glmmtmb_timeout or args.r_timeout}
+    notes: dict[str, str | None] = dict.fromkeys(TOOLS)
+    r_envs: dict[str, tuple[str, dict[str, str]]] = {}  # R row -> (Rscript, environment)
+    for package, skipped in (("lme4", args.no_lme4), ("glmmTMB", args.no_glmmtmb)):
+        found, why = ((None, f"--no-{package.lower()}") if skipped
+                      else gee.find_rscript((package, "data.table", "jsonlite")))
+        for row, (row_package, blas, _) in R_ROWS.items():
+            if row_package == package:
+                env, notes[row] = lmm.r_blas_env(found, blas) if found else (None, why)
+                if env is not None and found:
+                    r_envs[row] = (found, env)
     try:
         import mixedlm  # noqa: F401
         notes["mixedlm"] = "--no-mixedlm" if args.no_mixedlm else None
     except ImportError:
         notes["mixedlm"] = "not installed (pip install mixedlm)"
-        print("mixedlm skipped: not installed")
+    for tool, note in notes.items():
+        if note:
+            print(f"{tool} skipped: {note}")
     ds = lmm._load_datasets_module()
     summaries = []
     with tempfile.TemporaryDirectory(prefix="glmm_bench_") as tmp:
@@ -417,20 +442,23 @@ def main(argv: list[str] | None = None) -> int:
             base = PROBLEMS[problem]
             spec = {**base, "problem": problem, "key": problem + ("_quick" if args.quick else ""),
                     "family": FAMILY, "link": LINK, "nagq": NAGQ, "seed": getattr(ds, base["seed_name"]),
-                    "repeats": args.repeats, "n_clusters": base["n_clusters"] // (10 if args.quick else 1)}
+                    "repeats": args.repeats, "n_clusters": base["n_clusters"] // (10 if args.quick else 1),
+                    "warm_limit": args.warm_limit}
             print(f"\n== {spec['key']}: {spec['formula']}, {FAMILY}/{LINK}, Laplace; "
                   f"{spec['n_clusters'] * spec['cluster_size']:,} rows "
                   f"({spec['n_clusters']:,} x {spec['cluster_size']})", flush=True)
             fitters: dict[str, Callable[[str], dict[str, Any]]] = {
-                "multilevel": partial(fit_python, "multilevel", spec, workdir, timeout=limits["multilevel"],
-                                      threads=args.ours_threads)}
+                row: partial(fit_python, "multilevel", spec, workdir, timeout=args.ours_timeout,
+                             threads=args.ours_threads if threads is None else threads)
+                for row, threads in OURS_THREADS.items()}
             if notes["mixedlm"] is None:
-                fitters["mixedlm"] = partial(fit_python, "mixedlm", spec, workdir, timeout=limits["mixedlm"])
-            if rscripts:
+                fitters["mixedlm"] = partial(fit_python, "mixedlm", spec, workdir, timeout=args.r_timeout)
+            if r_envs:
                 csv, secs = gee.data_for_r(spec)
                 print(f"   CSV for R ({csv.stat().st_size / 2**20:.0f} MB, {secs:.1f} s): {csv}")
-                fitters.update({peer: partial(fit_r, peer, rscript, csv, spec, workdir, timeout=limits[peer])
-                                for peer, rscript in rscripts.items()})
+                fitters.update({row: partial(fit_r, row, rscript, csv, spec, workdir, env=env,
+                                             timeout=limits[R_ROWS[row][0]])
+                                for row, (rscript, env) in r_envs.items()})
             runs = gee.alternate(fitters, problem, args.repeats, describe_fit, TOOLS)
             summaries.append(summarize(spec, runs, notes, machine))
     gee.report(summaries, args.out, print_tables, print_notes)

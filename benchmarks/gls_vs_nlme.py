@@ -44,13 +44,11 @@ and ``feval`` our objective evaluations.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import sys
 import tempfile
 import time
-import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -62,7 +60,10 @@ R_SCRIPT = lmm.BENCH_DIR / "r" / "gls_fit.R"
 DEFAULT_OUT = lmm.RESULTS_DIR / "gls_vs_nlme.json"
 FORMULA = "y ~ t * trt"
 NUMERIC_COLUMNS = ["t", "y"]
-TOOLS = ("multilevel", "nlme", "statsmodels")
+#: The rows of a problem, ours first (the GEE script's layout): our thread counts and nlme's BLAS per row.
+OURS_THREADS: dict[str, int | None] = {"multilevel": None, "multilevel (1 thread)": 1}
+R_ROWS = {"nlme": "reference", "nlme (OpenBLAS)": "openblas"}
+TOOLS = (*OURS_THREADS, *R_ROWS, "statsmodels")
 
 #: Why statsmodels is listed but never run: none of its GLS classes fits this model.
 STATSMODELS_NOTE = ("statsmodels has no GLS that estimates a within-cluster correlation by ML/REML: "
@@ -94,24 +95,6 @@ GLS_NAMES = {"alpha": "corr_params", "phi": "sigma2", "n_iter": "feval", "max_ab
 # Worker (a fresh process): data, one fit of ours, a JSON record
 # --------------------------------------------------------------------------
 
-def measured(call: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
-    """``call()`` with its wall and CPU seconds, the RSS before it, its peak RSS and the warnings it raised."""
-    gc.collect()
-    figures: dict[str, Any] = {"rss_before_fit_kb": lmm.proc_status_kb("VmRSS"), "peak_reset": lmm.reset_peak_rss()}
-    poller = lmm.PeakRssPoller(0.005)
-    poller.start()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        cpu0, wall0 = gee._cpu_seconds(), time.perf_counter()
-        result = call()
-        wall, cpu = time.perf_counter() - wall0, gee._cpu_seconds() - cpu0
-    polled = poller.stop()
-    hwm = lmm.proc_status_kb("VmHWM") if figures["peak_reset"] else None
-    figures.update(fit_seconds=wall, fit_cpu_seconds=cpu, peak_rss_fit_kb=max(polled, hwm or 0),
-                   messages=sorted({f"{w.category.__name__}: {w.message}" for w in caught}))
-    return result, figures
-
-
 def run_worker(spec_path: str, out_path: str) -> None:
     """Generate one problem, fit it once with ``multilevel.gls``, write a JSON record.
 
@@ -127,14 +110,16 @@ def run_worker(spec_path: str, out_path: str) -> None:
     t0 = time.perf_counter()
     df = gee.generate(spec)
     load_seconds = time.perf_counter() - t0
-    res, figures = measured(lambda: multilevel.gls(spec["formula"], df, groups="subject", time="t",
-                                                   corr=spec["corr"], method=spec["method"]))
+    res, figures = gee.measured(lambda: multilevel.gls(spec["formula"], df, groups="subject", time="t",
+                                                       corr=spec["corr"], method=spec["method"]),
+                                spec["warm_limit"])
     sigma = float(res.sigma)
     record = {
         "tool": "multilevel",
         "version": multilevel.__version__,
         **lmm.core_fingerprint(Path(multilevel._core.__file__)),
         "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS"),
+        "threads": multilevel.get_num_threads(),
         "nobs": int(len(df)),
         "load_seconds": load_seconds,
         **figures,
@@ -156,22 +141,28 @@ def run_worker(spec_path: str, out_path: str) -> None:
 # --------------------------------------------------------------------------
 
 def fit_ours(spec: dict[str, Any], workdir: Path, tag: str, threads: int | None) -> dict[str, Any]:
-    spec_path, out_path = workdir / f"{tag}.spec.json", workdir / f"{tag}.multilevel.json"
+    """One fit of ours in a fresh process, on ``threads`` threads (None: the default)."""
+    spec_path, out_path = workdir / f"{tag}.spec.json", workdir / f"{tag}.json"
     spec_path.write_text(json.dumps(spec))
     child = lmm.run_child([sys.executable, str(Path(__file__).resolve()), "--_worker", str(spec_path),
                            str(out_path)], env={"OMP_NUM_THREADS": str(threads)} if threads else None)
     return gee._collect(child, out_path, "worker")
 
 
-def fit_nlme(rscript: str, csv: Path, spec: dict[str, Any], workdir: Path, tag: str,
-             timeout: float) -> dict[str, Any]:
-    """One ``Rscript r/gls_fit.R`` run; its record with the GEE script's names added."""
-    out_path = workdir / f"{tag}.nlme.json"
+def fit_nlme(rscript: str, csv: Path, spec: dict[str, Any], workdir: Path, tag: str, timeout: float,
+             blas: str, env: dict[str, str]) -> dict[str, Any]:
+    """One ``Rscript r/gls_fit.R`` run on ``blas`` (its environment ``env``); its record with the GEE
+    script's names added."""
+    out_path = workdir / f"{tag}.json"
     child = lmm.run_child([rscript, str(R_SCRIPT), str(csv), spec["formula"], spec["r_corr"], spec["r_form"],
-                           spec["method"], str(out_path), "subject,trt"], timeout=timeout)
+                           spec["method"], str(out_path), "subject,trt", str(spec["warm_limit"])],
+                          timeout=timeout, env=env)
     if not out_path.exists() and child["wall_seconds"] >= timeout:
         return {"timed_out": True, "time_limit_s": timeout, "killed_by_parent": True, **child}
     rec = gee._collect(child, out_path, "Rscript")
+    wrong_blas = lmm.blas_error(rec, blas, env)
+    if wrong_blas:
+        rec["error"] = wrong_blas
     if "corr_params" in rec:
         rec.update(alpha=list(rec.pop("corr_params").values()), phi=rec["sigma"] ** 2, version=rec["nlme_version"])
     return rec
@@ -201,20 +192,23 @@ def summarize_tool(records: list[dict[str, Any]], note: str | None) -> dict[str,
     return s
 
 
-def optimum(ours: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """Log-likelihood and sigma of ``other`` against ours, and whether both reached the same optimum."""
+def optimum(ours: dict[str, Any], other: dict[str, Any], name: str) -> dict[str, Any]:
+    """Log-likelihood and sigma of ``other`` (the row ``name``) against ours, and whether both reached
+    the same optimum."""
     if "loglik" not in ours or "loglik" not in other:
         return {}
     d = other["loglik"] - ours["loglik"]
     return {"loglik_diff_other_minus_ours": d, "same_optimum": abs(d) < SAME_OPTIMUM_TOL,
-            "optimum": "same" if abs(d) < SAME_OPTIMUM_TOL else f"{'nlme' if d > 0 else 'ours'} higher by {abs(d):.3g}",
+            "optimum": "same" if abs(d) < SAME_OPTIMUM_TOL else f"{name if d > 0 else 'ours'} higher by {abs(d):.3g}",
             "sigma_rel_diff": other["sigma"] / ours["sigma"] - 1.0}
 
 
 def summarize(spec: dict[str, Any], runs: dict[str, list[dict[str, Any]]], notes: dict[str, str | None],
               machine: dict[str, Any]) -> dict[str, Any]:
     raw = {tool: summarize_tool(runs[tool], notes.get(tool)) for tool in TOOLS}
-    raw["nlme"].update(gee.compare(raw["multilevel"], raw["nlme"]), **optimum(raw["multilevel"], raw["nlme"]))
+    for tool in TOOLS[1:]:
+        raw[tool].update(gee.compare(raw["multilevel"], raw[tool]), **optimum(raw["multilevel"], raw[tool], tool))
+    gee.speed_ratios(raw)
     tools = {tool: {GLS_NAMES.get(k, k): v for k, v in t.items()} for tool, t in raw.items()}
     nobs = spec["n_clusters"] * spec["cluster_size"]
     grew = tools["multilevel"].get("fit_increase_mb")
@@ -255,22 +249,24 @@ def print_tables(summaries: list[dict[str, Any]]) -> None:
 
 def print_notes(summaries: list[dict[str, Any]]) -> None:
     for s in summaries:
-        name, ours, other = s["problem"], s["tools"]["multilevel"], s["tools"]["nlme"]
-        if "optimum" in other:
-            print(f"{name}: same optimum: {'YES' if other['same_optimum'] else 'NO'} (logLik nlme - ours = "
-                  f"{other['loglik_diff_other_minus_ours']:.3g}; tolerance {SAME_OPTIMUM_TOL:g}); "
-                  f"nlme / ours = {other['ratio_over_ours']:.1f}x")
-        elif "ratio_over_ours_more_than" in other:
-            print(f"{name}: nlme / ours > {other['ratio_over_ours_more_than']:.1f}x (nlme timed out)")
+        name, ours = s["problem"], s["tools"]["multilevel"]
         if "fit_increase_mb" in ours:
             print(f"{name}: ours: +{ours['fit_increase_mb']:.0f} MB during the fit "
                   f"({s['ours_increase_over_design']:.2f}x the {s['design_bytes'] / 2**20:.0f} MB of y and the model "
                   f"matrix as float64), process peak {ours['process_maxrss_mb']:.0f} MB")
-        if other.get("data_match") is False:
-            print(f"{name}: WARNING the column sums seen by nlme and by us differ")
-        if "load_s" in other:
-            print(f"{name}: nlme: reading the CSV, making factors and sorting took {other['load_s']:.2f} s "
-                  f"(data were {'already' if other.get('was_sorted') else 'not'} sorted), not in its fit time")
+        for row in R_ROWS:
+            other = s["tools"][row]
+            if "optimum" in other:
+                print(f"{name}: same optimum: {'YES' if other['same_optimum'] else 'NO'} (logLik {row} - ours = "
+                      f"{other['loglik_diff_other_minus_ours']:.3g}; tolerance {SAME_OPTIMUM_TOL:g}); "
+                      f"{row} / ours = {other['ratio_over_ours']:.1f}x")
+            elif "ratio_over_ours_more_than" in other:
+                print(f"{name}: {row} / ours > {other['ratio_over_ours_more_than']:.1f}x ({row} timed out)")
+            if other.get("data_match") is False:
+                print(f"{name}: WARNING the column sums seen by {row} and by us differ")
+            if "load_s" in other:
+                print(f"{name}: {row}: reading the CSV, making factors and sorting took {other['load_s']:.2f} s "
+                      f"(data were {'already' if other.get('was_sorted') else 'not'} sorted), not in its fit time")
     for s, tool, t in each_tool(summaries):
         lines = [f"{tool} said: {m}" for m in t.get("messages", [])]
         lines += [f"{tool}: {gee.status_of(r)}" for r in t.get("failures", [])]
@@ -292,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds before an nlme run is killed (default 1800)")
     parser.add_argument("--no-nlme", action="store_true", help="skip nlme")
     parser.add_argument("--ours-threads", type=int, metavar="N", help="run our fits with OMP_NUM_THREADS=N")
+    parser.add_argument("--warm-limit", type=float, default=lmm.WARM_LIMIT, metavar="SECONDS",
+                        help="a fit shorter than this is made a second time in its process, timed as warm "
+                             "(default %(default)s)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON goes (default: %(default)s)")
     parser.add_argument("--_worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -307,14 +306,17 @@ def main(argv: list[str] | None = None) -> int:
           f"load {machine['loadavg_at_start'][0]}; git {machine.get('git_commit')}"
           f"{' + changes in cpp/ or python/' if machine.get('git_dirty_cpp_python') else ''}; "
           f"core {machine['core_sha256']} built {machine['core_mtime']}")
-    notes: dict[str, str | None] = {"multilevel": None, "nlme": "--no-nlme" if args.no_nlme else None,
-                                    "statsmodels": STATSMODELS_NOTE}
-    rscript = None
+    notes: dict[str, str | None] = {**dict.fromkeys(TOOLS), "statsmodels": STATSMODELS_NOTE}
+    rscript, why = None, "--no-nlme"
     if not args.no_nlme and any(PROBLEMS[p]["nlme"] for p in problems):
         rscript, why = gee.find_rscript(("nlme", "data.table", "jsonlite"))
-        notes["nlme"] = why or None
-    if notes["nlme"]:
-        print(f"nlme skipped: {notes['nlme']}")
+    r_envs: dict[str, dict[str, str]] = {}
+    for row, blas in R_ROWS.items():
+        env, notes[row] = lmm.r_blas_env(rscript, blas) if rscript else (None, why)
+        if env is not None:
+            r_envs[row] = env
+        elif notes[row]:
+            print(f"{row} skipped: {notes[row]}")
 
     seed = lmm._load_datasets_module().GLS_AR1_SEED
     summaries = []
@@ -323,20 +325,22 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             base = PROBLEMS[problem]
             spec = {**base, "problem": problem, "key": problem + ("_quick" if args.quick else ""),
-                    "formula": FORMULA, "seed": seed, "repeats": args.repeats,
+                    "formula": FORMULA, "seed": seed, "repeats": args.repeats, "warm_limit": args.warm_limit,
                     "n_clusters": base["n_clusters"] // (10 if args.quick else 1)}
             print(f"\n== {spec['key']}: {FORMULA}, {spec['corr']} over t within subject, {spec['method']}; "
                   f"{spec['n_clusters'] * spec['cluster_size']:,} rows "
                   f"({spec['n_clusters']:,} subjects x {spec['cluster_size']})", flush=True)
-            problem_notes = {**notes, **({} if base["nlme"] else {"nlme": "ours only on this problem"})}
+            problem_notes = {**notes, **({} if base["nlme"] else dict.fromkeys(R_ROWS, "ours only on this problem"))}
             csv = None
-            if base["nlme"] and rscript is not None:
+            if base["nlme"] and r_envs:
                 csv, secs = gee.data_for_r(spec)
                 print(f"   CSV for nlme ({secs:.1f} s): {csv}")
             fitters: dict[str, Callable[[str], dict[str, Any]]] = {
-                "multilevel": partial(fit_ours, spec, workdir, threads=args.ours_threads)}
+                row: partial(fit_ours, spec, workdir, threads=args.ours_threads if threads is None else threads)
+                for row, threads in OURS_THREADS.items()}
             if csv is not None and rscript is not None:
-                fitters["nlme"] = partial(fit_nlme, rscript, csv, spec, workdir, timeout=args.r_timeout)
+                fitters.update({row: partial(fit_nlme, rscript, csv, spec, workdir, timeout=args.r_timeout,
+                                             blas=R_ROWS[row], env=env) for row, env in r_envs.items()})
             runs = gee.alternate(fitters, problem, args.repeats, describe_fit, TOOLS)
             summaries.append(summarize(spec, runs, problem_notes, machine))
     gee.report(summaries, args.out, print_tables, print_notes)

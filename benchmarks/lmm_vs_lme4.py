@@ -549,10 +549,22 @@ def fit_lme4(rscript: str, csv: Path, spec: dict[str, Any], config: Lme4Config, 
     cmd = [rscript, str(R_SCRIPT), str(csv), spec["formula"], str(spec["reml"]).upper(), str(out_path),
            ",".join(spec["factors"]), str(config.calc_derivs).upper(), str(spec["warm_limit"])]
     rec = run_fit(cmd, out_path, "Rscript", timeout, env)
-    dirs = BLAS_DIRS[config.blas]
-    if env and "error" not in rec and not all(any(rec[k].startswith(d) for d in dirs) for k in ("blas", "lapack")):
-        rec["error"] = f"R loaded {rec['blas']} and {rec['lapack']}, not the {config.blas} BLAS of {config.label}"
+    wrong_blas = blas_error(rec, config.blas, env)
+    if wrong_blas:
+        rec["error"] = f"{wrong_blas} ({config.label})"
     return rec
+
+
+def blas_error(rec: dict[str, Any], blas: str, env: dict[str, str] | None) -> str | None:
+    """Why an R fit's record is not on ``blas`` (a key of ``BLAS_DIRS``) although it was run under
+    ``env`` (from :func:`r_blas_env`), or None. Runs without an environment (R as it is) and failed
+    runs are not checked."""
+    if not env or "error" in rec or "blas" not in rec:
+        return None
+    dirs = BLAS_DIRS[blas]
+    if all(any(str(rec[k]).startswith(d) for d in dirs) for k in ("blas", "lapack")):
+        return None
+    return f"R loaded {rec['blas']} and {rec['lapack']}, not the {blas} BLAS"
 
 
 def csv_path(spec: dict[str, Any]) -> Path:

@@ -8,18 +8,22 @@ process) and gathers their records into one table:
   on OpenBLAS too), mixedlm, statsmodels MixedLM and ours on one thread; sleepstudy,
   InstEval (two models), nested LMMs of 10^4..10^6 rows (``--large``: 10^7,
   ours only), a crossed LMM of 10^6 rows (50,000 x 5,000 levels);
-* ``gee_vs_geepack.py``: geepack and statsmodels; binary exchangeable and
-  Poisson AR(1), each at 10^5 and 10^6 rows;
-* ``gls_vs_nlme.py``: nlme (statsmodels listed as not applicable, with the
-  reason); AR(1) at 2x10^5 rows (``--large``: 10^7, ours only);
-* ``glmm_vs_lme4.py``: glmer and glmmTMB; logistic at 10^5 and 10^6 rows, crossed binomial.
+* ``gee_vs_geepack.py``: geepack (also on OpenBLAS) and statsmodels; binary
+  exchangeable and Poisson AR(1), each at 10^5 and 10^6 rows;
+* ``gls_vs_nlme.py``: nlme (also on OpenBLAS; statsmodels listed as not
+  applicable, with the reason); AR(1) at 2x10^5 rows (``--large``: 10^7, ours only);
+* ``glmm_vs_lme4.py``: glmer and glmmTMB, each by default and at its documented
+  speed settings, and mixedlm's glmer; logistic at 10^5 and 10^6 rows, crossed binomial.
+
+Every family also runs ours on one thread (the per-core ratio).
 
 Outputs: ``benchmarks/results/all.csv`` and ``all.json`` (one row per problem
 and tool: fit seconds, data-loading seconds, ratio peer/ours, peak memory
 during the fit, objective, largest coefficient difference from ours in units
-of our standard error, status; for the LMM rows also the warm time, a second
-fit in the same process, with its ratio, the ratio against ours on one thread
-and the fit's CPU over wall seconds), a markdown table
+of our standard error, status, the warm time (a second fit in the same
+process, made when the first took less than ``--warm-limit`` seconds) with its
+ratio, the ratio against ours on one thread and the fit's CPU over wall
+seconds), a markdown table
 ``benchmarks/results/summary.md`` and, with matplotlib, ``time_vs_rows.png``.
 A peer that is missing is skipped with a line that says so; a fit that fails
 or times out is written down with its status.
@@ -31,7 +35,7 @@ timing is asserted anywhere.
 
 Usage::
 
-    python benchmarks/run.py [--quick] [--repeats N] [--large]
+    python benchmarks/run.py [--quick] [--repeats N] [--large] [--warm-limit SECONDS]
 """
 
 from __future__ import annotations
@@ -195,7 +199,13 @@ def _family_problems(script: str) -> list[str]:
     return [name for name, spec in module.PROBLEMS.items() if not spec.get("large")]
 
 
-def family_runs(repeats: int, large: bool) -> list[tuple[str, list[str], Path]]:
+#: The LMM problem where lme4 takes 20+ minutes per fit runs only its default and its best configuration.
+LME4_CONFIGS_OF = {"crossed": ("default", "openblas")}
+#: Default of ``--warm-limit``: the second, warm fit is made after first fits shorter than this.
+WARM_LIMIT_S = 60.0
+
+
+def family_runs(repeats: int, large: bool, warm_limit: float = WARM_LIMIT_S) -> list[tuple[str, list[str], Path]]:
     """(label, command, JSON output) for every family script run of the full benchmark: one run per
     problem, so a problem's repeats can differ (``ONE_REPEAT``); runs of one family share a JSON file,
     where each problem replaces its earlier entry."""
@@ -204,11 +214,12 @@ def family_runs(repeats: int, large: bool) -> list[tuple[str, list[str], Path]]:
     def add(family: str, script: str, problem: str, out: Path, *extra: str) -> None:
         times = 1 if (family, problem) in ONE_REPEAT else repeats
         runs.append((family, [sys.executable, str(BENCH_DIR / script), "--repeats", str(times), "--only", problem,
-                              *extra, "--out", str(out)], out))
+                              "--warm-limit", str(warm_limit), *extra, "--out", str(out)], out))
 
     py_limit = ("--py-timeout", "600")  # a Python peer that needs more is written down as timed out
     for problem in ("sleepstudy", "insteval", "insteval_dept", "crossed"):
-        add("lmm", "lmm_vs_lme4.py", problem, RESULTS_DIR / f"lmm_{problem}.json", *py_limit)
+        configs = ("--lme4-configs", *LME4_CONFIGS_OF[problem]) if problem in LME4_CONFIGS_OF else ()
+        add("lmm", "lmm_vs_lme4.py", problem, RESULTS_DIR / f"lmm_{problem}.json", *py_limit, *configs)
     for groups in NESTED_GROUPS:
         add("lmm", "lmm_vs_lme4.py", "nested", RESULTS_DIR / f"lmm_nested_{groups * 50}.json", "--n-groups",
             str(groups), *py_limit)
@@ -223,8 +234,7 @@ def family_runs(repeats: int, large: bool) -> list[tuple[str, list[str], Path]]:
     return runs
 
 
-#: The columns of every gathered row (all.csv, all.json, the markdown table). The warm, one-thread and
-#: CPU columns are filled for the LMM rows only.
+#: The columns of every gathered row (all.csv, all.json, the markdown table).
 ROW_FIELDS = ("family", "problem", "rows", "tool", "seconds", "load_seconds", "ratio_to_ours", "warm_seconds",
               "warm_ratio_to_ours", "ratio_to_ours_1thread", "cpu_per_wall", "peak_mb", "objective",
               "max_dbeta_over_se", "status")
@@ -280,20 +290,23 @@ def family_rows(family: str, problems: dict[str, Any]) -> list[dict[str, Any]]:
     for name, p in problems.items():
         if name.endswith("_quick"):
             continue
-        # GLMM peers' times include their standard errors; ours are computed on first use, so they
-        # are added to our time here and the ratio is taken against the sum.
-        se_s = p.get("tools", {}).get("multilevel", {}).get("se_s") if family == "glmm" else None
         for tool, t in p.get("tools", {}).items():
-            seconds, ratio, status = t.get("median_s"), t.get("ratio_over_ours"), t.get("status")
-            if se_s is not None:
-                ratio = t.get("ratio_over_ours_with_se", ratio)
-                if tool == "multilevel" and seconds is not None:
-                    status = f"{status} (fit {seconds:.2f} s + SE {se_s:.2f} s)"
-                    seconds += se_s
+            seconds, ratio, status, warm = t.get("median_s"), t.get("ratio_over_ours"), t.get("status"), None
+            if family == "glmm":
+                # GLMM peers' times include their standard errors; ours are computed on first use, so
+                # they are added to our times here and the ratios are taken against the sums.
+                ratio, warm = t.get("ratio_over_ours_with_se", ratio), t.get("warm_with_se_s")
+                if t.get("se_s") is not None and seconds is not None:
+                    status = f"{status} (fit {seconds:.2f} s + SE {t['se_s']:.2f} s)"
+                    seconds += t["se_s"]
             rows.append(table_row(
                 family=family, problem=f"{family} {name}", rows=p.get("nobs"), tool=tool, seconds=seconds,
-                load_seconds=t.get("load_s"), ratio_to_ours=ratio, peak_mb=t.get("fit_increase_mb"),
-                objective=t.get("loglik"), max_dbeta_over_se=t.get("max_abs_dparams_over_se"), status=status,
+                load_seconds=t.get("load_s"), ratio_to_ours=ratio,
+                warm_seconds=warm if family == "glmm" else t.get("warm_median_s"),
+                warm_ratio_to_ours=t.get("warm_ratio_over_ours"),
+                ratio_to_ours_1thread=t.get("ratio_over_ours_1thread"), cpu_per_wall=t.get("cpu_over_wall"),
+                peak_mb=t.get("fit_increase_mb"), objective=t.get("loglik"),
+                max_dbeta_over_se=t.get("max_abs_dparams_over_se"), status=status,
             ))
     return rows
 
@@ -398,8 +411,10 @@ def _series(problem: str) -> str:
 #: One colour per tool in every panel (ours in black); other tools take the next free colour.
 TOOL_COLOURS = {"multilevel": "black", "multilevel (1 thread)": "dimgray", "lme4": "tab:red",
                 "lme4 (calc.derivs=FALSE)": "lightcoral", "lme4 (OpenBLAS, calc.derivs=FALSE)": "darkred",
-                "mixedlm": "tab:orange", "statsmodels": "tab:purple", "geepack": "tab:blue", "nlme": "tab:green",
-                "glmmTMB": "tab:brown"}
+                "lme4 (OpenBLAS, nloptwrap, calc.derivs=FALSE)": "darkred", "mixedlm": "tab:orange",
+                "statsmodels": "tab:purple", "geepack": "tab:blue", "geepack (OpenBLAS)": "navy",
+                "nlme": "tab:green", "nlme (OpenBLAS)": "darkgreen", "glmmTMB": "tab:brown",
+                "glmmTMB (parallel=all cores)": "peru"}
 SERIES_MARKERS = "osD^vP*X"
 
 
@@ -453,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small problems, ours only, checked against references")
     parser.add_argument("--repeats", type=int, default=2, help="fits per tool and problem (full mode)")
     parser.add_argument("--large", action="store_true", help="also the 10^7-row problems (ours only)")
+    parser.add_argument("--warm-limit", type=float, default=WARM_LIMIT_S, metavar="SECONDS",
+                        help="make the warm second fit after first fits shorter than this (default %(default)s)")
     parser.add_argument("--gather-only", action="store_true", help="only gather the JSON already in results/")
     parser.add_argument("--quick-dir", type=Path, default=RESULTS_DIR,
                         help="where --quick writes quick.json (default benchmarks/results/)")
@@ -465,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         for out in {out for _, _, out in family_runs(1, large=True)} | {FAILED_RUNS}:
             out.unlink(missing_ok=True)
         failed = []
-        for label, cmd, out in family_runs(args.repeats, args.large):
+        for label, cmd, out in family_runs(args.repeats, args.large, args.warm_limit):
             script, problem = Path(cmd[1]).name, cmd[cmd.index("--only") + 1]
             print(f"\n=== {label}: {' '.join(cmd[1:])}", flush=True)
             code = subprocess.run(cmd, cwd=REPO_DIR).returncode

@@ -75,7 +75,7 @@ def test_a_run_without_a_result_is_written_down(tmp_path: Path, monkeypatch: pyt
     crashing = [sys.executable, "-c", "import sys; sys.exit(3)", "--only", "x", "--out", str(out)]
     monkeypatch.setattr(run, "RESULTS_DIR", tmp_path)
     monkeypatch.setattr(run, "FAILED_RUNS", tmp_path / "failed_runs.json")
-    monkeypatch.setattr(run, "family_runs", lambda repeats, large: [("lmm", crashing, out)])
+    monkeypatch.setattr(run, "family_runs", lambda repeats, large, warm_limit=60.0: [("lmm", crashing, out)])
     assert run.main([]) == 0
     table = (tmp_path / "summary.md").read_text()
     assert "| lmm x" in table and "exited with status 3, no result" in table
@@ -115,3 +115,36 @@ def test_lmm_rows_name_each_configuration_and_its_status() -> None:
     assert rows["mixedlm"]["status"] == "NOT converged: ABNORMAL"
     assert rows["statsmodels"]["status"] == "statsmodels not run: a reason"
     assert status_of({"converged": False, "conv_messages": ["Model failed to converge"]}).endswith("to converge")
+
+
+def test_warm_and_per_core_ratios_of_the_family_scripts() -> None:
+    from gee_vs_geepack import speed_ratios
+
+    tools = {"multilevel": {"median_s": 2.0, "warm_median_s": 1.0},
+             "multilevel (1 thread)": {"median_s": 3.0, "warm_median_s": 1.5},
+             "geepack": {"median_s": 30.0, "warm_median_s": 20.0},
+             "statsmodels": {"status": "not run"}}
+    speed_ratios(tools)
+    assert tools["geepack"]["warm_ratio_over_ours"] == pytest.approx(20.0)
+    assert tools["geepack"]["ratio_over_ours_1thread"] == pytest.approx(10.0)
+    assert tools["multilevel (1 thread)"]["warm_ratio_over_ours"] == pytest.approx(1.5)
+    assert "ratio_over_ours_1thread" not in tools["multilevel (1 thread)"]  # not against itself
+    assert "warm_ratio_over_ours" not in tools["statsmodels"] and "warm_ratio_over_ours" not in tools["multilevel"]
+
+
+def test_glmm_rows_add_our_standard_error_time() -> None:
+    import run
+
+    problems = {"logit_100k": {"nobs": 100, "tools": {
+        "multilevel": {"median_s": 2.0, "se_s": 0.5, "warm_with_se_s": 1.5, "status": "ok"},
+        "multilevel (1 thread)": {"median_s": 3.0, "se_s": 0.75, "ratio_over_ours_with_se": 1.5, "status": "ok"},
+        "lme4": {"median_s": 25.0, "ratio_over_ours": 12.5, "ratio_over_ours_with_se": 10.0,
+                 "ratio_over_ours_1thread": 25 / 3.75, "cpu_over_wall": 1.0, "status": "ok"}}}}
+    rows = {r["tool"]: r for r in run.family_rows("glmm", problems)}
+    assert rows["multilevel"]["seconds"] == pytest.approx(2.5)
+    assert rows["multilevel"]["status"] == "ok (fit 2.00 s + SE 0.50 s)"
+    assert rows["multilevel"]["warm_seconds"] == pytest.approx(1.5)
+    assert rows["multilevel (1 thread)"]["seconds"] == pytest.approx(3.75)
+    assert rows["lme4"]["ratio_to_ours"] == pytest.approx(10.0)  # against ours with its SE
+    assert rows["lme4"]["ratio_to_ours_1thread"] == pytest.approx(25 / 3.75)
+    assert rows["lme4"]["cpu_per_wall"] == pytest.approx(1.0)

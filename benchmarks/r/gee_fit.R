@@ -1,7 +1,7 @@
 # Fit one marginal model with geepack::geeglm and write timings and estimates as JSON.
 #
 # Usage:
-#   Rscript gee_fit.R DATA.csv FORMULA FAMILY CORSTR OUT.json
+#   Rscript gee_fit.R DATA.csv FORMULA FAMILY CORSTR OUT.json [WARM_LIMIT]
 #
 #   DATA.csv  data with a header row and the columns `id` (cluster) and `t`
 #             (the wave: position of the row in its cluster)
@@ -10,6 +10,8 @@
 #             (its canonical link)
 #   CORSTR    geepack's corstr: independence, exchangeable, ar1, unstructured
 #   OUT.json  where to write the results
+#   WARM_LIMIT seconds (default Inf): a fit shorter than this is made a second
+#             time in the same process and timed as warm_fit_seconds
 #
 # The call timed is
 #   geeglm(FORMULA, family = FAMILY(), data = df, id = id, waves = t, corstr = CORSTR)
@@ -19,7 +21,8 @@
 # sorting are timed separately (load_seconds, sort_seconds) and are not part
 # of fit_seconds. Memory: VmRSS just before geeglm() and the peak RSS during
 # it (VmHWM after resetting it through /proc/self/clear_refs, where the kernel
-# allows that), plus R's own gc() "max used" during the call.
+# allows that), plus R's own gc() "max used" during the call (`measured` of
+# measure.R, which also writes down the BLAS and LAPACK that R loaded).
 
 suppressPackageStartupMessages({
   library(geepack)
@@ -27,8 +30,8 @@ suppressPackageStartupMessages({
 })
 
 args <- commandArgs(trailingOnly = TRUE)
-if (length(args) != 5) {
-  stop("usage: Rscript gee_fit.R DATA.csv FORMULA FAMILY CORSTR OUT.json")
+if (!length(args) %in% 5:6) {
+  stop("usage: Rscript gee_fit.R DATA.csv FORMULA FAMILY CORSTR OUT.json [WARM_LIMIT]")
 }
 data_path <- args[[1]]
 form <- as.formula(args[[2]])
@@ -36,16 +39,10 @@ fam <- get(args[[3]], mode = "function")()
 corstr <- args[[4]]
 out_path <- args[[5]]
 
-# The /proc memory helpers (proc_status_kb, reset_peak_rss) are lmm_fit.R's:
-# evaluate just those two definitions from it rather than keep a second copy.
-this_file <- sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[[1]])
-for (e in parse(file.path(dirname(normalizePath(this_file)), "lmm_fit.R"))) {
-  if (is.call(e) && identical(e[[1]], as.name("<-")) &&
-      as.character(e[[2]]) %in% c("proc_status_kb", "reset_peak_rss")) {
-    eval(e)
-  }
-}
-stopifnot(is.function(proc_status_kb), is.function(reset_peak_rss))
+here <- commandArgs(FALSE)
+script_dir <- dirname(normalizePath(sub("^--file=", "", grep("^--file=", here, value = TRUE)[[1]])))
+source(file.path(script_dir, "measure.R"))  # measured, column_sums, seconds_arg
+warm_limit <- if (length(args) == 6) seconds_arg(args[[6]], "WARM_LIMIT") else Inf
 
 elapsed <- function() proc.time()[["elapsed"]]
 
@@ -62,33 +59,15 @@ rm(dt)
 sort_seconds <- elapsed() - t0
 
 # ---- fit ------------------------------------------------------------------
-notes <- character(0)
-note_condition <- function(kind) {
-  function(cond) {
-    notes <<- c(notes, paste0(kind, ": ", trimws(conditionMessage(cond))))
-    invokeRestart(if (kind == "warning") "muffleWarning" else "muffleMessage")
-  }
-}
-invisible(gc(reset = TRUE))
-rss_before_kb <- proc_status_kb("VmRSS")
-peak_reset <- reset_peak_rss()
-pt_fit <- proc.time()
-fit <- withCallingHandlers(
-  geeglm(form, family = fam, data = df, id = id, waves = t, corstr = corstr),
-  warning = note_condition("warning"),
-  message = note_condition("message")
-)
-pt_used <- proc.time() - pt_fit
-peak_kb <- proc_status_kb("VmHWM")
-gc_used <- gc()
+run <- measured(function() geeglm(form, family = fam, data = df, id = id, waves = t, corstr = corstr),
+                warm_limit)
+fit <- run$value
 
 # ---- results --------------------------------------------------------------
 coefs <- summary(fit)$coefficients
-numeric_cols <- names(df)[vapply(df, is.numeric, logical(1))]
-out <- list(
+out <- c(list(
   tool = "geepack",
   geepack_version = as.character(packageVersion("geepack")),
-  r_version = R.version.string,
   reader = "data.table::fread",
   formula = deparse(form, width.cutoff = 500L),
   family = fam$family,
@@ -99,8 +78,6 @@ out <- list(
   was_sorted = was_sorted,
   load_seconds = load_seconds,
   sort_seconds = sort_seconds,
-  fit_seconds = pt_used[["elapsed"]],
-  fit_cpu_seconds = pt_used[["user.self"]] + pt_used[["sys.self"]],
   params = as.list(coef(fit)),
   bse = as.list(setNames(coefs[, "Std.err"], rownames(coefs))),
   alpha = as.list(fit$geese$alpha),
@@ -108,11 +85,6 @@ out <- list(
   geese_error = fit$geese$error,
   converged = fit$geese$error == 0,
   control = fit$geese$control,
-  messages = as.list(unique(notes)),
-  rss_before_fit_kb = rss_before_kb,
-  peak_rss_fit_kb = if (peak_reset) peak_kb else NA_real_,
-  peak_reset = peak_reset,
-  gc_max_used_mb = sum(gc_used[, ncol(gc_used)]),  # the "max used (Mb)" column
-  column_sums = as.list(vapply(df[numeric_cols], function(v) sum(as.numeric(v)), numeric(1)))
-)
+  column_sums = column_sums(df)
+), run$figures)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null"), out_path)

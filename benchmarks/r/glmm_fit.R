@@ -1,7 +1,7 @@
 # Fit one generalized linear mixed model with lme4::glmer or glmmTMB and write timings and estimates as JSON.
 #
 # Usage:
-#   Rscript glmm_fit.R TOOL DATA.csv FORMULA FAMILY LINK OUT.json FACTORS
+#   Rscript glmm_fit.R TOOL DATA.csv FORMULA FAMILY LINK OUT.json FACTORS [CONTROL [WARM_LIMIT]]
 #
 #   TOOL      lme4 or glmmTMB
 #   DATA.csv  data with a header row
@@ -11,23 +11,35 @@
 #   OUT.json  where to write the results
 #   FACTORS   comma-separated columns to turn into factors (the grouping
 #             variables)
+#   CONTROL   default (the package's defaults) or fast (the speed settings
+#             each package documents, below)
+#   WARM_LIMIT seconds (default Inf): a fit shorter than this is made a second
+#             time in the same process and timed as warm_fit_seconds
 #
-# The call timed is, with the package defaults,
-#   lme4:    glmer(FORMULA, data = df, family = FAMILY(LINK), nAGQ = 1)   (glmerControl())
-#   glmmTMB: glmmTMB(FORMULA, data = df, family = FAMILY(LINK))           (glmmTMBControl())
+# The call timed is
+#   lme4:    glmer(FORMULA, data = df, family = FAMILY(LINK), nAGQ = 1, control = C)
+#   glmmTMB: glmmTMB(FORMULA, data = df, family = FAMILY(LINK), control = C)
+# with C the package's default control, or with CONTROL = fast
+#   lme4:    glmerControl(optimizer = "nloptwrap", calc.derivs = FALSE)
+#            (lme4's "performance tips" vignette: nloptwrap's BOBYQA is
+#            faster than the default bobyqa/Nelder_Mead pair, and the
+#            finite-difference derivative check after the fit is skipped;
+#            nAGQ = 0, also named there, changes the estimates and is not used)
+#   glmmTMB: glmmTMBControl(parallel = <all cores>) (its OpenMP evaluation of
+#            the likelihood; the default is one thread)
 # Both include what the packages compute by default for the standard errors
 # (glmer's finite-difference Hessian, glmmTMB's sdreport). Reading the file
 # and making the factors are timed separately (load_seconds). Memory: VmRSS
 # just before the call and the peak RSS during it, plus R's gc() "max used"
-# (the measuring wrapper `measured` of gls_fit.R).
+# (`measured` of measure.R, which also writes down the BLAS R loaded).
 #
 # Random-effect standard deviations are written as `sd`, keyed
 # "group|term" with "(Intercept)" written "Intercept", as the Python side
 # keys ours.
 
 args <- commandArgs(trailingOnly = TRUE)
-if (length(args) != 7) {
-  stop("usage: Rscript glmm_fit.R TOOL DATA.csv FORMULA FAMILY LINK OUT.json FACTORS")
+if (!length(args) %in% 7:9) {
+  stop("usage: Rscript glmm_fit.R TOOL DATA.csv FORMULA FAMILY LINK OUT.json FACTORS [CONTROL [WARM_LIMIT]]")
 }
 tool <- match.arg(args[[1]], c("lme4", "glmmTMB"))
 data_path <- args[[2]]
@@ -35,23 +47,17 @@ form <- as.formula(args[[3]])
 fam <- get(args[[4]], mode = "function")(link = args[[5]])
 out_path <- args[[6]]
 factors <- strsplit(args[[7]], ",", fixed = TRUE)[[1]]
+control_kind <- match.arg(if (length(args) >= 8) args[[8]] else "default", c("default", "fast"))
 
 suppressPackageStartupMessages({
   library(jsonlite)
   library(tool, character.only = TRUE)
 })
 
-# `measured` and the helper that loads definitions by name (`take_definitions`)
-# are gls_fit.R's; `measured` uses lmm_fit.R's /proc probes.
 here <- commandArgs(FALSE)
-script_dir <- dirname(normalizePath(sub("--file=", "", here[startsWith(here, "--file=")][[1]], fixed = TRUE)))
-assigned_name <- function(e) if (is.call(e) && identical(e[[1]], as.name("<-"))) as.character(e[[2]]) else ""
-gls_defs <- Filter(function(e) assigned_name(e) == "take_definitions",
-                   as.list(parse(file.path(script_dir, "gls_fit.R"))))
-if (length(gls_defs) != 1) stop("gls_fit.R no longer defines take_definitions")
-eval(gls_defs[[1]], envir = globalenv())
-take_definitions("lmm_fit.R", c("proc_status_kb", "reset_peak_rss"))
-take_definitions("gls_fit.R", "measured")
+script_dir <- dirname(normalizePath(sub("^--file=", "", grep("^--file=", here, value = TRUE)[[1]])))
+source(file.path(script_dir, "measure.R"))  # measured, column_sums, seconds_arg
+warm_limit <- if (length(args) == 9) seconds_arg(args[[9]], "WARM_LIMIT") else Inf
 
 # ---- load and factors (not timed as part of the fit) -----------------------
 clock <- proc.time()[["elapsed"]]
@@ -61,10 +67,15 @@ df <- data.table::setDF(dt)
 load_seconds <- proc.time()[["elapsed"]] - clock
 
 # ---- fit ------------------------------------------------------------------
-run <- if (tool == "lme4") {
-  measured(glmer(form, data = df, family = fam, nAGQ = 1))
+control <- if (tool == "lme4") {
+  if (control_kind == "fast") glmerControl(optimizer = "nloptwrap", calc.derivs = FALSE) else glmerControl()
 } else {
-  measured(glmmTMB(form, data = df, family = fam))
+  if (control_kind == "fast") glmmTMBControl(parallel = parallel::detectCores()) else glmmTMBControl()
+}
+run <- if (tool == "lme4") {
+  measured(function() glmer(form, data = df, family = fam, nAGQ = 1, control = control), warm_limit)
+} else {
+  measured(function() glmmTMB(form, data = df, family = fam, control = control), warm_limit)
 }
 fit <- run$value
 
@@ -88,7 +99,7 @@ if (tool == "lme4") {
     optimizer = fit@optinfo$optimizer,
     conv_messages = if (is.null(conv)) list() else as.list(conv),
     converged = fit@optinfo$conv$opt == 0 && is.null(conv),
-    control = unclass(glmerControl())[c("optimizer", "boundary.tol", "tolPwrss", "calc.derivs")]
+    control = unclass(control)[c("optimizer", "boundary.tol", "tolPwrss", "calc.derivs")]
   )
 } else {
   evals <- fit$fit$evaluations
@@ -110,7 +121,7 @@ out <- c(
   list(
     tool = tool,
     version = as.character(packageVersion(tool)),
-    r_version = R.version.string,
+    control_kind = control_kind,
     reader = "data.table::fread",
     formula = deparse(form, width.cutoff = 500L),
     family = fam$family,
@@ -123,7 +134,7 @@ out <- c(
   details,
   list(
     loglik = as.numeric(logLik(fit)),
-    column_sums = lapply(Filter(is.numeric, df), function(v) sum(as.numeric(v)))
+    column_sums = column_sums(df)
   )
 )
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null"), out_path)

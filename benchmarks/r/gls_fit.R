@@ -1,7 +1,7 @@
 # Fit one generalized least squares model with nlme::gls and write timings and estimates as JSON.
 #
 # Usage:
-#   Rscript gls_fit.R DATA.csv FORMULA CORSTRUCT CORFORM METHOD OUT.json [FACTORS]
+#   Rscript gls_fit.R DATA.csv FORMULA CORSTRUCT CORFORM METHOD OUT.json [FACTORS [WARM_LIMIT]]
 #
 #   DATA.csv   data with a header row
 #   FORMULA    model formula, e.g. "y ~ t * trt"
@@ -11,6 +11,8 @@
 #   OUT.json   where to write the results
 #   FACTORS    optional comma-separated columns to turn into factors (by
 #              default the grouping variable of CORFORM)
+#   WARM_LIMIT seconds (default Inf): a fit shorter than this is made a second
+#              time in the same process and timed as warm_fit_seconds
 #
 # The call timed is
 #   gls(FORMULA, data = df, correlation = CORSTRUCT(form = CORFORM), method = METHOD)
@@ -19,7 +21,8 @@
 # sort_seconds) and are not part of fit_seconds. Memory: VmRSS just before
 # gls() and the peak RSS during it (VmHWM after resetting it through
 # /proc/self/clear_refs, where the kernel allows that), plus R's own gc()
-# "max used" during the call.
+# "max used" during the call (`measured` of measure.R, which also writes down
+# the BLAS and LAPACK that R loaded).
 
 suppressPackageStartupMessages({
   library(nlme)
@@ -28,7 +31,7 @@ suppressPackageStartupMessages({
 
 args <- commandArgs(trailingOnly = TRUE)
 if (length(args) < 6) {
-  stop("usage: Rscript gls_fit.R DATA.csv FORMULA CORSTRUCT CORFORM METHOD OUT.json [FACTORS]")
+  stop("usage: Rscript gls_fit.R DATA.csv FORMULA CORSTRUCT CORFORM METHOD OUT.json [FACTORS [WARM_LIMIT]]")
 }
 data_path <- args[[1]]
 form <- as.formula(args[[2]])
@@ -37,44 +40,10 @@ cor_form <- as.formula(args[[4]])
 method <- match.arg(args[[5]], c("REML", "ML"))
 out_path <- args[[6]]
 
-# The /proc memory probes (proc_status_kb, reset_peak_rss) are lmm_fit.R's,
-# taken from there by name.
-script_dir <- dirname(normalizePath(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)[[1]])))
-take_definitions <- function(file, wanted) {
-  is_wanted <- function(e) is.call(e) && identical(e[[1]], as.name("<-")) && as.character(e[[2]]) %in% wanted
-  for (e in Filter(is_wanted, as.list(parse(file.path(script_dir, file))))) eval(e, envir = globalenv())
-  missing <- wanted[!vapply(wanted, exists, logical(1), envir = globalenv(), inherits = FALSE)]
-  if (length(missing)) stop(file, " no longer defines ", paste(missing, collapse = ", "))
-}
-take_definitions("lmm_fit.R", c("proc_status_kb", "reset_peak_rss"))
-
-# Evaluate `expr` once: its value, and its wall and CPU seconds, the RSS before
-# it, the peak RSS and R's gc() "max used" during it, and the warnings and
-# messages it gave (collected, not printed).
-measured <- function(expr) {
-  said <- character(0)
-  collect <- function(restart) function(cond) {
-    said <<- c(said, paste0(class(cond)[[1]], ": ", trimws(conditionMessage(cond))))
-    invokeRestart(restart)
-  }
-  invisible(gc(reset = TRUE))
-  before_kb <- proc_status_kb("VmRSS")
-  hwm_reset <- reset_peak_rss()
-  clock <- proc.time()
-  value <- withCallingHandlers(expr, warning = collect("muffleWarning"), message = collect("muffleMessage"))
-  spent <- proc.time() - clock
-  hwm_kb <- proc_status_kb("VmHWM")
-  gc_table <- gc()
-  list(value = value, figures = list(
-    fit_seconds = spent[["elapsed"]],
-    fit_cpu_seconds = spent[["user.self"]] + spent[["sys.self"]],
-    rss_before_fit_kb = before_kb,
-    peak_rss_fit_kb = if (hwm_reset) hwm_kb else NA_real_,
-    peak_reset = hwm_reset,
-    gc_max_used_mb = sum(gc_table[, ncol(gc_table)]),
-    messages = as.list(unique(said))
-  ))
-}
+here <- commandArgs(FALSE)
+script_dir <- dirname(normalizePath(sub("^--file=", "", grep("^--file=", here, value = TRUE)[[1]])))
+source(file.path(script_dir, "measure.R"))  # measured, column_sums, seconds_arg
+warm_limit <- if (length(args) >= 8) seconds_arg(args[[8]], "WARM_LIMIT") else Inf
 
 # ---- load, factors, sort (not timed as part of the fit) -------------------
 group_var <- all.vars(getGroupsFormula(cor_form))
@@ -93,7 +62,7 @@ sort_seconds <- proc.time()[["elapsed"]] - clock
 
 # ---- fit ------------------------------------------------------------------
 correlation <- get(cor_name, mode = "function")(form = cor_form)
-run <- measured(gls(form, data = df, correlation = correlation, method = method))
+run <- measured(function() gls(form, data = df, correlation = correlation, method = method), warm_limit)
 fit <- run$value
 
 # ---- results --------------------------------------------------------------
@@ -101,7 +70,6 @@ out <- c(
   list(
     tool = "nlme",
     nlme_version = as.character(packageVersion("nlme")),
-    r_version = R.version.string,
     reader = "data.table::fread",
     formula = deparse(form, width.cutoff = 500L),
     correlation = paste0(cor_name, "(form = ", deparse(cor_form), ")"),
@@ -122,7 +90,7 @@ out <- c(
     num_iter = fit$numIter,
     converged = TRUE,  # gls() stops with an error when its optimizer does not converge
     control = glsControl(),
-    column_sums = lapply(Filter(is.numeric, df), function(v) sum(as.numeric(v)))
+    column_sums = column_sums(df)
   )
 )
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null"), out_path)

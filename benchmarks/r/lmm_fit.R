@@ -28,6 +28,9 @@ suppressPackageStartupMessages({
   library(lme4)
   library(jsonlite)
 })
+here <- commandArgs(FALSE)
+script_dir <- dirname(normalizePath(sub("^--file=", "", grep("^--file=", here, value = TRUE)[[1]])))
+source(file.path(script_dir, "measure.R"))  # proc_status_kb, reset_peak_rss, measured, r_platform, ...
 
 args <- commandArgs(trailingOnly = TRUE)
 if (length(args) < 4) {
@@ -38,26 +41,8 @@ form <- as.formula(args[[2]])
 reml <- as.logical(args[[3]])
 out_path <- args[[4]]
 calc_derivs <- if (length(args) >= 6) as.logical(args[[6]]) else TRUE
-warm_limit <- if (length(args) >= 7) as.numeric(args[[7]]) else Inf
+warm_limit <- if (length(args) >= 7) seconds_arg(args[[7]], "WARM_LIMIT") else Inf
 if (is.na(reml) || is.na(calc_derivs)) stop("REML and CALC_DERIVS must be TRUE or FALSE")
-if (is.na(warm_limit)) stop("WARM_LIMIT must be a number of seconds")
-
-proc_status_kb <- function(field) {
-  lines <- tryCatch(readLines("/proc/self/status"), error = function(e) character(0))
-  hit <- grep(paste0("^", field, ":"), lines, value = TRUE)
-  if (length(hit) == 0) return(NA_real_)
-  as.numeric(strsplit(trimws(sub(paste0("^", field, ":"), "", hit[[1]])), "[[:space:]]+")[[1]][[1]])
-}
-
-reset_peak_rss <- function() {
-  ok <- tryCatch({
-    con <- file("/proc/self/clear_refs", open = "w")
-    on.exit(close(con))
-    writeLines("5", con)
-    TRUE
-  }, error = function(e) FALSE, warning = function(w) FALSE)
-  isTRUE(ok)
-}
 
 # ---- load -----------------------------------------------------------------
 t_load <- proc.time()[["elapsed"]]
@@ -79,58 +64,22 @@ load_seconds <- proc.time()[["elapsed"]] - t_load
 # ---- fit ------------------------------------------------------------------
 control <- lmerControl(calc.derivs = calc_derivs)  # TRUE is lmer()'s default control
 fit_model <- function() lmer(form, data = df, REML = reml, control = control)
-invisible(gc(reset = TRUE))
-rss_before_kb <- proc_status_kb("VmRSS")
-peak_reset <- reset_peak_rss()
-messages <- character(0)
-pt_fit <- proc.time()
-fit <- withCallingHandlers(
-  fit_model(),
-  warning = function(w) {
-    messages <<- c(messages, paste("warning:", conditionMessage(w)))
-    invokeRestart("muffleWarning")
-  },
-  message = function(m) {
-    messages <<- c(messages, paste("message:", trimws(conditionMessage(m))))
-    invokeRestart("muffleMessage")
-  }
-)
-pt_used <- proc.time() - pt_fit
-fit_seconds <- pt_used[["elapsed"]]
-fit_cpu_seconds <- pt_used[["user.self"]] + pt_used[["sys.self"]]
-peak_kb <- proc_status_kb("VmHWM")
-gc_after <- gc()
-gc_max_used_mb <- sum(gc_after[, ncol(gc_after)])  # the "max used (Mb)" column
-
-# The same fit again, warm: what a user fitting several models in one session pays.
-warm_fit_seconds <- NA_real_
-if (fit_seconds < warm_limit) {
-  pt_warm <- proc.time()
-  invisible(suppressWarnings(suppressMessages(fit_model())))
-  warm_fit_seconds <- (proc.time() - pt_warm)[["elapsed"]]
-}
+run <- measured(fit_model, warm_limit)
+fit <- run$value
 
 # ---- results --------------------------------------------------------------
 beta <- fixef(fit)
 conv <- fit@optinfo$conv$lme4$messages  # NULL or empty when lme4's checks passed
 derivs <- fit@optinfo$derivs  # NULL with calc.derivs = FALSE
-numeric_cols <- names(df)[vapply(df, is.numeric, logical(1))]
-out <- list(
+out <- c(list(
   tool = "lme4",
   version = as.character(packageVersion("lme4")),
-  r_version = R.version.string,
-  blas = unname(extSoftVersion()[["BLAS"]]),
-  lapack = La_library(),
-  openblas_num_threads = Sys.getenv("OPENBLAS_NUM_THREADS"),
   calc_derivs = calc_derivs,
   reader = reader,
   formula = deparse(form, width.cutoff = 500L),
   reml = reml,
   nobs = nobs(fit),
   load_seconds = load_seconds,
-  fit_seconds = fit_seconds,
-  fit_cpu_seconds = fit_cpu_seconds,
-  warm_fit_seconds = warm_fit_seconds,
   objective = if (reml) REMLcrit(fit) else deviance(fit),
   objective_kind = if (reml) "REMLcrit" else "deviance",
   loglik = as.numeric(logLik(fit)),
@@ -146,11 +95,6 @@ out <- list(
   converged = fit@optinfo$conv$opt == 0 && length(conv) == 0,
   derivative_check = !is.null(derivs),
   max_abs_gradient = if (is.null(derivs)) NA_real_ else max(abs(derivs$gradient)),
-  messages = as.list(messages),
-  rss_before_fit_kb = rss_before_kb,
-  peak_rss_fit_kb = if (peak_reset) peak_kb else NA_real_,
-  peak_reset = peak_reset,
-  gc_max_used_mb = gc_max_used_mb,
-  column_sums = as.list(vapply(df[numeric_cols], function(v) sum(as.numeric(v)), numeric(1)))
-)
+  column_sums = column_sums(df)
+), run$figures)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, null = "null", na = "null"), out_path)
