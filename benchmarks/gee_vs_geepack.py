@@ -20,16 +20,23 @@ reads; the tools then alternate (ours, geepack, statsmodels, ours, ...)
 * ours: a subprocess of this script generates the data frame, then times
   ``multilevel.gee(formula, df, groups="id", family=..., corr=...)``
   (``time="t"`` for ar1), formula handling included;
+* ours on one thread (``multilevel (1 thread)``, ``OMP_NUM_THREADS=1``): the
+  per-core ratio of each peer is taken against it;
 * geepack: ``Rscript r/gee_fit.R`` reads the CSV and sorts it by
   ``(id, t)`` (geepack needs each cluster's rows contiguous; reading and
   sorting are timed apart from the fit and reported as load time), then times
   ``geeglm(formula, family, data, id = id, waves = t, corstr = ...)`` with
-  ``geese.control()`` defaults;
+  ``geese.control()`` defaults, on R's reference BLAS; ``geepack (OpenBLAS)``
+  the same on Debian's multi-threaded OpenBLAS (geepack has no speed settings
+  of its own; see ``lmm_vs_lme4.r_blas_env`` for how R is pointed at a BLAS);
 * statsmodels: a subprocess of this script generates the data frame, then
   times ``GEE.from_formula(formula, groups="id", data=df, family=...,
   cov_struct=...).fit()`` (``time="t"`` for ar1) with the structures'
   defaults (``Exchangeable()``, ``Autoregressive()``). It is stopped after
   ``--sm-timeout`` seconds of fitting and reported as "timed out".
+
+Every fit shorter than ``--warm-limit`` seconds (default 120) is made a
+second time in the same process and timed as the warm fit.
 
 The generated data frames and the CSV hold the same rows in the same order
 (clusters contiguous, ``t`` ascending), checked through column sums.

@@ -31,9 +31,18 @@ process:
 * glmmTMB: the same driver times ``glmmTMB(formula, data, family =
   binomial("logit"))`` with ``glmmTMBControl()`` defaults (its
   ``sdreport`` is inside the call);
+* each R package also at the speed settings it documents (``r/glmm_fit.R``
+  ``CONTROL = fast``): ``lme4 (OpenBLAS, nloptwrap, calc.derivs=FALSE)``,
+  ``glmerControl(optimizer = "nloptwrap", calc.derivs = FALSE)`` on OpenBLAS
+  (its standard errors then come from the PIRLS system, not the Hessian);
+  ``glmmTMB (parallel=all cores)``, ``glmmTMBControl(parallel = cores)``;
+* ours on one thread (``multilevel (1 thread)``): the per-core ratios;
 * mixedlm (PyPI, the Rust-backed lme4 port): a subprocess of this script
   generates the same data frame and times ``mixedlm.glmer(formula, df,
   family=Binomial(), nAGQ=1)`` and its ``vcov()`` (``--no-mixedlm`` skips it).
+
+Every fit shorter than ``--warm-limit`` seconds (default 120) is made a
+second time in the same process and timed as the warm fit.
 
 A fit still running after its tool's time limit (``--ours-timeout``,
 ``--r-timeout`` or the per-tool ``--lme4-timeout`` / ``--glmmtmb-timeout``;

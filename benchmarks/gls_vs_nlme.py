@@ -20,8 +20,14 @@ process:
 * nlme: ``Rscript r/gls_fit.R`` reads the CSV, makes ``subject`` and ``trt``
   factors and sorts the rows by ``(subject, t)`` (timed apart as load time),
   then times ``gls(y ~ t * trt, data = df, correlation = corAR1(form = ~ t |
-  subject), method = "REML")`` with ``glsControl()`` defaults. A run still
-  going after ``--r-timeout`` seconds is killed and reported as timed out.
+  subject), method = "REML")`` with ``glsControl()`` defaults, on R's
+  reference BLAS; ``nlme (OpenBLAS)`` the same on Debian's OpenBLAS (nlme has
+  no speed settings of its own). A run still going after ``--r-timeout``
+  seconds is killed and reported as timed out;
+* ours on one thread (``multilevel (1 thread)``): the per-core ratios.
+
+Every fit shorter than ``--warm-limit`` seconds (default 120) is made a
+second time in the same process and timed as the warm fit.
 
 The generated data frames and the CSV hold the same rows in the same order,
 checked through column sums. Agreement: the largest ``|coef - ours|`` in
@@ -32,7 +38,7 @@ before the fit and the peak RSS during it (helpers of ``lmm_vs_lme4.py``).
 Usage::
 
     python benchmarks/gls_vs_nlme.py [--repeats N] [--quick] [--large]
-        [--only ar1_200k|ar1_10M] [--r-timeout S] [--no-nlme] [--ours-threads N]
+        [--only ar1_200k|ar1_10M] [--r-timeout S] [--no-nlme] [--ours-threads N] [--warm-limit S]
 
 Writes a table to stdout and the summaries to
 ``benchmarks/results/gls_vs_nlme.json``, where a problem run now replaces its

@@ -1,5 +1,5 @@
 // C++ unit tests of the core against brute-force dense linear algebra on
-// small random problems: Z is formed densely here (and only here).
+// small random problems (Z formed densely by lmm_problems.hpp, in the tests only).
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -9,23 +9,16 @@
 #include "multilevel/group_index.hpp"
 #include "multilevel/lmm.hpp"
 #include "checks.hpp"
+#include "lmm_problems.hpp"
 
 using namespace multilevel;
 using namespace multilevel::testing;
 
 void test_cluster_sums(std::mt19937& rng);  // test_cluster_sums.cpp
 void test_glmm_pirls(std::mt19937& rng);   // test_glmm_pirls.cpp
+void test_residual_lmm(std::mt19937& rng);  // test_residual_lmm.cpp
 
 namespace {
-
-struct Problem {
-  VectorXd y, w;
-  MatrixXd x;
-  std::vector<Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>> codes;
-  std::vector<MatrixXd> z;
-  std::vector<Index> nlevels;
-  Index ntheta = 0;
-};
 
 Problem random_problem(std::mt19937& rng, bool weighted) {
   std::normal_distribution<double> normal;
@@ -57,18 +50,6 @@ Problem random_problem(std::mt19937& rng, bool weighted) {
     sorted.nlevels[k] = pr.nlevels[order[k]];
   }
   return sorted;
-}
-
-NormalEquations normal_equations(const Problem& pr, PairPatterns* patterns = nullptr) {
-  std::vector<TermInput> terms;
-  using S = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
-  for (std::size_t k = 0; k < pr.z.size(); ++k)
-    terms.push_back(TermInput{CodesMap(pr.codes[k].data(), pr.codes[k].size(), Eigen::InnerStride<>(1)),
-                              StridedMatrixMap(pr.z[k].data(), pr.z[k].rows(), pr.z[k].cols(), S(pr.z[k].rows(), 1)),
-                              pr.nlevels[k]});
-  return NormalEquations(StridedVectorMap(pr.y.data(), pr.y.size(), Eigen::InnerStride<>(1)),
-                         StridedMatrixMap(pr.x.data(), pr.x.rows(), pr.x.cols(), S(pr.x.rows(), 1)),
-                         StridedVectorMap(pr.w.data(), pr.w.size(), Eigen::InnerStride<>(1)), terms, patterns);
 }
 
 // Level-pair patterns found with one set of weights and reused with another
@@ -160,25 +141,6 @@ void test_accumulate_merge(std::mt19937& rng) {
     threw = true;
   }
   check(threw, "merging accumulators of different models is refused");
-}
-
-// Dense Z (n, q) and Lambda (q, q) in the core's term order.
-void dense_z_lambda(const Problem& pr, const VectorXd& theta, MatrixXd& Z, MatrixXd& Lam) {
-  const Index n = pr.y.size();
-  Index q = 0;
-  for (std::size_t k = 0; k < pr.z.size(); ++k) q += pr.nlevels[k] * pr.z[k].cols();
-  Z = MatrixXd::Zero(n, q);
-  Lam = MatrixXd::Zero(q, q);
-  Index off = 0, th = 0;
-  for (std::size_t k = 0; k < pr.z.size(); ++k) {
-    const Index pk = pr.z[k].cols();
-    MatrixXd lam = MatrixXd::Zero(pk, pk);
-    for (Index c = 0; c < pk; ++c)
-      for (Index r = c; r < pk; ++r) lam(r, c) = theta[th++];
-    for (Index i = 0; i < n; ++i) Z.block(i, off + pr.codes[k][i] * pk, 1, pk) = pr.z[k].row(i);
-    for (Index g = 0; g < pr.nlevels[k]; ++g) Lam.block(off + g * pk, off + g * pk, pk, pk) = lam;
-    off += pr.nlevels[k] * pk;
-  }
 }
 
 struct Dense {
@@ -295,6 +257,7 @@ int main() {
   test_dense_cholesky(rng);
   test_reused_pair_patterns(rng);
   test_accumulate_merge(rng);
+  test_residual_lmm(rng);
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

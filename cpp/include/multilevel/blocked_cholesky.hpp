@@ -151,7 +151,7 @@ class BlockedCholesky {
     double* l_r0 = L_R0.valuePtr();
     for (Index j = 0; j < t0.nlevels; ++j) {
       const Eigen::Map<const Block> a(A_.A00.data() + j * p0 * p0, p0, p0);
-      Block m = lam.transpose() * a * lam;
+      Block m = ML_MUTANT(8) ? Block(lam * a * lam.transpose()) : Block(lam.transpose() * a * lam);  // mutant 8
       m.diagonal().array() += 1.0;
       Eigen::LLT<Block> llt(m);
       Block l = llt.matrixL();
@@ -222,7 +222,7 @@ class BlockedCholesky {
       assemble_dense_rest(lal);
       // In place: dense_s_ then holds its lower Cholesky factor.
       if (!cholesky_in_place(dense_s_)) return false;
-      logdet_re += 2.0 * dense_s_.diagonal().array().log().sum();
+      logdet_re += (ML_MUTANT(7) ? 1.0 : 2.0) * dense_s_.diagonal().array().log().sum();
       return true;
     }
     SparseMatrix ident(A_.q_rest, A_.q_rest);
@@ -235,7 +235,7 @@ class BlockedCholesky {
     sparse_llt_.factorize(s);
     if (sparse_llt_.info() != Eigen::Success) return false;
     const SparseMatrix& l = sparse_llt_.matrixL().nestedExpression();
-    logdet_re += 2.0 * l.diagonal().array().log().sum();
+    logdet_re += (ML_MUTANT(7) ? 1.0 : 2.0) * l.diagonal().array().log().sum();  // mutant 7: log det of L only
     return true;
   }
 

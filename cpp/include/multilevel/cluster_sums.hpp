@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "multilevel/mutants.hpp"
 #include "multilevel/parallel.hpp"
 #include "multilevel/types.hpp"
 #include "multilevel/working_correlation.hpp"
@@ -145,7 +146,11 @@ inline ClusterSums cluster_sums(const StridedMatrixMap& x, const StridedVectorMa
         } else if (meat == MeatKind::OneStepJack) {
           s.uj = (h_full - s.hj).ldlt().solve(s.uj);
         }
-        s.M.noalias() += s.uj.lazyProduct(s.uj.transpose());
+        if (ML_MUTANT(6)) {  // mutant 6: the model-based information in place of the meat
+          s.M += s.hj;
+        } else {
+          s.M.noalias() += s.uj.lazyProduct(s.uj.transpose());
+        }
       });
   return ClusterSums{acc.H, acc.U, acc.M, acc.ee, acc.logdet, acc.failed};
 }

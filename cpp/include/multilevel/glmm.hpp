@@ -50,7 +50,8 @@ struct Glm {
       case GlmLink::Cloglog: {
         const double e = std::exp(std::min(eta, 700.0));
         mu = std::min(std::max(-std::expm1(-e), eps), 1.0 - eps);
-        dmu = std::max(std::exp(std::min(eta, 700.0) - e), eps);
+        // Mutant 9: the chain rule's exp(eta) forgotten in the cloglog derivative.
+        dmu = std::max(std::exp((ML_MUTANT(9) ? 0.0 : std::min(eta, 700.0)) - e), eps);
         return;
       }
       case GlmLink::Log:
@@ -89,7 +90,8 @@ struct Glm {
     if (family == GlmFamily::Gamma) return 2.0 * (-std::log(y / mu) + (y - mu) / mu);
     if (family == GlmFamily::NegativeBinomial)
       return 2.0 * ((y > 0.0 ? y * std::log(y / mu) : 0.0) - (y + shape) * std::log((y + shape) / (mu + shape)));
-    return 2.0 * ((y > 0.0 ? y * std::log(y / mu) : 0.0) - (y - mu));
+    // Mutant 10: the Poisson unit deviance with the sign of (y - mu) flipped.
+    return 2.0 * ((y > 0.0 ? y * std::log(y / mu) : 0.0) - (ML_MUTANT(10) ? -1.0 : 1.0) * (y - mu));
   }
 };
 

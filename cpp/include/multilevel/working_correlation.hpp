@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "multilevel/mutants.hpp"
 #include "multilevel/types.hpp"
 
 namespace multilevel {
@@ -50,7 +51,8 @@ struct WorkingCorrelation {
         const Eigen::RowVectorXd mean = block.colwise().mean();
         block.rowwise() -= c * mean;
         block /= std::sqrt(1.0 - alpha);
-        logdet += static_cast<double>(n - 1) * std::log1p(-alpha) + std::log(denom);
+        // Mutant 3: the log(1 + (n-1) alpha) factor of det R forgotten.
+        logdet += static_cast<double>(n - 1) * std::log1p(-alpha) + (ML_MUTANT(3) ? 0.0 : std::log(denom));
         return true;
       }
       case CorrelationKind::Ar1:
@@ -63,11 +65,11 @@ struct WorkingCorrelation {
           const double gap = kind == CorrelationKind::Ar1 ? static_cast<double>(position[i] - position[i - 1])
                                                           : time[i] - time[i - 1];
           if (!(gap > 0.0)) return false;
-          const double rho = std::pow(alpha, gap);
+          const double rho = ML_MUTANT(4) ? alpha : std::pow(alpha, gap);  // mutant 4: gaps ignored
           const double root = std::sqrt(1.0 - rho * rho);
           if (!(root > 0.0)) return false;
           block.row(i) = (block.row(i) - rho * block.row(i - 1)) / root;
-          logdet += 2.0 * std::log(root);
+          logdet += (ML_MUTANT(5) ? 1.0 : 2.0) * std::log(root);  // mutant 5: det of W, not of R
         }
         return true;
       }
