@@ -2,6 +2,8 @@
 
 Each entry: the file (relative to python/multilevel), the exact text to replace (it must occur once),
 the replacement, what the bug is, and the test files that should catch it (run in that order, -x).
+A C++ mutant's ``tests`` may name ``test_core``: the C++ unit tests (cpp/tests), built with the mutant
+and run before its Python tests.
 """
 
 from __future__ import annotations
@@ -105,6 +107,6 @@ CPP_MUTANTS = {
               "C++ GLMM cloglog dmu/deta without the chain rule's exp(eta)",
               ("test_glmm_links_reference.py",)),
     10: Mutant("cpp_poisson_deviance", "cpp/include/multilevel/glmm.hpp", "", "",
-               "C++ Poisson unit deviance with the sign of (y - mu) flipped",
-               ("test_glmm_reference.py", "test_glmm_links_reference.py")),
+               "C++ PIRLS Poisson deviance with the sign of mu flipped",
+               ("test_core", "test_glmm_reference.py", "test_glmm_links_reference.py")),
 }

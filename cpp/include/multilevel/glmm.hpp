@@ -90,8 +90,7 @@ struct Glm {
     if (family == GlmFamily::Gamma) return 2.0 * (-std::log(y / mu) + (y - mu) / mu);
     if (family == GlmFamily::NegativeBinomial)
       return 2.0 * ((y > 0.0 ? y * std::log(y / mu) : 0.0) - (y + shape) * std::log((y + shape) / (mu + shape)));
-    // Mutant 10: the Poisson unit deviance with the sign of (y - mu) flipped.
-    return 2.0 * ((y > 0.0 ? y * std::log(y / mu) : 0.0) - (ML_MUTANT(10) ? -1.0 : 1.0) * (y - mu));
+    return 2.0 * ((y > 0.0 ? y * std::log(y / mu) : 0.0) - (y - mu));
   }
 };
 
@@ -304,8 +303,8 @@ class GlmmPirls {
       d = -2.0 * (y > 0.5).select(mu, 1.0 - mu).log();  // 0/1 responses: one logarithm per row
     else if (glm_.family == GlmFamily::Binomial)
       d = 2.0 * (saturated_.array() - y * mu.log() - (1.0 - y) * (1.0 - mu).log());
-    else
-      d = 2.0 * (saturated_.array() - y * mu.log() + mu);
+    else  // Poisson; mutant 10: the sign of mu flipped
+      d = 2.0 * (saturated_.array() - y * mu.log() + (ML_MUTANT(10) ? -1.0 : 1.0) * mu);
     return (prior_.array() * d).sum();
   }
 
