@@ -82,12 +82,12 @@ from lmm_vs_lme4 import (
     _mb,
     _median,
     _print_rows,
-    blas_error,
+    check_blas,
     core_fingerprint,
     describe_exit,
     machine_info,
     measure_fit,
-    r_blas_env,
+    r_row_environments,
     run_child,
 )
 
@@ -263,14 +263,11 @@ def fit_in_python(tool: str, spec: dict[str, Any], workdir: Path, tag: str, time
 
 def fit_geepack(rscript: str, csv: Path, spec: dict[str, Any], workdir: Path, tag: str, timeout: float,
                 blas: str, env: dict[str, str]) -> dict[str, Any]:
-    """One ``Rscript r/gee_fit.R`` run on ``blas`` (its environment ``env``, see :func:`r_blas_env`)."""
+    """One ``Rscript r/gee_fit.R`` run on ``blas`` (its environment ``env``, see :func:`lmm_vs_lme4.r_blas_env`)."""
     out_path = workdir / f"{tag}.json"
     child = run_child([rscript, str(R_SCRIPT), str(csv), spec["formula"], spec["family"], spec["corr"],
                        str(out_path), str(spec["warm_limit"])], timeout=timeout, env=env)
-    rec = _collect(child, out_path, "Rscript")
-    wrong_blas = blas_error(rec, blas, env)
-    if wrong_blas:
-        rec["error"] = wrong_blas
+    rec = check_blas(_collect(child, out_path, "Rscript"), blas, env)
     if "alpha" in rec:
         rec["alpha"] = list(rec["alpha"].values())
         rec["version"] = rec["geepack_version"]
@@ -531,11 +528,7 @@ def main(argv: list[str] | None = None) -> int:
           f"_core sha256 {machine['core_sha256']} of {machine['core_mtime']}")
     notes: dict[str, str | None] = dict.fromkeys(TOOLS)
     rscript, why = (None, "--no-geepack") if args.no_geepack else find_rscript()
-    r_envs: dict[str, dict[str, str]] = {}
-    for row, blas in R_ROWS.items():
-        env, notes[row] = r_blas_env(rscript, blas) if rscript else (None, why)
-        if env is not None:
-            r_envs[row] = env
+    r_envs = r_row_environments(rscript, why, R_ROWS, notes)
     if args.no_statsmodels:
         notes["statsmodels"] = "--no-statsmodels"
     for tool, note in notes.items():

@@ -248,10 +248,7 @@ def fit_r(row: str, rscript: str, csv: Path, spec: dict[str, Any], workdir: Path
     rec = run_fit([rscript, str(R_SCRIPT), package, str(csv), spec["formula"], spec["family"], spec["link"],
                    str(out_path), ",".join(spec["factors"]), control, str(spec["warm_limit"])], out_path, timeout,
                   "Rscript", env=env)
-    wrong_blas = lmm.blas_error(rec, blas, env)
-    if wrong_blas:
-        rec["error"] = wrong_blas
-    return rec
+    return lmm.check_blas(rec, blas, env)
 
 
 def _sds(rec: dict[str, Any]) -> str:
@@ -430,11 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     for package, skipped in (("lme4", args.no_lme4), ("glmmTMB", args.no_glmmtmb)):
         found, why = ((None, f"--no-{package.lower()}") if skipped
                       else gee.find_rscript((package, "data.table", "jsonlite")))
-        for row, (row_package, blas, _) in R_ROWS.items():
-            if row_package == package:
-                env, notes[row] = lmm.r_blas_env(found, blas) if found else (None, why)
-                if env is not None and found:
-                    r_envs[row] = (found, env)
+        rows = {row: blas for row, (row_package, blas, _) in R_ROWS.items() if row_package == package}
+        r_envs.update((row, (found, env)) for row, env in lmm.r_row_environments(found, why, rows, notes).items())
     try:
         import mixedlm  # noqa: F401
         notes["mixedlm"] = "--no-mixedlm" if args.no_mixedlm else None

@@ -165,10 +165,7 @@ def fit_nlme(rscript: str, csv: Path, spec: dict[str, Any], workdir: Path, tag: 
                           timeout=timeout, env=env)
     if not out_path.exists() and child["wall_seconds"] >= timeout:
         return {"timed_out": True, "time_limit_s": timeout, "killed_by_parent": True, **child}
-    rec = gee._collect(child, out_path, "Rscript")
-    wrong_blas = lmm.blas_error(rec, blas, env)
-    if wrong_blas:
-        rec["error"] = wrong_blas
+    rec = lmm.check_blas(gee._collect(child, out_path, "Rscript"), blas, env)
     if "corr_params" in rec:
         rec.update(alpha=list(rec.pop("corr_params").values()), phi=rec["sigma"] ** 2, version=rec["nlme_version"])
     return rec
@@ -316,12 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     rscript, why = None, "--no-nlme"
     if not args.no_nlme and any(PROBLEMS[p]["nlme"] for p in problems):
         rscript, why = gee.find_rscript(("nlme", "data.table", "jsonlite"))
-    r_envs: dict[str, dict[str, str]] = {}
-    for row, blas in R_ROWS.items():
-        env, notes[row] = lmm.r_blas_env(rscript, blas) if rscript else (None, why)
-        if env is not None:
-            r_envs[row] = env
-        elif notes[row]:
+    r_envs = lmm.r_row_environments(rscript, why, R_ROWS, notes)
+    for row in R_ROWS:
+        if notes[row]:
             print(f"{row} skipped: {notes[row]}")
 
     seed = lmm._load_datasets_module().GLS_AR1_SEED

@@ -548,23 +548,31 @@ def fit_lme4(rscript: str, csv: Path, spec: dict[str, Any], config: Lme4Config, 
     out_path = workdir / f"{tag}.json"
     cmd = [rscript, str(R_SCRIPT), str(csv), spec["formula"], str(spec["reml"]).upper(), str(out_path),
            ",".join(spec["factors"]), str(config.calc_derivs).upper(), str(spec["warm_limit"])]
-    rec = run_fit(cmd, out_path, "Rscript", timeout, env)
-    wrong_blas = blas_error(rec, config.blas, env)
-    if wrong_blas:
-        rec["error"] = f"{wrong_blas} ({config.label})"
+    return check_blas(run_fit(cmd, out_path, "Rscript", timeout, env), config.blas, env, config.label)
+
+
+def check_blas(rec: dict[str, Any], blas: str, env: dict[str, str] | None, label: str = "") -> dict[str, Any]:
+    """``rec``, made an error record when its R did not load ``blas`` (a key of ``BLAS_DIRS``) although
+    it ran under ``env`` (from :func:`r_blas_env`). Runs without an environment (R as it is) and failed
+    runs are not checked."""
+    if not env or "error" in rec or "blas" not in rec:
+        return rec
+    dirs = BLAS_DIRS[blas]
+    if not all(any(str(rec[k]).startswith(d) for d in dirs) for k in ("blas", "lapack")):
+        rec["error"] = f"R loaded {rec['blas']} and {rec['lapack']}, not the {blas} BLAS" + (f" ({label})" if label else "")
     return rec
 
 
-def blas_error(rec: dict[str, Any], blas: str, env: dict[str, str] | None) -> str | None:
-    """Why an R fit's record is not on ``blas`` (a key of ``BLAS_DIRS``) although it was run under
-    ``env`` (from :func:`r_blas_env`), or None. Runs without an environment (R as it is) and failed
-    runs are not checked."""
-    if not env or "error" in rec or "blas" not in rec:
-        return None
-    dirs = BLAS_DIRS[blas]
-    if all(any(str(rec[k]).startswith(d) for d in dirs) for k in ("blas", "lapack")):
-        return None
-    return f"R loaded {rec['blas']} and {rec['lapack']}, not the {blas} BLAS"
+def r_row_environments(rscript: str | None, why: str, blas_of_row: dict[str, str],
+                       notes: dict[str, str | None]) -> dict[str, dict[str, str]]:
+    """The environment of each R row (row -> its BLAS in ``blas_of_row``) that can run; for the others
+    ``notes[row]`` says why not (``why`` when there is no usable Rscript)."""
+    envs = {}
+    for row, blas in blas_of_row.items():
+        env, notes[row] = r_blas_env(rscript, blas) if rscript else (None, why)
+        if env is not None:
+            envs[row] = env
+    return envs
 
 
 def csv_path(spec: dict[str, Any]) -> Path:

@@ -148,3 +148,15 @@ def test_glmm_rows_add_our_standard_error_time() -> None:
     assert rows["lme4"]["ratio_to_ours"] == pytest.approx(10.0)  # against ours with its SE
     assert rows["lme4"]["ratio_to_ours_1thread"] == pytest.approx(25 / 3.75)
     assert rows["lme4"]["cpu_per_wall"] == pytest.approx(1.0)
+
+
+def test_an_r_fit_on_another_blas_than_its_row_names_is_an_error() -> None:
+    from lmm_vs_lme4 import check_blas
+
+    env = {"R_LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu/openblas-pthread"}
+    reference = {"blas": "/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0",
+                 "lapack": "/usr/lib/x86_64-linux-gnu/lapack/liblapack.so.3.11.0"}
+    assert "error" not in check_blas(dict(reference), "reference", env)
+    wrong = check_blas(dict(reference), "openblas", env, "lme4 (OpenBLAS)")
+    assert wrong["error"].startswith("R loaded /usr/lib/x86_64-linux-gnu/blas/") and wrong["error"].endswith("(lme4 (OpenBLAS))")
+    assert "error" not in check_blas(dict(reference), "openblas", {})  # R run as it is: not checked

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -83,7 +84,7 @@ def run_cpp_mutant(n: int, mutant: Mutant, workdir: Path, env: dict[str, str]) -
     if not python_tests:
         return False, 0.0, "no Python tests named"
     build_cpp_mutant(n, workdir)
-    return run_tests(Mutant(mutant.name, mutant.path, "", "", mutant.bug, python_tests), workdir, env)
+    return run_tests(replace(mutant, tests=python_tests), workdir, env)
 
 
 def run(mutant: Mutant, workdir: Path, env: dict[str, str]) -> tuple[bool, float, str]:
