@@ -152,8 +152,6 @@ def test_plain_fits_are_unchanged_and_results_work(fits):
     assert cov.shape == (11, 11) and np.all(np.linalg.eigvalsh(cov.to_numpy()) > 0)
     with pytest.raises(ValueError, match="intraclass correlation is not defined"):
         fit.icc()
-    with pytest.raises(ValueError, match="not available for a model with a residual"):
-        fit.with_ddf("satterthwaite")
     assert fit.df_model == len(fit.params) + fit._theta.size + 1 + 2
 
 

@@ -118,19 +118,19 @@ r is (n,) float64 in data row order; order, ptr, position as in cluster_sums.
         if (order.size() != values.rows()) throw std::invalid_argument("values and order must have the same rows");
         const ClusterLayout layout = make_layout(order, ptr, position, time);
         const WorkingCorrelation corr = make_correlation(corr_kind, alpha, table, time.size());
-        Index failed = -1;
-        Eigen::MatrixXd out;
+        WhitenedRows out;
         {
           py::gil_scoped_release release;
-          out = whiten_rows(as_map(values), layout, corr, failed);
+          out = whiten_rows(as_map(values), layout, corr);
         }
-        return py::make_tuple(out, failed);
+        return py::make_tuple(out.rows, out.failed_cluster, out.logdet);
       },
       py::arg("values"), py::arg("order"), py::arg("ptr"), py::arg("position"), py::arg("corr_kind"),
       py::arg("alpha"), py::arg("table"), py::arg("time") = Eigen::VectorXd(),
       R"doc(
 Rows of values (n, k) multiplied cluster by cluster by W_j (W_j' W_j = R_j^-1), in
-data order; returns (whitened (n, k), failed_cluster). W_j is the inverse Cholesky
+data order; returns (whitened (n, k), failed_cluster, log det R) where log det R is
+sum_j log det R_j over the clusters (meaningful when failed_cluster is -1). W_j is the inverse Cholesky
 factor L_j^-1 (R_j = L_j L_j') for the AR(1) and table kinds, and the symmetric
 square root of R_j^-1 for exchangeable (pass the table kind for a Cholesky one).
 Arguments as in cluster_sums.

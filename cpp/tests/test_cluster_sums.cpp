@@ -158,11 +158,11 @@ void test_cluster_sums(std::mt19937& rng) {
       check(rel_diff(got.ee, ref.ee) < 1e-10, tag + ": e' R^-1 e");
       check(rel_diff(got.logdet, ref.logdet) < 1e-10, tag + ": log det R");
       // whiten_rows: per-cluster W_j, so sum of squares of whitened e per cluster is e_j' R_j^-1 e_j.
-      Index failed = 0;
-      const MatrixXd we = whiten_rows(StridedMatrixMap(g.e.data(), g.e.size(), 1,
-                                                       Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(g.e.size(), 1)),
-                                      layout, structures[s], failed);
-      check(failed == -1 && rel_diff(we.squaredNorm(), ref.ee) < 1e-10, tag + ": whitened rows");
+      const WhitenedRows we = whiten_rows(
+          StridedMatrixMap(g.e.data(), g.e.size(), 1, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(g.e.size(), 1)),
+          layout, structures[s]);
+      check(we.failed_cluster == -1 && rel_diff(we.rows.squaredNorm(), ref.ee) < 1e-10, tag + ": whitened rows");
+      check(rel_diff(we.logdet, ref.logdet) < 1e-10, tag + ": whitened rows' log det R");
       for (MeatKind kind : {MeatKind::BiasReduced, MeatKind::OneStepJack}) {
         const ClusterSums gk = cluster_sums(x, a, e, layout, structures[s], kind, ref.H);
         const ClusterSums rk = dense_sums(g, structures[s], kind, ref.H);

@@ -141,22 +141,18 @@ double whitened_deviance(const NestedRows& d, const WorkingCorrelation& corr, co
   MatrixXd columns(n, 1 + pr.x.cols() + pr.z[0].cols() + pr.z[1].cols());  // [y | X | z_class | z_school] / g
   columns << pr.y, pr.x, pr.z[0], pr.z[1];
   columns.array().colwise() /= d.g.array();
-  const MatrixXd white = whiten_rows(
+  const WhitenedRows whitened = whiten_rows(
       StridedMatrixMap(columns.data(), n, columns.cols(), Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(n, 1)),
-      layout, corr, failed);
-  // log det R: cluster_sums' by-product (as the Python side takes it), on a zero column.
-  const VectorXd zero = VectorXd::Zero(n), one = VectorXd::Ones(n);
-  const StridedVectorMap zeros(zero.data(), n, Eigen::InnerStride<Eigen::Dynamic>(1));
-  const StridedVectorMap ones(one.data(), n, Eigen::InnerStride<Eigen::Dynamic>(1));
-  const StridedMatrixMap no_x(zero.data(), n, 1, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>(n, 1));
-  const ClusterSums sums = cluster_sums(no_x, ones, zeros, layout, corr, MeatKind::Robust, MatrixXd());
+      layout, corr);
+  failed = whitened.failed_cluster;
+  const MatrixXd& white = whitened.rows;
   Problem w = pr;
   w.y = white.col(0);
   w.x = white.middleCols(1, pr.x.cols());
   w.z[0] = white.middleCols(1 + pr.x.cols(), 2);
   w.z[1] = white.rightCols(1);
   LinearMixedModel model(normal_equations(w), RestStorage::Dense);
-  return model.objective(theta, reml) + sums.logdet + 2.0 * d.g.array().log().sum();
+  return model.objective(theta, reml) + whitened.logdet + 2.0 * d.g.array().log().sum();
 }
 
 /// A random correlation matrix (T, T) with unit diagonal.

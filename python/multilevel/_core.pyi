@@ -273,10 +273,10 @@ def whiten_rows(
     alpha: float,
     table: ArrayLike,
     time: ArrayLike = ...,
-) -> tuple[_Float, int]:
+) -> tuple[_Float, int, float]:
     """Rows of values (n, k) multiplied cluster by cluster by W_j (W_j' W_j = R_j^-1).
 
-    Returns (whitened (n, k) in data order, failed_cluster or -1). W_j is L_j^-1
+    Returns (whitened (n, k) in data order, failed_cluster or -1, sum_j log det R_j). W_j is L_j^-1
     (R_j = L_j L_j') for the AR(1) and table kinds, the symmetric square root of R_j^-1
     for exchangeable. Arguments as in cluster_sums.
     """

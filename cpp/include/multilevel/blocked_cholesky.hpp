@@ -20,6 +20,7 @@
 #include "multilevel/mutants.hpp"
 #include "multilevel/dense_cholesky.hpp"
 #include "multilevel/normal_equations.hpp"
+#include "multilevel/parallel.hpp"
 #include "multilevel/relative_covariance.hpp"
 
 namespace multilevel {
@@ -139,34 +140,56 @@ class BlockedCholesky {
 
  private:
   // Term 0: L00_j = chol(lambda0' A00_j lambda0 + I), LX0_j = AX0_j lambda0 L00_j^-T,
-  // L_R0_j = Lambda_R' AR0_j lambda0 L00_j^-T. Fixed-size P avoids heap work per level.
+  // L_R0_j = Lambda_R' AR0_j lambda0 L00_j^-T. Fixed-size P avoids heap work per level; levels are
+  // split into fixed chunks (the same for any thread count), each summing its log determinant in
+  // level order, the chunks added in order.
   template <int P>
   void factor_term0() {
+    const Index nlev = A_.terms[0].nlevels;
+    const Index nchunks = (nlev + kLevelChunk - 1) / kLevelChunk;
+    std::vector<double> logdet(static_cast<std::size_t>(nchunks), 0.0);
+    if (nchunks > 1) {
+      ML_PARALLEL_FOR_DYNAMIC
+      for (Index c = 0; c < nchunks; ++c) logdet[static_cast<std::size_t>(c)] = factor_term0_levels<P>(c);
+    } else if (nchunks == 1) {
+      logdet[0] = factor_term0_levels<P>(0);
+    }
+    for (double v : logdet) logdet_re += v;
+  }
+
+  /// Levels of term 0 factored together by one work item.
+  static constexpr Index kLevelChunk = 4096;
+
+  // The levels of chunk c; returns the sum of their log det(L00_j L00_j').
+  template <int P>
+  double factor_term0_levels(Index c) {
     using Block = Eigen::Matrix<double, P, P>;
     const TermLayout& t0 = A_.terms[0];
-    const Index p0 = t0.p;
+    const Index p0 = t0.p, rows_x = A_.p + 1;
     const Block lam = lambdas_[0];
     const int* outer = L_R0.outerIndexPtr();
     const double* a_r0 = A_.AR0.valuePtr();
     double* l_r0 = L_R0.valuePtr();
-    for (Index j = 0; j < t0.nlevels; ++j) {
+    double logdet = 0.0;
+    for (Index j = c * kLevelChunk; j < std::min(t0.nlevels, (c + 1) * kLevelChunk); ++j) {
       const Eigen::Map<const Block> a(A_.A00.data() + j * p0 * p0, p0, p0);
       Block m = ML_MUTANT(8) ? Block(lam * a * lam.transpose()) : Block(lam.transpose() * a * lam);  // mutant 8
       m.diagonal().array() += 1.0;
       Eigen::LLT<Block> llt(m);
       Block l = llt.matrixL();
       Eigen::Map<Block>(L00.data() + j * p0 * p0, p0, p0) = l;
-      logdet_re += 2.0 * l.diagonal().array().log().sum();
-      const auto tri_t = l.template triangularView<Eigen::Lower>().transpose();
-      auto lx = LX0.middleCols(j * p0, p0);
-      lx.noalias() = A_.AX0.middleCols(j * p0, p0) * lam;
-      tri_t.template solveInPlace<Eigen::OnTheRight>(lx);
+      // The diagonal of L00_j is at least one (m >= I), so its product cannot underflow: one log per level.
+      const double det = l.diagonal().prod();
+      logdet += std::isfinite(det) ? 2.0 * std::log(det) : 2.0 * l.diagonal().array().log().sum();
+      Eigen::Map<MatrixXd> lx(LX0.data() + j * p0 * rows_x, rows_x, p0);
+      times_lambda_over_l(A_.AX0.data() + j * p0 * rows_x, rows_x, lam, l, lx);
       if (storage_ == RestStorage::None) continue;
       const Index start = outer[j * p0], nr = outer[j * p0 + 1] - start;
       Eigen::Map<MatrixXd> d(l_r0 + start, nr, p0);
       times_lambda_over_l(a_r0 + start, nr, lam, l, d);
       scale_rows_by_rest_lambda(L_R0.innerIndexPtr() + start, d);
     }
+    return logdet;
   }
 
   // d = a lam l^-T for a (nr, p0) read from a_vals, lam and l (p0, p0), l lower.

@@ -206,15 +206,24 @@ inline PairMoments pair_moments(const StridedVectorMap& r, const ClusterLayout& 
       });
 }
 
+/// Rows whitened cluster by cluster, and the log determinant that comes with them.
+struct WhitenedRows {
+  MatrixXd rows;              // (n, k) W_j [values]_j, data order
+  double logdet = 0.0;        // sum_j log det R_j (summed in cluster-chunk order)
+  Index failed_cluster = -1;  // first cluster whose R_j is not positive definite, or -1
+};
+
 /// The rows of `values` (n, k), data order, each cluster multiplied by its W_j
-/// (W_j' W_j = R_j^{-1}); returned in data order. Sets `failed_cluster` to the
-/// first cluster whose R_j is not positive definite, or -1.
-inline MatrixXd whiten_rows(const StridedMatrixMap& values, const ClusterLayout& layout,
-                            const WorkingCorrelation& corr, Index& failed_cluster) {
-  MatrixXd out(values.rows(), values.cols());
+/// (W_j' W_j = R_j^{-1}), and log det R (a by-product of the factor of each R_j,
+/// so a caller needs no second pass for the likelihood's Jacobian term).
+inline WhitenedRows whiten_rows(const StridedMatrixMap& values, const ClusterLayout& layout,
+                                const WorkingCorrelation& corr) {
+  WhitenedRows out;
+  out.rows.resize(values.rows(), values.cols());
   const Index nclusters = layout.nclusters(), chunk = 1024;
   const Index nchunks = (nclusters + chunk - 1) / chunk;
   std::vector<Index> failed(static_cast<std::size_t>(nchunks), -1);  // per chunk: deterministic first failure
+  std::vector<double> logdet(static_cast<std::size_t>(nchunks), 0.0);
   ML_PARALLEL_FOR_DYNAMIC
   for (Index c = 0; c < nchunks; ++c) {
     MatrixXd block;
@@ -224,20 +233,20 @@ inline MatrixXd whiten_rows(const StridedMatrixMap& values, const ClusterLayout&
       const Index nj = layout.size(j);
       block.resize(nj, values.cols());
       for (Index i = 0; i < nj; ++i) block.row(i) = values.row(rows[i]);
-      double logdet = 0.0;
-      if (!cluster.whiten(corr, block, logdet)) {
+      double ld = 0.0;
+      if (!cluster.whiten(corr, block, ld)) {
         if (failed[static_cast<std::size_t>(c)] < 0) failed[static_cast<std::size_t>(c)] = j;
         continue;
       }
-      for (Index i = 0; i < nj; ++i) out.row(rows[i]) = block.row(i);
+      logdet[static_cast<std::size_t>(c)] += ld;
+      for (Index i = 0; i < nj; ++i) out.rows.row(rows[i]) = block.row(i);
     }
   }
-  failed_cluster = -1;
-  for (Index f : failed)
-    if (f >= 0) {
-      failed_cluster = f;
-      break;
-    }
+  for (Index c = 0; c < nchunks; ++c) {
+    out.logdet += logdet[static_cast<std::size_t>(c)];
+    if (out.failed_cluster < 0 && failed[static_cast<std::size_t>(c)] >= 0)
+      out.failed_cluster = failed[static_cast<std::size_t>(c)];
+  }
   return out;
 }
 

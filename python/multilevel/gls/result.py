@@ -290,8 +290,8 @@ class GlsResult(TidyMethods):
             return pearson
         if s.kind == KIND_EXCHANGEABLE:  # nlme's Helmert factor, not a Cholesky one
             return _compound_symmetry_whiten(pearson, lay.order, lay.ptr, float(self.corr_params[0]))
-        out, _ = _core.whiten_rows(pearson[:, None], lay.order, lay.ptr, lay.position,
-                                   *s.core_arguments(self.corr_params, lay.npositions), lay.time_or_empty())
+        out, _, _ = _core.whiten_rows(pearson[:, None], lay.order, lay.ptr, lay.position,
+                                      *s.core_arguments(self.corr_params, lay.npositions), lay.time_or_empty())
         return out[:, 0]
 
     def summary(self) -> GlsSummary:

@@ -34,10 +34,11 @@ class ResponseSimulator:
     """Draws responses from a fitted linear mixed model; what does not change between draws is kept.
 
     ``draw(rng)`` takes the random effects of every term (levels x p, in term
-    order), then the residuals, from ``rng``.
+    order), then the residuals, from ``rng``: ``N(0, sigma^2 / w)`` per row, or
+    ``noise(rng)`` where given (a residual correlation structure's draw).
     """
 
-    def __init__(self, fit: Any) -> None:
+    def __init__(self, fit: Any, noise: Callable[[np.random.Generator], np.ndarray] | None = None) -> None:
         from multilevel.lmm.theta import term_lambdas
 
         d = fit.design
@@ -45,15 +46,15 @@ class ResponseSimulator:
         self.sigma = fit.sigma
         self.terms = [(np.asarray(t.z).reshape(d.nobs, t.p), np.asarray(t.codes), t.nlevels, t.p, lam.T)
                       for t, lam in zip(d.terms, term_lambdas(d.terms, fit._theta))]
-        self.noise_scale = fit.sigma if d.weights is None else fit.sigma / np.sqrt(d.weights)
-        self.nobs = d.nobs
+        noise_scale = fit.sigma if d.weights is None else fit.sigma / np.sqrt(d.weights)
+        self.noise = noise if noise is not None else lambda rng: noise_scale * rng.standard_normal(d.nobs)
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         y = self.mean.copy()
         for z, codes, nlevels, p, lam_t in self.terms:
             b = self.sigma * rng.standard_normal((nlevels, p)) @ lam_t  # one draw per level
             y += np.einsum("ij,ij->i", z, b[codes])
-        return y + self.noise_scale * rng.standard_normal(self.nobs)
+        return y + self.noise(rng)
 
 
 def default_statistic(fit: Any) -> pd.Series:
@@ -122,8 +123,13 @@ class BootstrapResult:
         return f"<BootstrapResult: {self.nsim} parametric replicates of {len(self.estimate)} statistics, seed={self.seed}>"
 
 
+#: Refits a replicate's response: ``refit(y)`` gives its statistics and whether it converged.
+Refit = Callable[[np.ndarray], tuple[np.ndarray, bool]]
+
+
 def parametric_bootstrap(fit: Any, nsim: int, *, seed: Any = None, threads: int | None = None,
-                         statistic: Callable[[Any], Any] | None = None) -> BootstrapResult:
+                         statistic: Callable[[Any], Any] | None = None, simulator: ResponseSimulator | None = None,
+                         refit: Refit | None = None) -> BootstrapResult:
     """Simulate ``nsim`` responses from ``fit`` and refit each on its design (see the module notes).
 
     Parameters
@@ -136,6 +142,9 @@ def parametric_bootstrap(fit: Any, nsim: int, *, seed: Any = None, threads: int 
         interpreter lock, so threads only contend), else the package's thread count
     statistic : function of a replicate's result giving a Series or array
         (default: :func:`default_statistic`)
+    simulator, refit : optional
+        How responses are drawn and refitted, for models beyond independent residuals (default:
+        :class:`ResponseSimulator` of ``fit`` and a refit of theta on the fit's core structure).
     """
     from multilevel.lmm.fit import lmm_core
     from multilevel.lmm.result import LmmResult
@@ -148,10 +157,9 @@ def parametric_bootstrap(fit: Any, nsim: int, *, seed: Any = None, threads: int 
     require_rows(fit.design, "the bootstrap", "fit the rows in memory to bootstrap")
     streams = np.random.SeedSequence(seed).spawn(int(nsim))
     start, lower, reml = fit._theta, theta_lower_bounds(fit.design.terms), fit.reml
-    simulator, terms = ResponseSimulator(fit), fit.design.terms
+    simulator, terms = simulator or ResponseSimulator(fit), fit.design.terms
 
-    def replicate(stream: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
-        y = simulator.draw(np.random.default_rng(stream))
+    def refit_theta(y: np.ndarray) -> tuple[np.ndarray, bool]:
         core = lmm_core(fit.design, response=y)
         # From the fit's theta with a smaller first step than a fresh fit: replicates lie near it.
         opt = minimize_bobyqa(lambda t: core.objective(t, reml), start, lower, initial_step=0.15)
@@ -162,6 +170,9 @@ def parametric_bootstrap(fit: Any, nsim: int, *, seed: Any = None, threads: int 
             design = dataclasses.replace(fit.design, y=y)
             values = np.asarray(statistic(LmmResult(design, core, reml, opt)), dtype=float)
         return values, opt.converged
+
+    def replicate(stream: np.random.SeedSequence) -> tuple[np.ndarray, bool]:
+        return (refit or refit_theta)(simulator.draw(np.random.default_rng(stream)))
 
     if threads is None:
         workers = get_num_threads() if fit.design.nobs >= PARALLEL_ROWS else 1

@@ -1,7 +1,8 @@
 """Cluster-robust (sandwich) covariance of linear mixed models, as clubSandwich's ``vcovCR``.
 
 With clusters ``j`` (the outermost grouping factor by default), the model's
-relative marginal covariance ``Theta_j = Z_j Lambda Lambda' Z_j' + W_j^-1``,
+relative marginal covariance ``Theta_j = Z_j Lambda Lambda' Z_j' + W_j^-1`` (with a residual
+correlation structure or variance function ``G_j R_j G_j`` in place of ``W_j^-1``),
 ``M = (sum_j X_j' Theta_j^-1 X_j)^-1`` and the marginal residuals
 ``r_j = y_j - X_j beta``:
 
@@ -165,14 +166,13 @@ def cluster_robust(result: Any, kind: str, cluster: Any = None) -> ClusterRobust
         raise ValueError("cluster-robust standard errors need at least two clusters")
     X = np.asarray(d.X, dtype=float)
     resid = d.response_minus_offset() - X @ result._beta
-    w = None if d.weights is None else np.asarray(d.weights, dtype=float)
     lambdas = term_lambdas(d.terms, result._theta)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(nclusters + 1))
     blocks = []
     for j in range(nclusters):
         rows = order[bounds[j]:bounds[j + 1]]
-        theta = np.diag(1.0 / w[rows]) if w is not None else np.eye(rows.size)
+        theta = result._relative_residual_cov(rows)
         for t, lam in zip(d.terms, lambdas):
             zl = np.asarray(t.z).reshape(d.nobs, t.p)[rows] @ lam
             same = t.codes[rows][:, None] == t.codes[rows][None, :]

@@ -13,7 +13,6 @@ from multilevel.inference.ddf import (
     check_ddf,
 )
 from multilevel.inference.kenward_roger import kenward_roger
-from multilevel.inference.satterthwaite import varpar_sensitivity
 
 
 def lmm_ddf_method(result: Any, method: str) -> DdfMethod:
@@ -38,7 +37,7 @@ def lmm_ddf_method(result: Any, method: str) -> DdfMethod:
         raise ValueError(f"the model has {result.nobs} rows and {len(result.params)} fixed effects: no residual "
                          f"degrees of freedom are left for ddf={name!r}")
     if name == "satterthwaite":
-        return SatterthwaiteDdf(varpar_sensitivity(result._core, result._theta, result.sigma, result.reml))
+        return SatterthwaiteDdf(result._varpar_sensitivity())
     if not result.reml:
         raise ValueError("Kenward-Roger's method is defined for REML fits; refit with reml=True, "
                          "or use ddf='satterthwaite'")

@@ -46,11 +46,9 @@ def ml_refit(fit: Any) -> Any:
     """The same model fitted by maximum likelihood (on the same design and core; the data are not re-read)."""
     kind = _kind(fit)
     if kind == "lmm":
-        from multilevel.lmm.fit import fit_core
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a singular ML refit is reported by the refit's own flags
-            return fit_core(fit.design, fit._core.copy(), reml=False, start=fit.theta.to_numpy())
+            return fit._ml_refit()
     if kind == "gls":
         from multilevel.gls.fit import fit_gls_design
 

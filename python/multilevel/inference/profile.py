@@ -237,32 +237,42 @@ class LmmProfile(Profile):
 
     def __init__(self, fit: Any) -> None:
         self.fit = fit  # the ML fit
-        terms = fit.design.terms
-        self._sdcor = sdcor_from_theta(terms, fit._theta, fit.sigma)
-        names = variance_parameter_names(terms)
-        kinds = ["cor" if n.startswith("cor_") else "sd" for n in names[:-1]] + ["sigma"]
+        names, kinds, values, ranges = self._variance_layout()
+        self._sdcor = values
         scales = self._variance_scales()
-        params = [ProfiledParameter(n, k, i, float(v), *self._range(k), float(s))
-                  for i, (n, k, v, s) in enumerate(zip(names, kinds, self._sdcor, scales))]
+        params = [ProfiledParameter(n, k, i, float(v), lo, hi, float(s))
+                  for i, (n, k, v, (lo, hi), s) in enumerate(zip(names, kinds, values, ranges, scales))]
         bse = fit.bse.to_numpy()
         params += [ProfiledParameter(n, "beta", j, float(b), -np.inf, np.inf, float(se))
                    for j, (n, b, se) in enumerate(zip(fit.design.fixed_names, fit._beta, bse))]
         super().__init__(params, float(fit.objective))
         # Bounds of the variance parameters for the inner optimizations (sigma kept off 0).
         variances = [q for q in params if q.kind != "beta"]
-        self._lower = np.array([1e-8 * self._sdcor[-1] if q.kind == "sigma" else q.low for q in variances])
+        sigma = float(fit.sigma)
+        self._lower = np.array([1e-8 * sigma if q.kind == "sigma" else q.low for q in variances])
         self._upper = np.array([q.high for q in variances])
+
+    def _variance_layout(self) -> tuple[list[str], list[str], np.ndarray, list[tuple[float, float]]]:
+        """Names, kinds, estimates and ranges of the variance parameters, in the profile's order."""
+        terms = self.fit.design.terms
+        names = variance_parameter_names(terms)
+        kinds = ["cor" if n.startswith("cor_") else "sd" for n in names[:-1]] + ["sigma"]
+        return names, kinds, sdcor_from_theta(terms, self.fit._theta, self.fit.sigma), [self._range(k) for k in kinds]
 
     # ----- deviance along one parameter --------------------------------------
     @staticmethod
     def _range(kind: str) -> tuple[float, float]:
         return {"sd": (0.0, np.inf), "cor": (-1.0, 1.0), "sigma": (0.0, np.inf)}[kind]
 
-    def _deviance(self, sdcor: np.ndarray) -> float:
+    def _deviance_on(self, core: Any, sdcor: np.ndarray) -> float:
+        """The ML deviance of ``core`` at standard deviations and correlations, sigma last."""
         theta = theta_from_sdcor(self.fit.design.terms, sdcor)
         if theta is None or sdcor[-1] <= 0:
             return np.inf
-        return varpar_deviance(self.fit._core, np.append(theta, sdcor[-1]), False)
+        return varpar_deviance(core, np.append(theta, sdcor[-1]), False)
+
+    def _deviance(self, sdcor: np.ndarray) -> float:
+        return self._deviance_on(self.fit._core, sdcor)
 
     def _variance_scales(self) -> np.ndarray:
         """Wald-like standard errors of the sd/cor/sigma parameters, to size the first steps."""
@@ -300,21 +310,25 @@ class LmmProfile(Profile):
         return self._zeta(p, value, dev)
 
     def _beta_zeta(self, p: ProfiledParameter, value: float) -> float:
-        from multilevel.lmm.fit import lmm_core
-        from multilevel.lmm.theta import theta_lower_bounds
-
         d = self.fit.design
         require_rows(d, "the profile of a fixed effect", "profile the variance parameters only: "
                      "conf_int(method='profile', parameters=[...]), or use Wald intervals for the fixed effects")
         keep = [j for j in range(d.X.shape[1]) if j != p.index]
         moved = dataclasses.replace(d, y=d.y - value * d.X[:, p.index], X=np.ascontiguousarray(d.X[:, keep]),
                                     fixed_names=[d.fixed_names[j] for j in keep])
+        return self._zeta(p, value, self._refit_deviance(moved, p.name))
+
+    def _refit_deviance(self, moved: Any, name: str) -> float:
+        """The least ML deviance of a design with one fixed effect moved into the response."""
+        from multilevel.lmm.fit import lmm_core
+        from multilevel.lmm.theta import theta_lower_bounds
+
         core = lmm_core(moved)
-        start = self._starts.get(p.name, self.fit._theta)
-        res = minimize_bobyqa(lambda t: core.objective(t, False), start, theta_lower_bounds(d.terms),
+        start = self._starts.get(name, self.fit._theta)
+        res = minimize_bobyqa(lambda t: core.objective(t, False), start, theta_lower_bounds(moved.terms),
                               initial_step=np.maximum(0.1 * np.abs(start), 0.02), ftol_abs=1e-10, ftol_rel=1e-12)
-        self._starts[p.name] = np.asarray(res.final)
-        return self._zeta(p, value, res.fmin)
+        self._starts[name] = np.asarray(res.final)
+        return float(res.fmin)
 
     def _parameter_zeta(self, p: ProfiledParameter, value: float) -> float:
         return self._beta_zeta(p, value) if p.kind == "beta" else self._variance_zeta(p, value)

@@ -16,6 +16,7 @@ theta derivatives are Richardson-refined central differences.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,14 +80,17 @@ class _Solve:
     unscaled: np.ndarray
 
 
-def _solve_at(core: Any, theta: np.ndarray, reml: bool) -> _Solve:
+def solve_core(core: Any, theta: np.ndarray, reml: bool, extra: float = 0.0) -> _Solve:
+    """``A``, ``B`` and ``(RX' RX)^-1`` of one solve of ``core`` at ``theta``; ``extra`` is added to ``A``
+    (a residual structure's Jacobian term)."""
     sol = core.solve(theta, reml)
     rx = np.asarray(sol["RX"])
     a = float(sol["logdet_re"]) + (2.0 * float(np.sum(np.log(np.abs(np.diag(rx))))) if reml else 0.0)
-    return _Solve(a, float(sol["pwrss"]), covariance_from_rx(rx))
+    return _Solve(a + extra, float(sol["pwrss"]), covariance_from_rx(rx))
 
 
-def varpar_sensitivity(core: Any, theta: np.ndarray, sigma: float, reml: bool) -> VarparSensitivity:
+def varpar_sensitivity(core: Any, theta: np.ndarray, sigma: float, reml: bool,
+                       solve_at: Callable[[np.ndarray], _Solve] | None = None) -> VarparSensitivity:
     """Hessian of the deviance and Jacobian of cov(beta) in ``(theta, sigma)`` at a fit.
 
     The deviance is ``A(theta) + B(theta) / sigma^2 + c log(2 pi sigma^2)`` (``c = n``, or
@@ -98,10 +102,16 @@ def varpar_sensitivity(core: Any, theta: np.ndarray, sigma: float, reml: bool) -
 
     Parameters
     ----------
-    core : the fitted model's ``LmmCore`` (its ``solve(theta, reml)`` is all that is used)
-    theta : (k,) relative covariance parameters at the optimum
+    core : the fitted model's ``LmmCore`` (its ``solve(theta, reml)`` is all that is used, and
+        its ``nobs``)
+    theta : (k,) relative covariance parameters at the optimum (with ``solve_at``: every variance
+        parameter but sigma)
     sigma : residual standard deviation at the optimum
     reml : whether the fit is REML
+    solve_at : optional
+        ``A``, ``B`` and ``(RX' RX)^-1`` at a parameter vector, for models whose deviance has that
+        form in more parameters than theta (a residual correlation structure: ``theta`` then holds
+        theta and the residual parameters, and ``A`` the Jacobian term); default ``core``'s solve.
 
     Examples
     --------
@@ -114,7 +124,10 @@ def varpar_sensitivity(core: Any, theta: np.ndarray, sigma: float, reml: bool) -
     """
     theta = np.asarray(theta, dtype=float)
     k = theta.size
-    center = _solve_at(core, theta, reml)
+    if solve_at is None:
+        def solve_at(point: np.ndarray) -> _Solve:
+            return solve_core(core, point, reml)
+    center = solve_at(theta)
     p = center.unscaled.shape[0]
     c = core.nobs - (p if reml else 0)
     s2 = sigma**2
@@ -124,14 +137,14 @@ def varpar_sensitivity(core: Any, theta: np.ndarray, sigma: float, reml: bool) -
 
     def block(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Theta Hessian of A + B/s2, gradient of B and Jacobian of the unscaled covariance at steps h."""
-        plus = [_solve_at(core, theta + h[i] * np.eye(k)[i], reml) for i in range(k)]
-        minus = [_solve_at(core, theta - h[i] * np.eye(k)[i], reml) for i in range(k)]
+        plus = [solve_at(theta + h[i] * np.eye(k)[i]) for i in range(k)]
+        minus = [solve_at(theta - h[i] * np.eye(k)[i]) for i in range(k)]
         hess = np.zeros((k, k))
         for i in range(k):
             hess[i, i] = (value(plus[i]) - 2.0 * value(center) + value(minus[i])) / h[i] ** 2
             for j in range(i):
                 d = h[i] * np.eye(k)[i] + h[j] * np.eye(k)[j]
-                both = value(_solve_at(core, theta + d, reml)) + value(_solve_at(core, theta - d, reml))
+                both = value(solve_at(theta + d)) + value(solve_at(theta - d))
                 hess[i, j] = hess[j, i] = (both - value(plus[i]) - value(minus[i]) - value(plus[j])
                                            - value(minus[j]) + 2.0 * value(center)) / (2.0 * h[i] * h[j])
         grad_b = np.array([(plus[i].b - minus[i].b) / (2.0 * h[i]) for i in range(k)])

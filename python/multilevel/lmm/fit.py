@@ -196,11 +196,9 @@ def lmm(formula: str, data: Any, *, reml: bool = True, weights: Any = None, offs
         if is_streaming_source(data):
             raise ValueError("corr=, time=, variance= and corr_groups= need the data in memory (a data frame); "
                              "chunked and Dask fits have independent residuals")
-        if check_ddf(ddf) != "normal":
-            raise ValueError(f"ddf={ddf!r} is not available with a residual structure; use the Wald tests")
-        return residual_lmm(formula, data, corr=corr, time=time, variance=variance, corr_groups=corr_groups,
-                            reml=reml, weights=weights, offset=offset, context=caller_context(),
-                            **optimizer_options)
+        fit = residual_lmm(formula, data, corr=corr, time=time, variance=variance, corr_groups=corr_groups,
+                           reml=reml, weights=weights, offset=offset, context=caller_context(), **optimizer_options)
+        return fit if check_ddf(ddf) == "normal" else fit.with_ddf(ddf)
     from multilevel.streaming.lmm import streamed_lmm_core
 
     streamed = streamed_lmm_core(formula, data, weights=weights, offset=offset, progress=progress)

@@ -18,7 +18,7 @@ and an outer BOBYQA optimizes ``(rho, delta)`` on nlme's unconstrained scale.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,10 +26,12 @@ import pandas as pd
 
 from multilevel import _core
 from multilevel.clusters import ClusterLayout
-from multilevel.correlation import CorrelationStructure, Independence, cluster_matrix, get_correlation
+from multilevel.correlation import KIND_CAR1, CorrelationStructure, Independence, cluster_matrix, get_correlation
 from multilevel.frames import as_pandas, drop_missing, require_columns
 from multilevel.gls.fit import UNCONSTRAINED_BOUND
 from multilevel.grouping import make_grouping
+from multilevel.inference.ddf import check_ddf
+from multilevel.inference.satterthwaite import VarparSensitivity, solve_core, varpar_sensitivity
 from multilevel.lmm.conditional import full_conditional_covariances
 from multilevel.lmm.design import LmmDesign, lmm_design
 from multilevel.lmm.result import LmmResult
@@ -102,14 +104,11 @@ class ResidualModel:
         lay = self.layout
         kind, alpha, table = self.structure.core_arguments(corr, lay.npositions)
         scaled = columns / g[:, None]
-        white, failed = _core.whiten_rows(scaled, lay.order, lay.ptr, lay.position, kind, alpha, table,
-                                          lay.time_or_empty())
+        white, failed, logdet = _core.whiten_rows(scaled, lay.order, lay.ptr, lay.position, kind, alpha, table,
+                                                  lay.time_or_empty())
         if failed >= 0:
             return None
-        sums = _core.cluster_sums(np.zeros((lay.codes.size, 1)), np.ones(lay.codes.size),
-                                  np.zeros(lay.codes.size), lay.order, lay.ptr, lay.position, kind, alpha, table,
-                                  0, np.zeros((1, 1)), lay.time_or_empty())
-        return white, float(sums["logdet"]) + 2.0 * float(np.sum(np.log(g)))
+        return white, float(logdet) + 2.0 * float(np.sum(np.log(g)))
 
     def covariance(self, u: np.ndarray, sigma: float, rows: np.ndarray) -> np.ndarray:
         """``sigma^2 G R G`` of the given rows (block diagonal over their residual groups)."""
@@ -126,6 +125,48 @@ class ResidualModel:
         return out
 
 
+class ResidualNoise:
+    """Draws ``e ~ N(0, G R G)`` (sigma one) at fixed residual parameters.
+
+    The Cholesky factor of ``R_j`` is taken once per distinct pattern of positions (of times for a
+    continuous-time AR(1)), so balanced panels factor one matrix; each draw then colours the
+    residual groups of a pattern together.
+    """
+
+    def __init__(self, residual: ResidualModel, u: np.ndarray) -> None:
+        corr, var = residual.split(u)
+        lay = residual.layout
+        self.g = residual.sd_factors(var)
+        self.nobs = lay.codes.size
+        by_pattern: dict[bytes, tuple[np.ndarray, list[np.ndarray]]] = {}
+        for j in range(lay.nclusters):
+            r, rows = cluster_matrix(residual.structure, corr, lay, j)
+            key = (lay.time_values[rows] if residual.structure.kind == KIND_CAR1 else lay.position[rows]).tobytes()
+            if key not in by_pattern:
+                by_pattern[key] = (np.linalg.cholesky(r), [])
+            by_pattern[key][1].append(rows)
+        self.patterns = [(factor, np.vstack(rows)) for factor, rows in by_pattern.values()]
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        z = rng.standard_normal(self.nobs)
+        out = np.empty(self.nobs)
+        for factor, rows in self.patterns:
+            out[rows] = z[rows] @ factor.T
+        return self.g * out
+
+
+def residual_statistic(fit: ResidualLmmResult) -> pd.Series:
+    """The bootstrap's default statistics of a residual fit: sd/cor, sigma, correlation and variance
+    parameters, fixed effects."""
+    from multilevel.inference.bootstrap import default_statistic
+
+    plain = default_statistic(fit)
+    nvar = len(fit.design.fixed_names)
+    extra = pd.Series(np.concatenate([fit.corr_params, fit.variance_params.to_numpy()]),
+                      index=fit.structure.param_names(fit.residual.layout.npositions) + list(fit.variance_params.index))
+    return pd.concat([plain.iloc[:-nvar], extra, plain.iloc[-nvar:]])
+
+
 def _stacked_columns(design: LmmDesign) -> tuple[np.ndarray, list[int]]:
     """``[y - offset | X | z_1 | ... | z_K]`` (n, k) and the start of each block."""
     blocks = [design.response_minus_offset()[:, None], np.asarray(design.X, dtype=float)]
@@ -134,10 +175,16 @@ def _stacked_columns(design: LmmDesign) -> tuple[np.ndarray, list[int]]:
     return np.hstack(blocks), starts
 
 
+#: BOBYQA's tolerances for theta inside the outer search, and the outer search's own (see fit_residual_lmm).
+INNER_SEARCH_TOLERANCES = {"xtol_abs": 1e-5, "ftol_rel": 1e-11}
+OUTER_SEARCH_TOLERANCES = {"ftol_rel": 1e-9, "initial_step": 0.5}
+
+
 class ResidualLmmObjective:
     """The deviance profiled over theta, as a function of the residual parameters."""
 
-    def __init__(self, design: LmmDesign, residual: ResidualModel, reml: bool) -> None:
+    def __init__(self, design: LmmDesign, residual: ResidualModel, reml: bool, cache_size: int | None = None
+                 ) -> None:
         self.design = design
         self.residual = residual
         self.reml = reml
@@ -146,6 +193,9 @@ class ResidualLmmObjective:
         self.scales = theta_scales(design.terms)
         self.theta = theta_start(design.terms) * self.scales
         self.first = True
+        self.best = (np.inf, self.theta)  # the lowest outer value yet, and its theta
+        self._cores: dict[bytes, tuple[Any, float] | None] = {}
+        self.cache_size = 2 * residual.nparams + 2 if cache_size is None else cache_size
 
     def core(self, u: np.ndarray) -> tuple[Any, float] | None:
         """The whitened model's core at ``u`` and the Jacobian term."""
@@ -160,17 +210,35 @@ class ResidualLmmObjective:
                              [t.nlevels for t in self.design.terms], "auto")
         return core, jacobian
 
+    def cached_core(self, u: np.ndarray) -> tuple[Any, float] | None:
+        """:meth:`core`, kept for the last few ``u`` (a joint Newton step differences each coordinate of
+        ``u`` once, then moves theta on those cores)."""
+        key = np.asarray(u, dtype=float).tobytes()
+        if key not in self._cores:
+            if len(self._cores) >= self.cache_size:
+                self._cores.pop(next(iter(self._cores)))
+            self._cores[key] = self.core(u)
+        return self._cores[key]
+
     def deviance(self, theta: np.ndarray, u: np.ndarray) -> float:
         """-2 (restricted) log-likelihood at ``theta`` and the residual parameters ``u``, beta and sigma
         profiled out (to compare with another program at its estimates)."""
-        built = self.core(u)
+        built = self.cached_core(u)
         if built is None:
             return np.inf
         core, jacobian = built
         return float(core.objective(np.asarray(theta, dtype=float), self.reml)) + jacobian
 
+    def joint(self, x: np.ndarray) -> float:
+        """:meth:`deviance` at ``x = (theta, u)``."""
+        k = self.theta.size
+        return self.deviance(x[:k], x[k:])
+
     def optimize_theta(self, core: Any, start: np.ndarray, **options: Any) -> OptSummary:
-        return minimize_bobyqa(lambda t: core.objective(t, self.reml), start, self.lower, **options)
+        # Loose: the outer search only needs the profiled deviance to about 1e-11 relative, and the joint
+        # Newton polish after it finishes theta and the residual parameters together.
+        return minimize_bobyqa(lambda t: core.objective(t, self.reml), start, self.lower,
+                               **{**INNER_SEARCH_TOLERANCES, **options})
 
     def __call__(self, u: np.ndarray) -> float:
         built = self.core(u)
@@ -182,7 +250,10 @@ class ResidualLmmObjective:
         self.first = False
         if np.isfinite(opt.fmin):
             self.theta = np.asarray(opt.final)
-        return float(opt.fmin) + jacobian
+        value = float(opt.fmin) + jacobian
+        if value < self.best[0]:
+            self.best = (value, self.theta)
+        return value
 
 
 class ResidualLmmResult(LmmResult):
@@ -190,7 +261,8 @@ class ResidualLmmResult(LmmResult):
 
     Adds :attr:`corr_params`, :attr:`variance_params`, the residual model and
     the outer optimizer's record (``residual_optsum``) to :class:`LmmResult`;
-    ``marginal_cov`` includes the residual covariance.
+    ``marginal_cov`` includes the residual covariance, Satterthwaite's df and the cluster-robust
+    covariance use it.
     """
 
     def __init__(self, design: LmmDesign, core: Any, reml: bool, optsum: OptSummary, residual: ResidualModel,
@@ -216,29 +288,80 @@ class ResidualLmmResult(LmmResult):
     def converged(self) -> bool:
         return self.optsum.converged and self.residual_optsum.converged
 
-    def _refuse(self, what: str) -> None:
-        raise ValueError(f"{what} is not available for a model with a residual correlation structure or "
-                         "variance function (it would ignore them); use the model's Wald tests")
-
     def _ddf_method(self, method: str | None = None) -> Any:
-        if method is not None and method != "normal":
-            self._refuse(f"ddf={method!r}")
-        return super()._ddf_method("normal")
+        if check_ddf(self.ddf if method is None else method) == "kenward-roger" and self._cluster_robust is None:
+            raise ValueError("ddf='kenward-roger' is not available with a residual correlation structure or "
+                             "variance function (pbkrtest's method needs a covariance linear in its parameters); "
+                             "use ddf='satterthwaite'")
+        return super()._ddf_method(method)
 
-    def with_ddf(self, method: str) -> LmmResult:
-        self._ddf_method(method)
-        return self
+    def _varpar_sensitivity(self) -> VarparSensitivity:
+        """Satterthwaite's ingredients in ``(theta, residual parameters, sigma)``: the deviance keeps the form
+        ``A + B / sigma^2 + c log(2 pi sigma^2)``, ``A`` with the Jacobian term, so each step in the residual
+        parameters is one whitening pass and a new core (see :func:`varpar_sensitivity`)."""
+        k = self._theta.size
+        objective = ResidualLmmObjective(self.design, self.residual, self.reml, cache_size=SENSITIVITY_CORES)
 
-    def profile(self) -> Any:
-        self._refuse("profile()")
+        def solve_at(x: np.ndarray) -> Any:
+            built = objective.cached_core(x[k:])
+            if built is None:
+                raise FloatingPointError("the residual covariance is not positive definite next to the estimates; "
+                                         "Satterthwaite's df are not available for this fit")
+            core, jacobian = built
+            return solve_core(core, x[:k], self.reml, jacobian)
 
-    def bootstrap(self, nsim: int, **kwargs: Any) -> Any:
-        self._refuse("bootstrap()")
+        return varpar_sensitivity(self._core, np.concatenate([self._theta, self.residual_u]), self.sigma, self.reml,
+                                  solve_at)
 
-    def with_cov_type(self, kind: str, cluster: Any = None) -> LmmResult:
-        if kind != "model":
-            self._refuse(f"cov_type={kind!r}")
-        return self
+    def _ml_refit(self) -> ResidualLmmResult:
+        """The same model, residual structure included, fitted by ML (a variance covariate of the fitted
+        values stays at this fit's)."""
+        return fit_residual_lmm(self.design, self.residual, reml=False)
+
+    def _relative_residual_cov(self, rows: np.ndarray) -> np.ndarray:
+        """``G R G`` of the given rows (block diagonal over their residual groups, prior weights folded in)."""
+        return self.residual.covariance(self.residual_u, 1.0, rows)
+
+    def _new_profile(self, ml_fit: Any) -> Any:
+        """The profile with the correlation and variance parameters after sigma
+        (:mod:`multilevel.lmm.residual_profile`)."""
+        from multilevel.lmm.residual_profile import ResidualLmmProfile
+
+        return ResidualLmmProfile(ml_fit)
+
+    def bootstrap(self, nsim: int, *, seed: Any = None, kind: str = "parametric", threads: int | None = None,
+                  statistic: Any = None) -> Any:
+        """Parametric bootstrap as :meth:`LmmResult.bootstrap <multilevel.lmm.result.LmmResult.bootstrap>`,
+        the residuals drawn from ``N(0, sigma^2 G_j R_j G_j)`` per residual group and each replicate refitted
+        with its residual structure (a variance covariate of the fitted values stays at this fit's).
+
+        The default statistics add the correlation and variance parameters to the sd/cor, sigma and
+        fixed-effect rows.
+
+        Examples
+        --------
+        >>> from multilevel import lmm
+        >>> from multilevel.datasets import load_dataset
+        >>> fit = lmm("distance ~ age + (1 | Subject)", load_dataset("Orthodont"), corr="ar1")
+        >>> fit.bootstrap(4, seed=1).replicates.columns[-3:].tolist()
+        ['alpha', 'Intercept', 'age']
+        """
+        from multilevel.inference.bootstrap import ResponseSimulator, parametric_bootstrap
+
+        if kind != "parametric":
+            raise ValueError(f"unknown kind {kind!r}; only 'parametric' is available")
+        noise = ResidualNoise(self.residual, self.residual_u)
+        simulator = ResponseSimulator(self, noise=lambda rng: self.sigma * noise.draw(rng))
+        statistic_of = statistic if statistic is not None else residual_statistic
+
+        def refit(y: np.ndarray) -> tuple[np.ndarray, bool]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # counted through the converged flags
+                again = fit_residual_lmm(replace(self.design, y=y), self.residual, reml=self.reml)
+            return np.asarray(statistic_of(again), dtype=float), again.converged
+
+        return parametric_bootstrap(self, nsim, seed=seed, threads=threads, statistic=statistic_of,
+                                    simulator=simulator, refit=refit)
 
     def ranef_condvar(self, full: bool = False) -> dict[str, pd.DataFrame] | dict[str, np.ndarray]:
         """As :meth:`LmmResult.ranef_condvar <multilevel.lmm.result.LmmResult.ranef_condvar>`; with
@@ -272,15 +395,6 @@ class ResidualLmmResult(LmmResult):
     def icc(self) -> pd.Series:
         raise ValueError("the intraclass correlation is not defined with a residual correlation structure or "
                          "variance function (the residual variance differs between rows); see marginal_cov()")
-
-    def marginal_cov(self, level: Any, group: str | None = None) -> pd.DataFrame:
-        """``Z_j Sigma_b Z_j' + Sigma_e,j`` of the rows of one cluster (``Sigma_e,j = sigma^2 G R G``)."""
-        base = super().marginal_cov(level, group)
-        labels = self.design.row_index if self.design.row_index is not None else None
-        rows = np.asarray(labels.get_indexer(base.index)) if labels is not None else np.asarray(base.index)
-        v = base.to_numpy() - self.sigma**2 * np.eye(rows.size) + self.residual.covariance(
-            self.residual_u, self.sigma, rows)
-        return pd.DataFrame(v, index=base.index, columns=base.columns)
 
 
 def _residual_groups(design: LmmDesign, df: pd.DataFrame, corr_groups: Any) -> tuple[np.ndarray, int, pd.Index, str]:
@@ -331,33 +445,88 @@ def residual_model(design: LmmDesign, df: pd.DataFrame, *, corr: Any, time: Any,
 
 def fit_residual_lmm(design: LmmDesign, residual: ResidualModel, *, reml: bool = True,
                      **optimizer_options: Any) -> ResidualLmmResult:
-    """Optimize the residual parameters outside and theta inside (see the module notes)."""
+    """Search the residual parameters outside and theta inside, then polish both together (module notes).
+
+    The search is loose (:data:`OUTER_SEARCH_TOLERANCES`, :data:`INNER_SEARCH_TOLERANCES`): Newton steps
+    on ``(theta, u)`` jointly converge in a few steps from its end, where tight nested searches take
+    about three times the evaluations. Where Newton finds no descent (a ridge, a bound) the outer
+    search is redone tightly from its end, restarted once with a small trust region (BOBYQA alone can
+    stop 1e-6 short in log-likelihood on a flat variance parameter, as BodyWeight's varPower).
+    """
     from multilevel.lmm.fit import ConvergenceWarning, SingularFitWarning
 
     objective = ResidualLmmObjective(design, residual, reml)
     u0 = residual.start()
-    # One restart from the end with a small trust region: BOBYQA alone can stop 1e-6 short in
-    # log-likelihood on a flat variance parameter (BodyWeight's varPower); a small restart step keeps
-    # its cost to a few evaluations.
-    outer = minimize_bobyqa_restarted(objective, u0, np.full(u0.size, -UNCONSTRAINED_BOUND),
-                                      **{"initial_step": 0.5, "restarts": 1, "restart_step": 0.01,
-                                         **optimizer_options})
-    u = np.asarray(outer.final)
-    built = objective.core(u)
+    lower = np.full(u0.size, -UNCONSTRAINED_BOUND)
+    if u0.size:
+        outer = minimize_bobyqa(objective, u0, lower, **{**OUTER_SEARCH_TOLERANCES, **optimizer_options})
+    else:
+        outer = _fit_theta_only(objective, u0)
+    polished = _polish_jointly(objective, outer)
+    if polished.polish_steps == 0 and u0.size:
+        retry = minimize_bobyqa_restarted(objective, outer.final, lower,
+                                          **{"initial_step": 0.05, "restarts": 1, "restart_step": 0.01,
+                                             **optimizer_options})
+        outer = replace(retry, initial=outer.initial, feval=outer.feval + polished.feval + retry.feval,
+                        history=list(outer.history) + polished.history + retry.history)
+        polished = _polish_jointly(objective, outer)
+    inner, outer, u = _split_joint_summary(objective, outer, polished)
+    built = objective.cached_core(u)
     if built is None:
         raise FloatingPointError("the residual covariance is not positive definite at the optimizer's final "
                                  "parameters")
     core, jacobian = built
-    inner = objective.optimize_theta(core, objective.theta, initial_step=0.03 * objective.scales)
-    if inner.converged:  # converge in theta at the final residual parameters, as a plain fit does
-        inner = newton_polish(lambda t: core.objective(t, reml), inner, scale=objective.scales)
-    result = ResidualLmmResult(design, core, reml, inner, residual, u, jacobian, outer)
+    result = ResidualLmmResult(design, core, reml, replace(inner, fmin=inner.fmin - jacobian), residual, u,
+                               jacobian, outer)
     if not result.converged:
         warnings.warn(f"the optimizer did not converge: {outer.message}", ConvergenceWarning, stacklevel=3)
     if result.singular:
         warnings.warn("boundary (singular) fit: see result.singular and result.varcorr", SingularFitWarning,
                       stacklevel=3)
     return result
+
+
+def _fit_theta_only(objective: ResidualLmmObjective, u0: np.ndarray) -> OptSummary:
+    """No residual parameter to search (a Fixed correlation alone): theta fitted as a plain fit's is,
+    recorded as the outer search's one evaluation."""
+    built = objective.cached_core(u0)
+    if built is None:
+        raise FloatingPointError("the fixed residual covariance is not positive definite")
+    core, jacobian = built
+    inner = minimize_bobyqa(lambda t: core.objective(t, objective.reml), objective.theta, objective.lower,
+                            initial_step=0.75 * objective.scales)
+    objective.best = (inner.fmin + jacobian, np.asarray(inner.final))
+    return replace(inner, optimizer="none (no residual parameters)", initial=u0, lower=u0, final=u0,
+                   fmin=inner.fmin + jacobian, feval=1, history=[inner.fmin + jacobian])
+
+
+def _polish_jointly(objective: ResidualLmmObjective, outer: OptSummary) -> OptSummary:
+    """Newton steps on ``(theta, u)`` from the outer search's best point (its theta from the inner fit there)."""
+    x0 = np.concatenate([objective.best[1], outer.final])
+    lower = np.concatenate([objective.lower, outer.lower])
+    start = replace(outer, initial=x0, lower=lower, final=x0, fmin=objective.joint(x0), feval=0, history=[])
+    return newton_polish(objective.joint, start, scale=np.concatenate([objective.scales, np.ones(outer.final.size)]),
+                         max_steps=JOINT_NEWTON_STEPS)
+
+
+def _split_joint_summary(objective: ResidualLmmObjective, outer: OptSummary, polished: OptSummary
+                         ) -> tuple[OptSummary, OptSummary, np.ndarray]:
+    """The theta and residual-parameter records of a joint polish (theta's ``fmin`` still with the Jacobian)."""
+    k = objective.theta.size
+    x, g = np.asarray(polished.final), polished.gradient
+    inner = replace(polished, initial=polished.initial[:k], lower=polished.lower[:k], final=x[:k],
+                    gradient=None if g is None else g[:k])
+    outer = replace(outer, optimizer=polished.optimizer, final=x[k:], fmin=polished.fmin,
+                    feval=outer.feval + polished.feval, history=list(outer.history) + polished.history,
+                    gradient=None if g is None else g[k:], polish_steps=polished.polish_steps)
+    return inner, outer, x[k:]
+
+
+#: Cores kept by Satterthwaite's differences: every distinct step in the residual parameters.
+SENSITIVITY_CORES = 64
+
+#: Newton steps of the joint polish at most (from the loose search's end it takes two or three).
+JOINT_NEWTON_STEPS = 8
 
 
 def residual_lmm(formula: str, data: Any, *, corr: Any, time: Any, variance: VarianceFunction | None,

@@ -15,6 +15,7 @@ from multilevel.frames import as_pandas, vector_argument
 from multilevel.inference import coefficient_table, standard_errors, wald_conf_int
 from multilevel.inference.ddf import DdfMethod, check_contrasts, check_ddf, f_table, t_pvalues
 from multilevel.inference.lmm_ddf import lmm_ddf_method
+from multilevel.inference.satterthwaite import VarparSensitivity, varpar_sensitivity
 from multilevel.inference.wald import covariance_from_rx, prediction_with_se
 from multilevel.lmm.conditional import full_conditional_covariances
 from multilevel.lmm.design import LmmDesign
@@ -144,6 +145,22 @@ class LmmResult(TidyMethods):
         if name not in cache:
             cache[name] = lmm_ddf_method(self, name)
         return cache[name]
+
+    def _varpar_sensitivity(self) -> VarparSensitivity:
+        """What Satterthwaite's df need: the deviance's curvature and cov(beta)'s slopes in the
+        variance parameters (theta and sigma here)."""
+        return varpar_sensitivity(self._core, self._theta, self.sigma, self.reml)
+
+    def _ml_refit(self) -> LmmResult:
+        """The same model fitted by ML on this fit's core (the rows are not read again)."""
+        from multilevel.lmm.fit import fit_core
+
+        return fit_core(self.design, self._core.copy(), reml=False, start=self.theta.to_numpy())
+
+    def _relative_residual_cov(self, rows: np.ndarray) -> np.ndarray:
+        """``Var(e) / sigma^2`` of the given rows: ``W^-1`` (prior weights) or the identity."""
+        w = self.design.weights
+        return np.diag(1.0 / np.asarray(w, dtype=float)[rows]) if w is not None else np.eye(rows.size)
 
     def with_ddf(self, method: str) -> LmmResult:
         """The same fit with t and F tests on ``method``'s denominator degrees of freedom.
@@ -277,15 +294,20 @@ class LmmResult(TidyMethods):
 
         Its ``conf_int(level)`` gives profile intervals and ``trace(name)`` the
         values visited with their ``zeta`` (for plotting). The ML refit reuses
-        this fit's core: the rows are not read again.
+        this fit's core: the rows are not read again. With a residual correlation structure or
+        variance function the correlation and variance parameters follow sigma.
         """
         from multilevel.inference.lrt import ml_refit
-        from multilevel.inference.profile import LmmProfile
 
         cache = self.__dict__.setdefault("_profile_cache", {})
         if "profile" not in cache:
-            cache["profile"] = LmmProfile(ml_refit(self) if self.reml else self)
+            cache["profile"] = self._new_profile(ml_refit(self) if self.reml else self)
         return cache["profile"]
+
+    def _new_profile(self, ml_fit: LmmResult) -> LmmProfile:
+        from multilevel.inference.profile import LmmProfile
+
+        return LmmProfile(ml_fit)
 
     def coef_table(self) -> pd.DataFrame:
         """The coefficient table, in R's names: the statistic is named after the distribution of
@@ -492,7 +514,8 @@ class LmmResult(TidyMethods):
         require_rows(self.design, what, instead)
 
     def marginal_cov(self, level: Any, group: str | None = None) -> pd.DataFrame:
-        """Marginal covariance ``Z_j Sigma_b Z_j' + sigma^2 I`` of the rows of one cluster.
+        """Marginal covariance ``Z_j Sigma_b Z_j' + sigma^2 W_j^-1`` of the rows of one cluster (``W``: the
+        prior weights; with a residual structure ``Sigma_e,j = sigma^2 G_j R_j G_j`` in place of the last term).
 
         Parameters
         ----------
@@ -512,7 +535,7 @@ class LmmResult(TidyMethods):
         if idx < 0:
             raise ValueError(f"{level!r} is not a level of {group!r}")
         rows = np.nonzero(term.codes == idx)[0]
-        v = self.sigma**2 * np.eye(rows.size)
+        v = self.sigma**2 * self._relative_residual_cov(rows)
         for t, cov in zip(self.design.terms, self.covariance_matrices()):
             z = t.z[rows]
             same = t.codes[rows][:, None] == t.codes[rows][None, :]
