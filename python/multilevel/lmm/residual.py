@@ -496,8 +496,8 @@ def _fit_theta_only(objective: ResidualLmmObjective, u0: np.ndarray) -> OptSumma
     inner = minimize_bobyqa(lambda t: core.objective(t, objective.reml), objective.theta, objective.lower,
                             initial_step=0.75 * objective.scales)
     objective.best = (inner.fmin + jacobian, np.asarray(inner.final))
-    return replace(inner, optimizer="none (no residual parameters)", initial=u0, lower=u0, final=u0,
-                   fmin=inner.fmin + jacobian, feval=1, history=[inner.fmin + jacobian])
+    return replace(inner, optimizer=f"{inner.optimizer} on theta (no residual parameters)", initial=u0, lower=u0,
+                   final=u0, fmin=inner.fmin + jacobian, feval=1, history=[inner.fmin + jacobian])
 
 
 def _polish_jointly(objective: ResidualLmmObjective, outer: OptSummary) -> OptSummary:
@@ -516,7 +516,9 @@ def _split_joint_summary(objective: ResidualLmmObjective, outer: OptSummary, pol
     x, g = np.asarray(polished.final), polished.gradient
     inner = replace(polished, initial=polished.initial[:k], lower=polished.lower[:k], final=x[:k],
                     gradient=None if g is None else g[:k])
-    outer = replace(outer, optimizer=polished.optimizer, final=x[k:], fmin=polished.fmin,
+    search = outer.optimizer if k == x.size else f"{outer.optimizer} over the residual parameters (theta fitted at each)"
+    outer = replace(outer, optimizer=search + (", joint Newton polish" if polished.polish_steps else ""),
+                    final=x[k:], fmin=polished.fmin,
                     feval=outer.feval + polished.feval, history=list(outer.history) + polished.history,
                     gradient=None if g is None else g[k:], polish_steps=polished.polish_steps)
     return inner, outer, x[k:]

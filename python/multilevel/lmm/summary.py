@@ -152,8 +152,9 @@ class LmmSummary:
         correlation = self._correlation()
         if correlation:
             out.extend([*correlation, ""])
+        opt = getattr(r, "residual_optsum", r.optsum)  # a residual structure's search is the outer one
         out.append(
-            f"Optimizer: {r.optsum.optimizer}, {r.optsum.feval} evaluations, {r.optsum.message}; "
+            f"Optimizer: {opt.optimizer}, {opt.feval} evaluations, {opt.message}; "
             f"converged: {r.converged}; singular: {r.singular}"
         )
         out.extend(_notes(r))
