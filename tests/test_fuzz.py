@@ -761,5 +761,7 @@ def test_glmm_random_slope_on_badly_scaled_predictor(factor: float) -> None:
     base = multilevel.glmm("y ~ x + (x | g)", df, family="binomial")
     scaled = multilevel.glmm("y ~ x + (x | g)", df.assign(x=df.x * factor), family="binomial")
     assert scaled.loglik == pytest.approx(base.loglik, abs=1e-8)
+    # The log-likelihood agrees to 1e-8; along its flat top the optimizer's end moves the estimates by up
+    # to about 2e-6 SE between builds (the sanitizer build's rounding differs): 1e-5 SE.
     np.testing.assert_allclose(scaled.params.to_numpy() * [1, factor], base.params.to_numpy(),
-                               atol=1e-6 * float(base.bse.max()))
+                               atol=1e-5 * float(base.bse.max()))
