@@ -241,7 +241,7 @@ class ResidualLmmObjective:
                                **{**INNER_SEARCH_TOLERANCES, **options})
 
     def __call__(self, u: np.ndarray) -> float:
-        built = self.core(u)
+        built = self.cached_core(u)  # kept: the joint polish starts from the best of these
         if built is None:
             return np.inf
         core, jacobian = built
