@@ -16,6 +16,16 @@ matrices:
 The algebra is dense within blocks of random effects that share no row:
 small blocks for nested models (any size), one block of q for crossed
 factors, refused above :data:`MAX_RANDOM_EFFECTS` (use Satterthwaite).
+
+A residual correlation structure or variance function arrives whitened
+(:mod:`multilevel.lmm.residual_whitening`): its parameters ``rho_a`` add
+generators ``M_a = sigma^2 H_a`` (sparse, block diagonal over residual
+groups) to the random effects' ``Z E_r Z'`` and the identity of ``sigma^2``,
+and, the covariance being nonlinear in them, Kenward and Roger's (1997)
+second-derivative term ``R_ij = X' Sigma^-1 Sigma_ij Sigma^-1 X`` (from
+``H_ab`` and, for ``(sigma^2, rho_a)``, from ``H_a``) that pbkrtest, whose
+covariances are linear, never needs:
+``Phi_A = Phi + 2 Phi [sum W_ij (Q_ij - P_i Phi P_j - R_ij / 4)] Phi``.
 """
 
 from __future__ import annotations
@@ -117,11 +127,51 @@ def _components(S: sp.csr_matrix, slices: list[slice], terms: list[Any], nobs: i
     return count, of_column, of_row
 
 
+@dataclass(frozen=True)
+class RowParameters:
+    """Variance parameters acting on the (whitened) rows: each ``H_a`` and ``H_ab`` is (n, n), sparse and
+    symmetric, with the design's rows (see :mod:`multilevel.lmm.residual_whitening`)."""
+
+    first: list[sp.csr_matrix]
+    second: list[list[sp.csr_matrix]]
+
+    def permuted(self, order: np.ndarray) -> RowParameters:
+        """The same matrices with rows and columns in ``order`` (then each block's rows are a range)."""
+        def move(m: sp.csr_matrix) -> sp.csr_matrix:
+            return sp.csr_matrix(m[order][:, order])
+
+        first = [move(m) for m in self.first]
+        second = [[None] * len(first) for _ in first]
+        for a in range(len(first)):
+            for b in range(a + 1):
+                second[a][b] = second[b][a] = move(self.second[a][b])
+        return RowParameters(first, second)  # type: ignore[arg-type]
+
+
+#: Rows of a block up to which the residual parameters' terms use dense matrices.
+DENSE_BLOCK_ROWS = 2000
+
+
+def _dense(a: Any) -> np.ndarray:
+    return a.toarray() if sp.issparse(a) else np.asarray(a)
+
+
+def _sum_of_product(a: Any, b: Any) -> float:
+    """``sum(a * b)`` elementwise, ``tr(a b)`` for symmetric matrices, sparse or dense."""
+    return float(a.multiply(b).sum()) if sp.issparse(a) else float(np.sum(a * b))
+
+
+def _spread(e: np.ndarray, p: int, a: np.ndarray) -> np.ndarray:
+    """(I_levels kron E) applied to ``a``, whose rows are one term's random effects (p per level) in a block."""
+    block = a.reshape(-1, p, a.shape[1])
+    return np.einsum("ij,ajc->aic", e, block).reshape(a.shape)
+
+
 class _Sums:
     """Kenward-Roger's sums over blocks of random effects (see :func:`kenward_roger`)."""
 
-    def __init__(self, params: list[tuple[int | None, np.ndarray | None]], p: int) -> None:
-        npar = len(params)
+    def __init__(self, params: list[tuple[int | None, np.ndarray | None]], p: int, nrow_params: int = 0) -> None:
+        npar = len(params) + nrow_params
         self.params = params
         self.ucu = np.zeros((p, p))
         self.x_pm2_x = np.zeros((p, p))
@@ -131,11 +181,14 @@ class _Sums:
         self.P = np.zeros((npar, p, p))
         self.Q = np.zeros((npar, npar, p, p))
         self.K = np.zeros((npar, npar))
+        self.second = np.zeros((npar, npar, p, p))  # R_ij, nonzero only where a row parameter enters
 
 
 def _add_block(sums: _Sums, terms: list[Any], cols: list[np.ndarray], Sc: np.ndarray, Uc: np.ndarray,
-               lam: np.ndarray, Zc: sp.csr_matrix, Xc: np.ndarray) -> None:
-    """Add one block's terms: ``cols[k]`` are the block's positions of term k's random effects."""
+               lam: np.ndarray, Zc: sp.csr_matrix, Xc: np.ndarray, row_params: list[sp.csr_matrix] | None = None,
+               row_second: list[list[sp.csr_matrix]] | None = None, s2: float = 1.0) -> None:
+    """Add one block's terms: ``cols[k]`` are the block's positions of term k's random effects;
+    ``row_params`` the block's ``H_a`` and ``row_second`` its ``H_ab`` (residual parameters, if any)."""
     qc = Sc.shape[0]
     m = lam.T @ Sc @ lam + np.eye(qc)
     C = lam @ scipy.linalg.cho_solve(scipy.linalg.cho_factor(m, lower=True), lam.T)
@@ -152,9 +205,7 @@ def _add_block(sums: _Sums, terms: list[Any], cols: list[np.ndarray], Sc: np.nda
     sums.zy_c_zy += zy.T @ C @ zy
 
     def spread(k: int, e: np.ndarray, a: np.ndarray) -> np.ndarray:
-        """(I_levels kron E) applied to ``a``, whose rows are term k's random effects in the block."""
-        block = a.reshape(-1, terms[k].p, a.shape[1])
-        return np.einsum("ij,ajc->aic", e, block).reshape(a.shape)
+        return _spread(e, terms[k].p, a)
 
     e_ru = [None if k is None else spread(k, e, RU[cols[k]]) for k, e in sums.params]
     for r, (k, e) in enumerate(sums.params):
@@ -172,9 +223,52 @@ def _add_block(sums: _Sums, terms: list[Any], cols: list[np.ndarray], Sc: np.nda
                 er_rs = spread(k, e, RS[np.ix_(cols[k], cols[l])])
                 fs_rs = spread(l, f, RS[np.ix_(cols[l], cols[k])])
                 sums.K[r, s] += np.sum(er_rs * fs_rs.T)
+    if row_params:
+        _add_row_parameters(sums, terms, cols, Sc, C, R, RU, e_ru, Zc, pm_x, row_params, row_second, s2)
 
 
-def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float) -> KenwardRoger:
+def _add_row_parameters(sums: _Sums, terms: list[Any], cols: list[np.ndarray], Sc: np.ndarray, C: np.ndarray,
+                        R: np.ndarray, RU: np.ndarray, e_ru: list[Any], Zc: sp.csr_matrix, pm_x: np.ndarray,
+                        row_params: list[sp.csr_matrix], row_second: Any, s2: float) -> None:
+    """The block's terms of the row parameters ``M_a = sigma^2 H_a`` (module notes), with ``Y = Pm X``,
+    ``Pm = I - Z C Z'``, ``Z'Pm = R Z'``: ``P_a = -Y'M_a Y``, ``Q_ab = (M_a Y)' Pm M_b Y``,
+    ``K_ab = tr(M_a M_b) - 2 tr(C (M_a Z)'(M_b Z)) + tr(C A_a C A_b)`` with ``A_a = Z'M_a Z``,
+    ``K_ra = tr(E_r R A_a R')`` and ``K_sigma,a = tr(M_a) - 2 tr(C A_a) + tr(C S C A_a)``."""
+    first = len(sums.params)  # the row parameters follow sigma^2 (index first - 1)
+    res = first - 1
+    if Zc.shape[0] <= DENSE_BLOCK_ROWS:  # small blocks (nested models): dense algebra, no sparse overhead
+        Zc = Zc.toarray()
+        row_params = [h.toarray() for h in row_params]
+        row_second = [[h.toarray() for h in row] for row in row_second]
+    m = [s2 * h for h in row_params]
+    m_y = [a @ pm_x for a in m]
+    pm_m_y = [a - Zc @ (C @ np.asarray(Zc.T @ a)) for a in m_y]
+    m_z = [a @ Zc for a in m]
+    A = [_dense(Zc.T @ a) for a in m_z]
+    csc = C @ Sc @ C
+    for a in range(len(m)):
+        i = first + a
+        sums.P[i] -= pm_x.T @ m_y[a]
+        z_pm_m_y = np.asarray(Zc.T @ pm_m_y[a])
+        B = R @ A[a] @ R.T
+        for r, (k, e) in enumerate(sums.params):
+            if k is None or cols[k].size == 0:
+                continue
+            sums.Q[r, i] += e_ru[r].T @ z_pm_m_y[cols[k]]
+            sums.K[r, i] += np.trace(_spread(e, terms[k].p, B[np.ix_(cols[k], cols[k])]))
+        sums.Q[res, i] += pm_x.T @ pm_m_y[a]
+        sums.K[res, i] += m[a].diagonal().sum() - 2.0 * np.sum(C * A[a]) + np.sum(csc * A[a])
+        sums.second[res, i] += pm_x.T @ m_y[a] / s2
+        for b in range(a + 1):
+            j = first + b
+            sums.Q[j, i] += m_y[b].T @ pm_m_y[a]
+            sums.K[j, i] += (_sum_of_product(m[a], m[b]) - 2.0 * np.sum(C * _dense(m_z[a].T @ m_z[b]))
+                             + np.sum((C @ A[a]) * (C @ A[b]).T))
+            sums.second[j, i] += pm_x.T @ (s2 * row_second[a][b]) @ pm_x
+
+
+def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float,
+                  row_parameters: RowParameters | None = None) -> KenwardRoger:
     """Kenward-Roger's adjusted covariance at a REML estimate.
 
     The q x q algebra is done per block of random effects that share no
@@ -183,9 +277,12 @@ def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float) -> Kenwa
 
     Parameters
     ----------
-    design : an in-memory :class:`~multilevel.lmm.design.LmmDesign` (rows kept)
+    design : an in-memory :class:`~multilevel.lmm.design.LmmDesign` (rows kept; whitened where a residual
+        structure is fitted)
     lambdas : per term, its (p_k, p_k) lower-triangular relative covariance factor
     sigma : residual standard deviation (REML)
+    row_parameters : the whitened residual-covariance derivatives of a residual structure's parameters,
+        which follow sigma^2 among the variance parameters (module notes); None for ``sigma^2 W^-1``
 
     Examples
     --------
@@ -217,18 +314,23 @@ def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float) -> Kenwa
     term_of_column = np.concatenate([np.full(t.nlevels * t.p, k) for k, t in enumerate(terms)])
     params: list[tuple[int | None, np.ndarray | None]] = [
         (k, e) for k, t in enumerate(terms) for e in _unit_matrices(t.p)] + [(None, None)]
-    sums = _Sums(params, X.shape[1])
+    nrow = 0 if row_parameters is None else len(row_parameters.first)
+    sums = _Sums(params, X.shape[1], nrow)
     col_order = np.argsort(of_column, kind="stable")  # within a block, random effects stay in term/level order
     col_bounds = np.searchsorted(of_column[col_order], np.arange(count + 1))
     row_order = np.argsort(of_row, kind="stable")
     row_bounds = np.searchsorted(of_row[row_order], np.arange(count + 1))
+    by_block = None if row_parameters is None else row_parameters.permuted(row_order)
+    s2 = sigma**2
     for c in range(count):
         cols = col_order[col_bounds[c]:col_bounds[c + 1]]
         rows = row_order[row_bounds[c]:row_bounds[c + 1]]
         local = [np.flatnonzero(term_of_column[cols] == k) for k in range(len(terms))]
+        span = slice(row_bounds[c], row_bounds[c + 1])
+        first = None if by_block is None else [h[span, span] for h in by_block.first]
+        second = None if by_block is None else [[h[span, span] for h in row] for row in by_block.second]
         _add_block(sums, terms, local, S[cols][:, cols].toarray(), U[cols], lam[cols][:, cols].toarray(),
-                   Z[rows][:, cols], X[rows])
-    s2 = sigma**2
+                   Z[rows][:, cols], X[rows], first, second, s2)
     phi = s2 * np.linalg.inv(T - sums.ucu)
     x_pm3_x = sums.x_pm2_x - sums.zy_c_zy
     trace_pm2 = n - 2.0 * sums.trace_cs + sums.trace_cscs
@@ -237,13 +339,15 @@ def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float) -> Kenwa
     P[res] = -sums.x_pm2_x / s2**2
     Q, K = sums.Q / s2**3, sums.K / s2**2
     Q[res, res], K[res, res] = x_pm3_x / s2**3, trace_pm2 / s2**2
-    for r in range(len(params)):
+    second = sums.second / s2**2
+    for r in range(len(params) + nrow):
         for s in range(r):
-            Q[r, s], K[r, s] = Q[s, r].T, K[s, r]
+            Q[r, s], K[r, s], second[r, s] = Q[s, r].T, K[s, r], second[s, r].T
     info = (K - 2.0 * np.einsum("ij,rsij->rs", phi, Q)
             + np.einsum("rij,jk,skl,li->rs", P, phi, P, phi))
     evals = np.linalg.eigvalsh(info)
     w = 2.0 * (np.linalg.inv(info) if np.min(np.abs(evals)) > 1e-10 else np.linalg.pinv(info))
-    u_sum = np.einsum("rs,rsij->ij", w, Q) - np.einsum("rs,rij,jk,skl->il", w, P, phi, P)
+    u_sum = (np.einsum("rs,rsij->ij", w, Q) - np.einsum("rs,rij,jk,skl->il", w, P, phi, P)
+             - 0.25 * np.einsum("rs,rsij->ij", w, second))
     adjusted = phi + 2.0 * phi @ u_sum @ phi
     return KenwardRoger(vcov_beta=phi, vcov_adjusted=0.5 * (adjusted + adjusted.T), p_matrices=P, w=w)

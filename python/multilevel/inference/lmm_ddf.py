@@ -12,7 +12,6 @@ from multilevel.inference.ddf import (
     SatterthwaiteDdf,
     check_ddf,
 )
-from multilevel.inference.kenward_roger import kenward_roger
 
 
 def lmm_ddf_method(result: Any, method: str) -> DdfMethod:
@@ -26,8 +25,6 @@ def lmm_ddf_method(result: Any, method: str) -> DdfMethod:
     >>> lmm_ddf_method(fit, "kenward-roger").name
     'kenward-roger'
     """
-    from multilevel.lmm.theta import term_lambdas
-
     name = check_ddf(method)
     cov = result.unadjusted_cov()
     if name == "normal":
@@ -46,5 +43,4 @@ def lmm_ddf_method(result: Any, method: str) -> DdfMethod:
                          "boundary, so the information of the variance parameters is singular); "
                          "simplify the random part, or use ddf='satterthwaite'")
     require_rows(result.design, "ddf='kenward-roger'", "use ddf='satterthwaite', which needs no rows")
-    return KenwardRogerDdf(kenward_roger(result.design, term_lambdas(result.design.terms, result._theta),
-                                         result.sigma))
+    return KenwardRogerDdf(result._kenward_roger())

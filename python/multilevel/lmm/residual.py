@@ -30,7 +30,6 @@ from multilevel.correlation import KIND_CAR1, CorrelationStructure, Independence
 from multilevel.frames import as_pandas, drop_missing, require_columns
 from multilevel.gls.fit import UNCONSTRAINED_BOUND
 from multilevel.grouping import make_grouping
-from multilevel.inference.ddf import check_ddf
 from multilevel.inference.satterthwaite import VarparSensitivity, solve_core, varpar_sensitivity
 from multilevel.lmm.conditional import full_conditional_covariances
 from multilevel.lmm.design import LmmDesign, lmm_design
@@ -125,27 +124,31 @@ class ResidualModel:
         return out
 
 
+def residual_patterns(residual: ResidualModel) -> list[tuple[int, np.ndarray]]:
+    """The residual groups with one ``R_j`` pattern (the same positions, or times for a continuous-time
+    AR(1)): for each, one of its groups (``R_j`` is that group's) and the rows of all, (count, size)."""
+    lay = residual.layout
+    by_pattern: dict[bytes, tuple[int, list[np.ndarray]]] = {}
+    for j in range(lay.nclusters):
+        rows = lay.order[lay.ptr[j]:lay.ptr[j + 1]]
+        key = (lay.time_values[rows] if residual.structure.kind == KIND_CAR1 else lay.position[rows]).tobytes()
+        by_pattern.setdefault(key, (j, []))[1].append(rows)
+    return [(j, np.vstack(rows)) for j, rows in by_pattern.values()]
+
+
 class ResidualNoise:
     """Draws ``e ~ N(0, G R G)`` (sigma one) at fixed residual parameters.
 
-    The Cholesky factor of ``R_j`` is taken once per distinct pattern of positions (of times for a
-    continuous-time AR(1)), so balanced panels factor one matrix; each draw then colours the
-    residual groups of a pattern together.
+    The Cholesky factor of ``R_j`` is taken once per pattern of positions (:func:`residual_patterns`),
+    so balanced panels factor one matrix; each draw then colours the residual groups of a pattern together.
     """
 
     def __init__(self, residual: ResidualModel, u: np.ndarray) -> None:
         corr, var = residual.split(u)
-        lay = residual.layout
         self.g = residual.sd_factors(var)
-        self.nobs = lay.codes.size
-        by_pattern: dict[bytes, tuple[np.ndarray, list[np.ndarray]]] = {}
-        for j in range(lay.nclusters):
-            r, rows = cluster_matrix(residual.structure, corr, lay, j)
-            key = (lay.time_values[rows] if residual.structure.kind == KIND_CAR1 else lay.position[rows]).tobytes()
-            if key not in by_pattern:
-                by_pattern[key] = (np.linalg.cholesky(r), [])
-            by_pattern[key][1].append(rows)
-        self.patterns = [(factor, np.vstack(rows)) for factor, rows in by_pattern.values()]
+        self.nobs = residual.layout.codes.size
+        self.patterns = [(np.linalg.cholesky(cluster_matrix(residual.structure, corr, residual.layout, j)[0]), rows)
+                         for j, rows in residual_patterns(residual)]
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
         z = rng.standard_normal(self.nobs)
@@ -288,12 +291,16 @@ class ResidualLmmResult(LmmResult):
     def converged(self) -> bool:
         return self.optsum.converged and self.residual_optsum.converged
 
-    def _ddf_method(self, method: str | None = None) -> Any:
-        if check_ddf(self.ddf if method is None else method) == "kenward-roger" and self._cluster_robust is None:
-            raise ValueError("ddf='kenward-roger' is not available with a residual correlation structure or "
-                             "variance function (pbkrtest's method needs a covariance linear in its parameters); "
-                             "use ddf='satterthwaite'")
-        return super()._ddf_method(method)
+    def _kenward_roger(self) -> Any:
+        """Kenward-Roger's ingredients with the residual parameters (nlme's natural scale) among the variance
+        parameters, their second-derivative term included (:mod:`multilevel.lmm.residual_whitening`)."""
+        from multilevel.inference.kenward_roger import RowParameters, kenward_roger
+        from multilevel.lmm.residual_whitening import whiten_residual
+        from multilevel.lmm.theta import term_lambdas
+
+        white = whiten_residual(self.design, self.residual, self.residual_u)
+        return kenward_roger(white.design, term_lambdas(self.design.terms, self._theta), self.sigma,
+                             RowParameters(white.first, white.second))
 
     def _varpar_sensitivity(self) -> VarparSensitivity:
         """Satterthwaite's ingredients in ``(theta, residual parameters, sigma)``: the deviance keeps the form

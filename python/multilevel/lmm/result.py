@@ -14,6 +14,7 @@ from multilevel.errors import require_rows
 from multilevel.frames import as_pandas, vector_argument
 from multilevel.inference import coefficient_table, standard_errors, wald_conf_int
 from multilevel.inference.ddf import DdfMethod, check_contrasts, check_ddf, f_table, t_pvalues
+from multilevel.inference.kenward_roger import KenwardRoger, kenward_roger
 from multilevel.inference.lmm_ddf import lmm_ddf_method
 from multilevel.inference.satterthwaite import VarparSensitivity, varpar_sensitivity
 from multilevel.inference.wald import covariance_from_rx, prediction_with_se
@@ -150,6 +151,10 @@ class LmmResult(TidyMethods):
         """What Satterthwaite's df need: the deviance's curvature and cov(beta)'s slopes in the
         variance parameters (theta and sigma here)."""
         return varpar_sensitivity(self._core, self._theta, self.sigma, self.reml)
+
+    def _kenward_roger(self) -> KenwardRoger:
+        """Kenward-Roger's ingredients at this REML fit (the rows are read)."""
+        return kenward_roger(self.design, term_lambdas(self.design.terms, self._theta), self.sigma)
 
     def _ml_refit(self) -> LmmResult:
         """The same model fitted by ML on this fit's core (the rows are not read again)."""
