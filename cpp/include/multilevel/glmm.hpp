@@ -300,7 +300,9 @@ class GlmmPirls {
     const Eigen::ArrayXd mu = mu_.array(), y = y_.array();
     Eigen::ArrayXd d;
     if (glm_.family == GlmFamily::Binomial && binary_)
-      d = -2.0 * (y > 0.5).select(mu, 1.0 - mu).log();  // 0/1 responses: one logarithm per row
+      // 0/1 responses: one logarithm per row, of y mu + (1 - y)(1 - mu) (exactly mu or 1 - mu); written
+      // as arithmetic, not select(), because Eigen vectorizes the logarithm only of packet expressions.
+      d = -2.0 * (y * mu + (1.0 - y) * (1.0 - mu)).log();
     else if (glm_.family == GlmFamily::Binomial)
       d = 2.0 * (saturated_.array() - y * mu.log() - (1.0 - y) * (1.0 - mu).log());
     else  // Poisson; mutant 10: the sign of mu flipped
