@@ -20,16 +20,11 @@ def _residual_blocks(kind: str, fit, data) -> callable:
     """``S(rho)`` (n x n, sigma one) of the test's structures, written out from the data."""
     groups = fit.design.terms[0].codes  # the innermost factor: the residual groups
     same = groups[:, None] == groups[None, :]
-    if kind == "ar1":  # Orthodont in row order: positions 0..3 per subject
+    if kind in ("ar1", "weighted"):  # Orthodont in row order: positions 0..3 per subject
         pos = np.concatenate([np.arange(c) for c in np.bincount(groups)])[np.argsort(np.argsort(groups,
                                                                                                  kind="stable"))]
         lag = np.abs(pos[:, None] - pos[None, :])
-        return lambda x: np.where(same, x[0] ** lag, 0.0)
-    if kind == "weighted":
-        pos = np.concatenate([np.arange(c) for c in np.bincount(groups)])[np.argsort(np.argsort(groups,
-                                                                                                 kind="stable"))]
-        lag = np.abs(pos[:, None] - pos[None, :])
-        root = np.sqrt(data["age"].to_numpy() / 10.0)
+        root = np.sqrt(data["age"].to_numpy() / 10.0) if kind == "weighted" else np.ones(len(pos))
         return lambda x: np.where(same, x[0] ** lag, 0.0) / np.outer(root, root)
     if kind == "varident":
         male = (data["Sex"].to_numpy() != data["Sex"].iloc[0]).astype(float)

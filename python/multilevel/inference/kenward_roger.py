@@ -130,22 +130,18 @@ def _components(S: sp.csr_matrix, slices: list[slice], terms: list[Any], nobs: i
 @dataclass(frozen=True)
 class RowParameters:
     """Variance parameters acting on the (whitened) rows: each ``H_a`` and ``H_ab`` is (n, n), sparse and
-    symmetric, with the design's rows (see :mod:`multilevel.lmm.residual_whitening`)."""
+    symmetric, with the design's rows (see :mod:`multilevel.lmm.residual_whitening`); ``second[a]`` holds
+    ``H_ab`` for ``b <= a`` only (the lower triangle)."""
 
     first: list[sp.csr_matrix]
     second: list[list[sp.csr_matrix]]
 
-    def permuted(self, order: np.ndarray) -> RowParameters:
-        """The same matrices with rows and columns in ``order`` (then each block's rows are a range)."""
-        def move(m: sp.csr_matrix) -> sp.csr_matrix:
-            return sp.csr_matrix(m[order][:, order])
+    def block(self, order: np.ndarray | slice) -> RowParameters:
+        """The matrices restricted to the rows ``order`` (indices or a slice), in that order."""
+        def take(m: sp.csr_matrix) -> sp.csr_matrix:
+            return m[order, order] if isinstance(order, slice) else m[order][:, order]  # a slice: one 2-d slice
 
-        first = [move(m) for m in self.first]
-        second = [[None] * len(first) for _ in first]
-        for a in range(len(first)):
-            for b in range(a + 1):
-                second[a][b] = second[b][a] = move(self.second[a][b])
-        return RowParameters(first, second)  # type: ignore[arg-type]
+        return RowParameters([take(m) for m in self.first], [[take(m) for m in row] for row in self.second])
 
 
 #: Rows of a block up to which the residual parameters' terms use dense matrices.
@@ -185,10 +181,10 @@ class _Sums:
 
 
 def _add_block(sums: _Sums, terms: list[Any], cols: list[np.ndarray], Sc: np.ndarray, Uc: np.ndarray,
-               lam: np.ndarray, Zc: sp.csr_matrix, Xc: np.ndarray, row_params: list[sp.csr_matrix] | None = None,
-               row_second: list[list[sp.csr_matrix]] | None = None, s2: float = 1.0) -> None:
+               lam: np.ndarray, Zc: sp.csr_matrix, Xc: np.ndarray, row_params: RowParameters | None = None,
+               s2: float = 1.0) -> None:
     """Add one block's terms: ``cols[k]`` are the block's positions of term k's random effects;
-    ``row_params`` the block's ``H_a`` and ``row_second`` its ``H_ab`` (residual parameters, if any)."""
+    ``row_params`` the block's ``H_a`` and ``H_ab`` (residual parameters, if any)."""
     qc = Sc.shape[0]
     m = lam.T @ Sc @ lam + np.eye(qc)
     C = lam @ scipy.linalg.cho_solve(scipy.linalg.cho_factor(m, lower=True), lam.T)
@@ -223,24 +219,24 @@ def _add_block(sums: _Sums, terms: list[Any], cols: list[np.ndarray], Sc: np.nda
                 er_rs = spread(k, e, RS[np.ix_(cols[k], cols[l])])
                 fs_rs = spread(l, f, RS[np.ix_(cols[l], cols[k])])
                 sums.K[r, s] += np.sum(er_rs * fs_rs.T)
-    if row_params:
-        _add_row_parameters(sums, terms, cols, Sc, C, R, RU, e_ru, Zc, pm_x, row_params, row_second, s2)
+    if row_params is not None and row_params.first:
+        _add_row_parameters(sums, terms, cols, Sc, C, R, RU, e_ru, Zc, pm_x, row_params, s2)
 
 
 def _add_row_parameters(sums: _Sums, terms: list[Any], cols: list[np.ndarray], Sc: np.ndarray, C: np.ndarray,
                         R: np.ndarray, RU: np.ndarray, e_ru: list[Any], Zc: sp.csr_matrix, pm_x: np.ndarray,
-                        row_params: list[sp.csr_matrix], row_second: Any, s2: float) -> None:
+                        row_params: RowParameters, s2: float) -> None:
     """The block's terms of the row parameters ``M_a = sigma^2 H_a`` (module notes), with ``Y = Pm X``,
     ``Pm = I - Z C Z'``, ``Z'Pm = R Z'``: ``P_a = -Y'M_a Y``, ``Q_ab = (M_a Y)' Pm M_b Y``,
     ``K_ab = tr(M_a M_b) - 2 tr(C (M_a Z)'(M_b Z)) + tr(C A_a C A_b)`` with ``A_a = Z'M_a Z``,
     ``K_ra = tr(E_r R A_a R')`` and ``K_sigma,a = tr(M_a) - 2 tr(C A_a) + tr(C S C A_a)``."""
     first = len(sums.params)  # the row parameters follow sigma^2 (index first - 1)
     res = first - 1
+    h, h2 = row_params.first, row_params.second
     if Zc.shape[0] <= DENSE_BLOCK_ROWS:  # small blocks (nested models): dense algebra, no sparse overhead
         Zc = Zc.toarray()
-        row_params = [h.toarray() for h in row_params]
-        row_second = [[h.toarray() for h in row] for row in row_second]
-    m = [s2 * h for h in row_params]
+        h, h2 = [a.toarray() for a in h], [[a.toarray() for a in row] for row in h2]
+    m = [s2 * a for a in h]
     m_y = [a @ pm_x for a in m]
     pm_m_y = [a - Zc @ (C @ np.asarray(Zc.T @ a)) for a in m_y]
     m_z = [a @ Zc for a in m]
@@ -248,7 +244,8 @@ def _add_row_parameters(sums: _Sums, terms: list[Any], cols: list[np.ndarray], S
     csc = C @ Sc @ C
     for a in range(len(m)):
         i = first + a
-        sums.P[i] -= pm_x.T @ m_y[a]
+        y_m_y = pm_x.T @ m_y[a]
+        sums.P[i] -= y_m_y
         z_pm_m_y = np.asarray(Zc.T @ pm_m_y[a])
         B = R @ A[a] @ R.T
         for r, (k, e) in enumerate(sums.params):
@@ -258,13 +255,13 @@ def _add_row_parameters(sums: _Sums, terms: list[Any], cols: list[np.ndarray], S
             sums.K[r, i] += np.trace(_spread(e, terms[k].p, B[np.ix_(cols[k], cols[k])]))
         sums.Q[res, i] += pm_x.T @ pm_m_y[a]
         sums.K[res, i] += m[a].diagonal().sum() - 2.0 * np.sum(C * A[a]) + np.sum(csc * A[a])
-        sums.second[res, i] += pm_x.T @ m_y[a] / s2
+        sums.second[res, i] += y_m_y / s2
         for b in range(a + 1):
             j = first + b
             sums.Q[j, i] += m_y[b].T @ pm_m_y[a]
             sums.K[j, i] += (_sum_of_product(m[a], m[b]) - 2.0 * np.sum(C * _dense(m_z[a].T @ m_z[b]))
                              + np.sum((C @ A[a]) * (C @ A[b]).T))
-            sums.second[j, i] += pm_x.T @ (s2 * row_second[a][b]) @ pm_x
+            sums.second[j, i] += pm_x.T @ (s2 * h2[a][b]) @ pm_x
 
 
 def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float,
@@ -320,17 +317,15 @@ def kenward_roger(design: Any, lambdas: list[np.ndarray], sigma: float,
     col_bounds = np.searchsorted(of_column[col_order], np.arange(count + 1))
     row_order = np.argsort(of_row, kind="stable")
     row_bounds = np.searchsorted(of_row[row_order], np.arange(count + 1))
-    by_block = None if row_parameters is None else row_parameters.permuted(row_order)
+    by_block = None if row_parameters is None else row_parameters.block(row_order)  # each block's rows a range
     s2 = sigma**2
     for c in range(count):
         cols = col_order[col_bounds[c]:col_bounds[c + 1]]
         rows = row_order[row_bounds[c]:row_bounds[c + 1]]
         local = [np.flatnonzero(term_of_column[cols] == k) for k in range(len(terms))]
         span = slice(row_bounds[c], row_bounds[c + 1])
-        first = None if by_block is None else [h[span, span] for h in by_block.first]
-        second = None if by_block is None else [[h[span, span] for h in row] for row in by_block.second]
         _add_block(sums, terms, local, S[cols][:, cols].toarray(), U[cols], lam[cols][:, cols].toarray(),
-                   Z[rows][:, cols], X[rows], first, second, s2)
+                   Z[rows][:, cols], X[rows], None if by_block is None else by_block.block(span), s2)
     phi = s2 * np.linalg.inv(T - sums.ucu)
     x_pm3_x = sums.x_pm2_x - sums.zy_c_zy
     trace_pm2 = n - 2.0 * sums.trace_cs + sums.trace_cscs

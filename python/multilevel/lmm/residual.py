@@ -30,11 +30,12 @@ from multilevel.correlation import KIND_CAR1, CorrelationStructure, Independence
 from multilevel.frames import as_pandas, drop_missing, require_columns
 from multilevel.gls.fit import UNCONSTRAINED_BOUND
 from multilevel.grouping import make_grouping
+from multilevel.inference.kenward_roger import kenward_roger
 from multilevel.inference.satterthwaite import VarparSensitivity, solve_core, varpar_sensitivity
 from multilevel.lmm.conditional import full_conditional_covariances
 from multilevel.lmm.design import LmmDesign, lmm_design
 from multilevel.lmm.result import LmmResult
-from multilevel.lmm.theta import theta_lower_bounds, theta_scales, theta_start
+from multilevel.lmm.theta import term_lambdas, theta_lower_bounds, theta_scales, theta_start
 from multilevel.optimize import OptSummary, minimize_bobyqa, minimize_bobyqa_restarted, newton_polish
 from multilevel.variance import BoundVariance, VarianceFunction, get_variance
 
@@ -294,13 +295,11 @@ class ResidualLmmResult(LmmResult):
     def _kenward_roger(self) -> Any:
         """Kenward-Roger's ingredients with the residual parameters (nlme's natural scale) among the variance
         parameters, their second-derivative term included (:mod:`multilevel.lmm.residual_whitening`)."""
-        from multilevel.inference.kenward_roger import RowParameters, kenward_roger
-        from multilevel.lmm.residual_whitening import whiten_residual
-        from multilevel.lmm.theta import term_lambdas
+        from multilevel.lmm.residual_whitening import whiten_residual  # it imports this module
 
         white = whiten_residual(self.design, self.residual, self.residual_u)
         return kenward_roger(white.design, term_lambdas(self.design.terms, self._theta), self.sigma,
-                             RowParameters(white.first, white.second))
+                             white.derivatives)
 
     def _varpar_sensitivity(self) -> VarparSensitivity:
         """Satterthwaite's ingredients in ``(theta, residual parameters, sigma)``: the deviance keeps the form

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from multilevel.correlation import cluster_matrix
+from multilevel.inference.kenward_roger import RowParameters
 from multilevel.lmm.design import LmmDesign
 from multilevel.lmm.residual import ResidualModel, residual_patterns
 
@@ -38,15 +39,12 @@ class WhitenedResidual:
     ----------
     design : the design with ``L^-1 (y - offset)``, ``L^-1 X`` and each term's ``L^-1 z`` (prior weights and
         offset folded in, none left)
-    first : per natural residual parameter, the (n, n) sparse block-diagonal ``H_a``
-    second : ``second[a][b]``, the (n, n) sparse ``H_ab`` (the same object for ``(a, b)`` and ``(b, a)``)
-    names : the parameters' names (correlation parameters, then the variance function's)
+    derivatives : per natural residual parameter (correlation parameters, then the variance function's), the
+        (n, n) sparse block-diagonal ``H_a``, and ``H_ab`` for ``b <= a``
     """
 
     design: LmmDesign
-    first: list[sp.csr_matrix]
-    second: list[list[sp.csr_matrix]]
-    names: list[str]
+    derivatives: RowParameters
 
 
 def _step(x: float) -> float:
@@ -137,8 +135,8 @@ def whiten_residual(design: LmmDesign, residual: ResidualModel, u: np.ndarray) -
     >>> from multilevel.datasets import load_dataset
     >>> fit = lmm("distance ~ age + (1 | Subject)", load_dataset("Orthodont"), corr="ar1")
     >>> w = whiten_residual(fit.design, fit.residual, fit.residual_u)
-    >>> w.names, w.first[0].shape
-    (['alpha'], (108, 108))
+    >>> len(w.derivatives.first), w.derivatives.first[0].shape
+    (1, (108, 108))
     """
     corr, var = residual.split(u)
     nc, n = corr.size, design.nobs
@@ -168,12 +166,8 @@ def whiten_residual(design: LmmDesign, residual: ResidualModel, u: np.ndarray) -
     def matrix(key: tuple[int, ...]) -> sp.csr_matrix:
         return sp.csr_matrix((np.concatenate(entries[key]), (i, k)), shape=(n, n))
 
-    first = [matrix((a,)) for a in range(npar)]
-    second: list[list[sp.csr_matrix]] = [[None] * npar for _ in range(npar)]  # type: ignore[list-item]
-    for a in range(npar):
-        for b in range(a + 1):
-            second[a][b] = second[b][a] = matrix((a, b))
+    derivatives = RowParameters([matrix((a,)) for a in range(npar)],
+                                [[matrix((a, b)) for b in range(a + 1)] for a in range(npar)])
     white_terms = [replace(t, z=w.reshape(np.shape(t.z))) for t, w in zip(design.terms, z_white)]
     white = replace(design, y=X_white[:, 0], X=X_white[:, 1:], terms=white_terms, weights=None, offset=None)
-    names = residual.structure.param_names(residual.layout.npositions) + list(residual.variance.names)
-    return WhitenedResidual(white, first, second, names)
+    return WhitenedResidual(white, derivatives)
