@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 from multilevel.families import get_family
 from multilevel.gee import GeeConvergenceWarning, GeeCorrelationBoundWarning, gee_design
+from multilevel.gee.basis import one_pass
 from multilevel.gee.fit import gee_correlation
 from multilevel.gee.iteration import start_beta
 from multilevel.gee.moments import BOUND_MARGIN, moment_estimates
@@ -103,7 +104,9 @@ def test_small_unbalanced_fits_are_returned_never_raised() -> None:
 @pytest.mark.parametrize("moments", ["geepack", "gee"])
 def test_well_behaved_fits_take_every_full_step(dataset: str, formula: str, family: str, corr: Any,
                                                 time: str | None, moments: str) -> None:
-    """The fit is bit for bit plain Fisher scoring (no step control, no bounds) from the same start."""
+    """The fit is plain Fisher scoring (no step control, no bounds) from the same start, here with the moments
+    and the scoring sums of two separate passes: to rounding for the structures whose steps take one pass
+    (their ``H`` and ``U`` come from alpha-free sums), bit for bit for the others."""
     df = ml.load_dataset(dataset)
     groups = {"ohio": "id", "epil": "subject", "respiratory": "subject", "dietox": "Pig"}[dataset]
     res = ml.gee(formula, df, groups=groups, time=time, family=family, corr=corr, moments=moments)
@@ -119,9 +122,10 @@ def test_well_behaved_fits_take_every_full_step(dataset: str, formula: str, fami
             break
     phi, alpha = moment_estimates(rows, fam, structure, beta, None, moments)
     assert res.converged and res.n_iter == n_iter and not res.fit_notes
-    np.testing.assert_array_equal(res.params.to_numpy(), beta)
-    np.testing.assert_array_equal(res.corr_params, alpha)
-    assert res.scale == phi
+    rtol = 1e-11 if one_pass(structure) else 0.0
+    np.testing.assert_allclose(res.params.to_numpy(), beta, rtol=rtol, atol=0)
+    np.testing.assert_allclose(res.corr_params, alpha, rtol=rtol, atol=0)
+    np.testing.assert_allclose(res.scale, phi, rtol=rtol, atol=0)
 
 
 def exchangeable_beyond_its_bound() -> pd.DataFrame:

@@ -6,6 +6,7 @@
 
 #include "array_views.hpp"
 #include "multilevel/cluster_sums.hpp"
+#include "multilevel/correlation_basis.hpp"
 
 namespace py = pybind11;
 using namespace multilevel;
@@ -88,6 +89,44 @@ time : (n,) float64 continuous times (kind 4; rows of a cluster ordered by it), 
 Returns a dict with H, U, M, ee (sum e_j' R_j^-1 e_j), logdet (sum log det R_j)
 and failed_cluster (first cluster whose working correlation is not positive
 definite, or -1).
+)doc");
+  m.def(
+      "correlation_basis",
+      [](const MatrixArg& x, const VectorArg& a, const VectorArg& e, const Int32Vector& order,
+         const Int64Vector& ptr, const Int32Vector& position, int kind) {
+        if (a.size() != x.rows() || e.size() != x.rows() || order.size() != x.rows())
+          throw std::invalid_argument("x, a, e and order must have the same number of rows");
+        if (kind < 0 || kind > 2) throw std::invalid_argument("kind must be 0 (independence), 1 (exchangeable) or 2 (AR(1))");
+        const ClusterLayout layout = make_layout(order, ptr, position, Eigen::VectorXd());
+        CorrelationBasis basis;
+        {
+          py::gil_scoped_release release;
+          basis = correlation_basis(as_map(x), as_map(a), as_map(e), layout, static_cast<BasisKind>(kind));
+        }
+        const Index width = x.cols() + 1, nterms = kind == 2 ? 3 : 1;
+        py::array_t<std::int64_t> classes(static_cast<py::ssize_t>(basis.terms.size()));
+        py::array_t<double> terms({static_cast<py::ssize_t>(basis.terms.size()), static_cast<py::ssize_t>(nterms),
+                                   static_cast<py::ssize_t>(width), static_cast<py::ssize_t>(width)});
+        auto out = terms.mutable_unchecked<4>();
+        py::ssize_t k = 0;
+        for (const auto& [cls, mats] : basis.terms) {
+          classes.mutable_data()[k] = cls;
+          for (Index m = 0; m < nterms; ++m)
+            for (Index r = 0; r < width; ++r)
+              for (Index c = 0; c < width; ++c) out(k, m, r, c) = mats[static_cast<std::size_t>(m)](r, c);
+          ++k;
+        }
+        return py::make_tuple(basis.free, classes, terms);
+      },
+      py::arg("x"), py::arg("a"), py::arg("e"), py::arg("order"), py::arg("ptr"), py::arg("position"),
+      py::arg("kind"),
+      R"doc(
+The alpha-free sums of a GEE's cross products [D e]' R(alpha)^-1 [D e] (see correlation_basis.hpp).
+
+x, a, e, order, ptr, position as in cluster_sums; kind 0 independence, 1 exchangeable,
+2 AR(1) (positions increasing within a cluster). Returns (free (p+1, p+1), classes (K,)
+int64: the cluster sizes (exchangeable) or gaps (AR(1)) present, terms (K, m, p+1, p+1):
+m = 1 (exchangeable: sum s s') or 3 (AR(1): sum b_i b_i', sum b_i b_{i-1}', sum b_{i-1} b_{i-1}')).
 )doc");
   m.def(
       "pair_moments",

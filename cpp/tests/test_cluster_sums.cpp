@@ -7,6 +7,7 @@
 
 #include "checks.hpp"
 #include "multilevel/cluster_sums.hpp"
+#include "multilevel/correlation_basis.hpp"
 
 using namespace multilevel;
 using namespace multilevel::testing;
@@ -169,6 +170,30 @@ void test_cluster_sums(std::mt19937& rng) {
         check(max_abs(gk.M - rk.M) < 1e-9 * std::max(1.0, max_abs(rk.M)),
               tag + (kind == MeatKind::BiasReduced ? ": bias-reduced meat" : ": jackknife meat"));
       }
+    }
+    // The alpha-free basis, evaluated at alpha, is the dense [D e]' R^-1 [D e] (H, U and e'R^-1 e).
+    for (std::size_t s : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{4}}) {
+      const WorkingCorrelation& c = structures[s];
+      const BasisKind kind = c.kind == CorrelationKind::Ar1 ? BasisKind::Ar1
+                             : c.kind == CorrelationKind::Exchangeable ? BasisKind::Exchangeable
+                                                                       : BasisKind::Independence;
+      const CorrelationBasis basis = correlation_basis(x, a, e, layout, kind);
+      MatrixXd total = basis.free;
+      for (const auto& [cls, t] : basis.terms) {
+        if (kind == BasisKind::Exchangeable) {
+          total -= c.alpha / (1.0 + static_cast<double>(cls - 1) * c.alpha) * t[0];
+        } else {
+          const double rho = std::pow(c.alpha, static_cast<double>(cls));
+          total += (t[0] - rho * (t[1] + t[1].transpose()) + rho * rho * t[2]) / (1.0 - rho * rho);
+        }
+      }
+      if (kind == BasisKind::Exchangeable) total /= 1.0 - c.alpha;
+      const ClusterSums ref = dense_sums(g, c, MeatKind::Robust, MatrixXd());
+      const double scale = std::max(1.0, max_abs(ref.H));
+      const std::string tag = "gee trial " + std::to_string(trial) + " basis of structure " + std::to_string(s);
+      check(max_abs(total.topLeftCorner(p, p) - ref.H) < 1e-10 * scale, tag + ": information H");
+      check(max_abs(total.col(p).head(p) - ref.U) < 1e-10 * scale, tag + ": score U");
+      check(rel_diff(total(p, p), ref.ee) < 1e-10, tag + ": e' R^-1 e");
     }
     // A correlation that is not positive definite for some cluster is reported, not returned as numbers.
     const ClusterSums bad = cluster_sums(x, a, e, layout, {CorrelationKind::Exchangeable, -0.9, {}},

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 _Float = NDArray[np.float64]
+_Int = NDArray[np.int64]
 
 #: Which build was loaded: "_core_avx2" or "_core_base".
 build: str
@@ -252,6 +253,16 @@ def cluster_sums(
     correlation by position pair (kind 3), else any; meat 0 robust, 1 bias-reduced
     (Mancl-DeRouen), 2 one-step jackknife; h_full (p, p) float64: H at the estimates
     (meat 1 and 2); time (n,) float64 continuous times (kind 4), else empty (the default).
+    """
+
+def correlation_basis(
+    x: ArrayLike, a: ArrayLike, e: ArrayLike, order: ArrayLike, ptr: ArrayLike, position: ArrayLike, kind: int
+) -> tuple[_Float, _Int, _Float]:
+    """The alpha-free sums of a GEE's cross products ``[D e]' R(alpha)^-1 [D e]`` (correlation_basis.hpp).
+
+    Arguments as in cluster_sums; kind 0 independence, 1 exchangeable, 2 AR(1). Returns
+    (free (p+1, p+1), classes (K,) int64: cluster sizes or gaps present, terms (K, m, p+1, p+1)
+    with m = 1 (exchangeable: sum s s') or 3 (AR(1): sum b_i b_i', sum b_i b_{i-1}', sum b_{i-1} b_{i-1}')).
     """
 
 def pair_moments(

@@ -25,7 +25,7 @@ from multilevel.gee.design import GeeDesign, gee_design
 from multilevel.gee.iteration import GeeEstimates, fisher_scoring, start_beta
 from multilevel.gee.moments import GeeCorrelationBoundWarning, check_moments, check_structure
 from multilevel.gee.result import GeeResult
-from multilevel.gee.scoring import DesignRows, GeeRows, scoring_sums, working_arrays
+from multilevel.gee.scoring import DesignRows, FinalSums, GeeRows, final_sums, scoring_sums, working_arrays
 
 
 class GeeConvergenceWarning(UserWarning):
@@ -73,19 +73,29 @@ def refuse_unknown_keywords(unknown: dict[str, Any], function: Any) -> None:
 
 def estimate_gee(rows: GeeRows, family: Family, structure: CorrelationStructure, *, p: int, nobs: int,
                  scale: float | None, maxiter: int, tol: float, start: np.ndarray | None = None,
-                 moments: str = "geepack", verbose: bool = False) -> tuple[GeeEstimates, tuple[str, ...]]:
+                 moments: str = "geepack", verbose: bool = False, extra_meats: tuple[str, ...] = (),
+                 quasi_loglik: bool = False) -> tuple[GeeEstimates, tuple[str, ...], FinalSums]:
     """Fisher scoring on rows held anywhere (:class:`~multilevel.gee.scoring.GeeRows`), from ``start``
     or the independence GLM, warning when it does not converge or when ``alpha`` had to be moved inside
-    its bounds: the steps every GEE fit shares. Returns the estimates and the warnings' messages."""
+    its bounds: the steps every GEE fit shares. Returns the estimates (with the robust meat), the
+    warnings' messages and the :class:`~multilevel.gee.scoring.FinalSums` of ``extra_meats`` (and the
+    quasi-likelihood), made in the same pass as the robust meat where that needs one."""
     check_gee_sizes(nobs, p, scale)
     check_scoring_limits(maxiter, tol)
     check_moments(moments)
     check_structure(structure, moments)
-    beta = start_beta(rows, family, p) if start is None else np.asarray(start, dtype=float).copy()
     if not isinstance(verbose, (bool, np.bool_)):
         raise TypeError(f"verbose must be True or False, not {verbose!r}")
+    beta = start_beta(rows, family, p) if start is None else np.asarray(start, dtype=float).copy()
     est = fisher_scoring(rows, family, structure, beta, scale=scale, maxiter=maxiter, tol=tol, moments=moments,
                          verbose=bool(verbose))
+    final = FinalSums()
+    kinds = (("robust",) if est.meat is None else ()) + tuple(extra_meats)
+    if kinds or quasi_loglik:
+        final = final_sums(rows, family, structure, est.corr_params, est.scale, est.beta, est.information, kinds,
+                           quasi_loglik)
+        if est.meat is None:
+            est.meat = final.meats.pop("robust")
     notes = []
     if est.corr_params_moved:
         notes.append(bound_message(structure, est, rows.max_cluster_size))
@@ -93,7 +103,7 @@ def estimate_gee(rows: GeeRows, family: Family, structure: CorrelationStructure,
     if not est.converged:
         notes.append(est.stopped or f"GEE did not converge in {maxiter} iterations")
         warnings.warn(notes[-1], GeeConvergenceWarning, stacklevel=4)
-    return est, tuple(notes)
+    return est, tuple(notes), final
 
 
 def bound_message(structure: CorrelationStructure, est: GeeEstimates, max_cluster_size: int) -> str:
@@ -128,7 +138,7 @@ def fit_gee(design: GeeDesign, family: Family | str = "gaussian", corr: Correlat
     structure = gee_correlation(corr)
     check_moments(moments)
     family.check_response(design.y, design.fixed.response if design.fixed is not None else "y")
-    est, notes = estimate_gee(DesignRows(design), family, structure, p=design.X.shape[1], nobs=design.nobs,
+    est, notes, _ = estimate_gee(DesignRows(design), family, structure, p=design.X.shape[1], nobs=design.nobs,
                               scale=scale, maxiter=maxiter, tol=tol, start=start, moments=moments, verbose=verbose)
     return GeeResult(design=design, family=family, structure=structure, params_array=est.beta, scale=est.scale,
                      corr_params=est.corr_params, information=est.information, meat=est.meat,

@@ -1,8 +1,12 @@
 """Fisher scoring for GEE, with step control, over rows held anywhere (:class:`~multilevel.gee.scoring.GeeRows`).
 
-Each iteration makes two passes over the rows, as the in-memory algorithm
-(geepack's) does: moments at the current ``beta``, then the scoring sums
-with the ``phi`` and ``alpha`` they give, and the step ``H^-1 U``.
+Each iteration takes geepack's step: the moment estimates of ``phi`` and
+``alpha`` at the current ``beta``, the scoring sums with them, and the step
+``H^-1 U``. For independence, exchangeable, AR(1) and ``Fixed`` one pass
+over the rows gives both the moments and sums from which ``H`` and ``U``
+follow at any ``alpha`` (:mod:`multilevel.gee.basis`), and the robust meat
+takes one more pass at the end; other structures make two passes per step
+(moments, then the scoring sums with the meat).
 
 Step control. geepack takes every full step, and on small or unbalanced
 clusters that can fail: ``alpha``'s moment estimate can leave the range
@@ -34,13 +38,23 @@ Here
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from multilevel.correlation import CorrelationStructure, Independence
 from multilevel.families import Family
-from multilevel.gee.moments import keep_inside, moment_estimates, shrink_toward_independence
-from multilevel.gee.scoring import GeeRows, ScoringSums, scoring_sums
+from multilevel.gee.basis import AlphaFreeSums, at_moments, one_pass, part_alpha_free_sums
+from multilevel.gee.design import GeeDesign
+from multilevel.gee.moments import (
+    MomentSums,
+    estimates_from_sums,
+    keep_inside,
+    moment_estimates,
+    part_moments,
+    shrink_toward_independence,
+)
+from multilevel.gee.scoring import GeeRows, ScoringSums, check_positive_definite, scoring_sums
 
 #: A step is halved when the score statistic grows by more than this factor in one step (module docstring).
 MERIT_GROWTH = 1e4
@@ -62,7 +76,7 @@ class GeeEstimates:
     scale: float
     corr_params: np.ndarray
     information: np.ndarray
-    meat: np.ndarray
+    meat: np.ndarray | None  # None after one-pass steps (see final_sums)
     n_iter: int
     converged: bool
     raw_corr_params: np.ndarray | None = None
@@ -87,17 +101,44 @@ class ScoringPoint:
     merit: float
 
 
+@dataclass
+class StepSums:
+    """One part's moment sums, and the sums its scoring sums follow from at any ``alpha`` and ``phi``."""
+
+    moments: MomentSums
+    scoring: AlphaFreeSums | ScoringSums
+
+    def merge(self, other: StepSums) -> StepSums:
+        self.moments.merge(other.moments)
+        self.scoring.merge(other.scoring)
+        return self
+
+
+def part_step_sums(design: GeeDesign, family: Family, structure: CorrelationStructure, beta: np.ndarray,
+                   npositions: int, moments: str) -> StepSums:
+    """What one pass over a part gives for a Fisher step of a :func:`~multilevel.gee.basis.one_pass` structure."""
+    return StepSums(part_moments(design, family, structure, beta, npositions, moments),
+                    part_alpha_free_sums(design, family, structure, beta))
+
+
 def evaluate(rows: GeeRows, family: Family, structure: CorrelationStructure, beta: np.ndarray,
              scale: float | None, moments: str = "geepack") -> ScoringPoint:
-    """Moments, ``alpha`` kept inside its bounds, scoring sums and the step at ``beta``: two passes (four when
-    a cluster's working correlation had to be shrunk). Raises FloatingPointError or LinAlgError where the
-    mean, the working correlation or ``H`` is unusable."""
-    phi, raw = moment_estimates(rows, family, structure, beta, scale, moments)
-    alpha = keep_inside(structure, raw, rows.max_cluster_size)
-    sums = scoring_sums(rows, family, structure, alpha, phi, beta, check=alpha.size == 0)
-    if sums.failed is not None:
-        alpha = shrink_toward_independence(structure, alpha, rows.npositions)
-        sums = scoring_sums(rows, family, structure, alpha, phi, beta)
+    """Moments, ``alpha`` kept inside its bounds, scoring sums and the step at ``beta``: one pass (module
+    docstring), else two (four when a cluster's working correlation had to be shrunk). Raises
+    FloatingPointError or LinAlgError where the mean, the working correlation or ``H`` is unusable."""
+    if one_pass(structure):
+        both = rows.map_reduce(partial(part_step_sums, family=family, structure=structure, beta=beta,
+                                       npositions=rows.npositions, moments=moments), "scoring")
+        phi, raw = estimates_from_sums(both.moments, structure, beta.size, scale, rows.npositions, moments)
+        alpha = keep_inside(structure, raw, rows.max_cluster_size)
+        sums = check_positive_definite(at_moments(both.scoring, alpha, phi), structure, alpha)
+    else:
+        phi, raw = moment_estimates(rows, family, structure, beta, scale, moments)
+        alpha = keep_inside(structure, raw, rows.max_cluster_size)
+        sums = scoring_sums(rows, family, structure, alpha, phi, beta, check=alpha.size == 0)
+        if sums.failed is not None:
+            alpha = shrink_toward_independence(structure, alpha, rows.npositions)
+            sums = scoring_sums(rows, family, structure, alpha, phi, beta)
     step = np.linalg.solve(sums.H, sums.U)
     merit = phi * float(sums.U @ step)
     if not (np.all(np.isfinite(step)) and np.isfinite(merit)):
@@ -128,7 +169,8 @@ def fisher_scoring(rows: GeeRows, family: Family, structure: CorrelationStructur
 
     Stops when a full step has ``max |step| <= tol * (1 + max |beta|)``;
     ``phi``, ``alpha`` and the sums returned are those at the final
-    ``beta``, as geepack's. Errors at the starting ``beta`` are raised;
+    ``beta``, as geepack's; the meat is None where the steps took one pass
+    (:func:`~multilevel.gee.scoring.final_sums` makes it). Errors at the starting ``beta`` are raised;
     after that a fit that cannot go on is returned with ``converged=False``.
     With ``verbose`` each step prints its iteration, step fraction, largest
     coefficient change and score statistic.

@@ -209,13 +209,19 @@ def moment_estimates(rows: GeeRows, family: Family, structure: CorrelationStruct
     """
     sums = rows.map_reduce(partial(part_moments, family=family, structure=structure, beta=beta,
                                    npositions=rows.npositions, moments=moments), "moments")
+    return estimates_from_sums(sums, structure, beta.size, scale, rows.npositions, moments)
+
+
+def estimates_from_sums(sums: MomentSums, structure: CorrelationStructure, p: int, scale: float | None,
+                        npositions: int, moments: str = "geepack") -> tuple[float, np.ndarray]:
+    """``phi`` and the raw ``alpha`` from the moment sums of all parts (:func:`moment_estimates`)."""
     if moments == "gee":
-        return _gee_estimates(sums, structure, beta.size, scale, rows.npositions)
+        return _gee_estimates(sums, structure, p, scale, npositions)
     phi = sums.squares / sums.weight if scale is None else float(scale)
     if structure.pair_grouping is None:
         return phi, np.zeros(0)
     # geepack: alpha from the pair sums of r / sqrt(phi) with the phi in use (the fixed one too)
-    return phi, structure.from_pair_sums(sums.pairs / phi, sums.pair_weights, rows.npositions)
+    return phi, structure.from_pair_sums(sums.pairs / phi, sums.pair_weights, npositions)
 
 
 def _gee_estimates(sums: MomentSums, structure: CorrelationStructure, p: int, scale: float | None,

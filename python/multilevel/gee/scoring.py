@@ -12,7 +12,7 @@ of them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -73,17 +73,18 @@ def arrays_at_mean(design: GeeDesign, family: Family, eta: np.ndarray, mu: np.nd
 
 @dataclass
 class ScoringSums:
-    """``H``, ``U`` and a meat summed over clusters; the label of the first cluster that failed."""
+    """``H``, ``U`` and a meat (None where only ``H`` and ``U`` were formed) summed over clusters; the label
+    of the first cluster that failed."""
 
     H: np.ndarray
     U: np.ndarray
-    M: np.ndarray
+    M: np.ndarray | None
     failed: Any = None
 
     def merge(self, other: ScoringSums) -> ScoringSums:
         self.H = self.H + other.H
         self.U = self.U + other.U
-        self.M = self.M + other.M
+        self.M = None if self.M is None or other.M is None else self.M + other.M
         if self.failed is None:
             self.failed = other.failed
         return self
@@ -164,12 +165,58 @@ def scoring_sums(rows: GeeRows, family: Family, structure: CorrelationStructure,
     sums = rows.map_reduce(partial(part_sums, family=family, structure=structure, params=params, scale=scale,
                                    beta=beta, meat=meat, h_full=h_full, independence_start=independence_start),
                            "scoring")
-    if check and sums.failed is not None:
+    return check_positive_definite(sums, structure, params) if check else sums
+
+
+def check_positive_definite(sums: ScoringSums, structure: CorrelationStructure, params: np.ndarray) -> ScoringSums:
+    """``sums``, or a FloatingPointError naming the first cluster whose working correlation failed."""
+    if sums.failed is not None:
         raise FloatingPointError(
             f"the {structure.name} working correlation with parameters {np.round(params, 6).tolist()} is not "
             f"positive definite for cluster {sums.failed}; try another correlation structure"
         )
     return sums
+
+
+@dataclass
+class FinalSums:
+    """Sums at the estimates beyond ``H``: meats by covariance kind, and ``sum w Q(mu; y)`` when asked for."""
+
+    meats: dict[str, np.ndarray] = field(default_factory=dict)
+    quasi_loglik: float | None = None
+
+    def merge(self, other: FinalSums) -> FinalSums:
+        for kind, m in other.meats.items():
+            self.meats[kind] = self.meats[kind] + m if kind in self.meats else m
+        if other.quasi_loglik is not None:
+            self.quasi_loglik = (self.quasi_loglik or 0.0) + other.quasi_loglik
+        return self
+
+
+#: Meat kinds of the covariances, as :func:`part_sums` takes them.
+MEAT_KINDS = {"robust": MEAT_ROBUST, "bias_reduced": MEAT_BIAS_REDUCED, "jackknife": MEAT_JACKKNIFE}
+
+
+def part_final_sums(design: GeeDesign, family: Family, structure: CorrelationStructure, params: np.ndarray,
+                    scale: float, beta: np.ndarray, h_full: np.ndarray, kinds: tuple[str, ...],
+                    quasi_loglik: bool) -> FinalSums:
+    """One part's :class:`FinalSums`: the meats of ``kinds`` and, if asked, the quasi-likelihood."""
+    out = FinalSums(quasi_loglik=part_quasi_loglik(design, family, beta) if quasi_loglik else None)
+    for kind in kinds:
+        out.meats[kind] = part_sums(design, family, structure, params, scale, beta, meat=MEAT_KINDS[kind],
+                                    h_full=h_full).M
+    return out
+
+
+def final_sums(rows: GeeRows, family: Family, structure: CorrelationStructure, params: np.ndarray, scale: float,
+               beta: np.ndarray, h_full: np.ndarray, kinds: tuple[str, ...], quasi_loglik: bool = False) -> FinalSums:
+    """The meats of ``kinds`` (and the quasi-likelihood) at the estimates, in one pass over the rows.
+
+    For data read in chunks this is the pass that makes everything a result
+    needs and cannot make later without the rows.
+    """
+    return rows.map_reduce(partial(part_final_sums, family=family, structure=structure, params=params, scale=scale,
+                                   beta=beta, h_full=h_full, kinds=kinds, quasi_loglik=quasi_loglik), "covariances")
 
 
 _MOVED = {"GeeEstimates": "iteration", "fisher_scoring": "iteration", "start_beta": "iteration",

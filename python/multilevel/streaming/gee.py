@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -29,12 +28,8 @@ from multilevel.frames import check_finite, columns_in, require_columns
 from multilevel.gee.design import GeeDesign
 from multilevel.gee.result import GeeResult
 from multilevel.gee.scoring import (
-    MEAT_BIAS_REDUCED,
-    MEAT_JACKKNIFE,
     GeeRows,
     merge,
-    part_quasi_loglik,
-    part_sums,
 )
 from multilevel.grouping import GroupingLevels
 from multilevel.progress import progress_enabled
@@ -279,28 +274,6 @@ def part_r_factor(design: GeeDesign) -> ColumnRFactor:
     return ColumnRFactor(design.X.shape[1]).add_rows(design.X)
 
 
-@dataclass
-class FinalSums:
-    """The sums a result needs beyond H and the robust meat: the other meats and the quasi-likelihood."""
-
-    meats: dict[str, np.ndarray] = field(default_factory=dict)
-    quasi_loglik: float = 0.0
-
-    def merge(self, other: FinalSums) -> FinalSums:
-        for kind, m in other.meats.items():
-            self.meats[kind] = self.meats[kind] + m if kind in self.meats else m
-        self.quasi_loglik += other.quasi_loglik
-        return self
-
-
-def part_final_sums(design: GeeDesign, family: Family, structure: CorrelationStructure, params: np.ndarray,
-                    scale: float, beta: np.ndarray, h_full: np.ndarray) -> FinalSums:
-    out = FinalSums(quasi_loglik=part_quasi_loglik(design, family, beta))
-    for kind, which in (("bias_reduced", MEAT_BIAS_REDUCED), ("jackknife", MEAT_JACKKNIFE)):
-        out.meats[kind] = part_sums(design, family, structure, params, scale, beta, meat=which, h_full=h_full).M
-    return out
-
-
 def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Family | str, link: Any,
                  corr: CorrelationStructure | str | None, weights: Any, offset: Any, scale: float | None,
                  cov_type: str, maxiter: int, tol: float, progress: bool | None,
@@ -329,10 +302,10 @@ def streamed_gee(formula: str, data: Any, *, groups: Any, time: Any, family: Fam
         model = replace(model, kept=np.array([j for j in range(len(names)) if j not in aliased], dtype=int))
     rows = StreamRows(passes, model)
     p = len(model.names)
-    est, notes = estimate_gee(rows, family, structure, p=p, nobs=plan.nkept, scale=scale, maxiter=maxiter, tol=tol,
-                              moments=moments, verbose=verbose)
-    final = rows.map_reduce(partial(part_final_sums, family=family, structure=structure, params=est.corr_params,
-                                    scale=est.scale, beta=est.beta, h_full=est.information), "covariances")
+    # The rows are not kept: the covariances and the quasi-likelihood are made now, with the robust meat.
+    est, notes, final = estimate_gee(rows, family, structure, p=p, nobs=plan.nkept, scale=scale, maxiter=maxiter,
+                                     tol=tol, moments=moments, verbose=verbose,
+                                     extra_meats=("bias_reduced", "jackknife"), quasi_loglik=True)
     all_names = [str(c) for c in model.fixed_spec.rhs.column_names]
     kept = np.arange(len(all_names)) if model.kept is None else model.kept
     fixed = FixedDesign(np.empty(0), np.empty((0, p)), model.names, model.response, model.fixed_spec.rhs, kept,

@@ -9,6 +9,7 @@ from typing import Any
 import formulaic
 import numpy as np
 import pandas as pd
+from formulaic.parser.types import Factor
 
 from multilevel.frames import check_finite
 from multilevel.streaming.scan import ColumnMoments
@@ -64,12 +65,52 @@ def response_and_spec(formula: str, prototype: pd.DataFrame, moments: dict[str, 
     return lhs, specs._update(rhs=with_global_transform_state(specs.rhs, moments))
 
 
+def plain_columns(spec: Any) -> list[str | None] | None:
+    """The data column behind each model-matrix column (None for the intercept) when every term of
+    ``spec`` is the intercept or a numeric column taken as it is; None when any term needs formulaic
+    (a transform, a categorical, an interaction)."""
+    columns: list[str | None] = []
+    for term in spec.terms:
+        factors = list(term.factors)
+        if len(factors) != 1:
+            return None
+        factor = factors[0]
+        if factor.eval_method is Factor.EvalMethod.LITERAL and factor.expr == "1":
+            columns.append(None)
+            continue
+        state = spec.encoder_state.get(factor.expr)
+        if factor.eval_method is not Factor.EvalMethod.LOOKUP or state is None or state[0] is not Factor.Kind.NUMERICAL:
+            return None
+        columns.append(factor.expr)
+    names = [str(c) for c in spec.column_names]
+    return columns if names == ["Intercept" if c is None else c for c in columns] else None
+
+
+def _stacked(rows: pd.DataFrame, columns: list[str | None]) -> np.ndarray:
+    """The model matrix of :func:`plain_columns`' columns: ones and the columns as float64 (column-major:
+    each column written, and later checked, contiguously)."""
+    out = np.empty((len(rows), len(columns)), order="F")
+    for j, c in enumerate(columns):
+        out[:, j] = 1.0 if c is None else rows[c].to_numpy(dtype=float)
+    return out
+
+
 def response_and_matrix(fixed_spec: Any, rows: pd.DataFrame, response: str, where: str,
                         kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """y (m,) and X (m, p) of a chunk's complete rows (X's ``kept`` columns), checked finite."""
-    mm = fixed_spec.get_model_matrix(rows, output="numpy", na_action="raise")
-    y = np.ascontiguousarray(np.asarray(mm.lhs, dtype=float)[:, 0])
-    X = np.asarray(mm.rhs, dtype=float)
+    """y (m,) and X (m, p) of a chunk's complete rows (X's ``kept`` columns), checked finite.
+
+    A formula of numeric columns only (the common large-data case) is stacked
+    directly: formulaic's per-term work costs more than the rest of a GEE
+    pass over the chunk.
+    """
+    lhs_columns, rhs_columns = plain_columns(fixed_spec.lhs), plain_columns(fixed_spec.rhs)
+    if lhs_columns is not None and rhs_columns is not None and len(lhs_columns) == 1 and lhs_columns[0] is not None:
+        y = rows[lhs_columns[0]].to_numpy(dtype=float, copy=True)
+        X = _stacked(rows, rhs_columns)
+    else:
+        mm = fixed_spec.get_model_matrix(rows, output="numpy", na_action="raise")
+        y = np.ascontiguousarray(np.asarray(mm.lhs, dtype=float)[:, 0])
+        X = np.asarray(mm.rhs, dtype=float)
     names = [str(c) for c in fixed_spec.rhs.column_names]
     if kept is not None:
         X, names = X[:, kept], [names[j] for j in kept]
