@@ -3,12 +3,14 @@ agrees with the in-memory fit of the same rows."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
-
 from multilevel import MDependent, chunks, gee
 from multilevel.errors import RowsNotKeptError
+from multilevel.streaming.passes import whole_clusters
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -128,10 +130,27 @@ def test_dask_gee_equals_in_memory_and_split_clusters_are_refused(dask_client):
         assert_same_gee(mem, gee(formula, whole, groups="id", **kwargs))
     split = dd.from_delayed([dask.delayed(df.iloc[a:b]) for a, b in ((0, 100), (100, len(df)))], meta=df.iloc[:0])
     assert df["id"].iloc[99] == df["id"].iloc[100]  # the cut splits a cluster
-    with pytest.raises(ValueError, match="lie in one partition"):
-        gee("yb ~ x", split, groups="id", family="binomial", corr="exchangeable")
-    # with time= the rows' positions do not depend on their order, so gee shuffles the frame itself
-    kwargs = dict(groups="id", family="binomial", corr="ar1", time="time")
-    with pytest.warns(UserWarning, match="shuffling it on \\['id'\\]"):
-        shuffled = gee("yb ~ x", split, **kwargs)
-    assert_same_gee(gee("yb ~ x", df, **kwargs), shuffled)
+    # gee shuffles a frame whose partitions split clusters itself, keeping the rows' order within a cluster
+    # (their positions without time=); with time= the positions come from the time column
+    for kwargs in ({"groups": "id", "family": "binomial", "corr": "ar1"},
+                   {"groups": "id", "family": "binomial", "corr": "ar1", "time": "time"},
+                   {"groups": "id", "family": "binomial", "corr": "unstructured"}):
+        with pytest.warns(UserWarning, match="shuffling it on \\['id'\\]"):
+            shuffled = gee("yb ~ x", split, **kwargs)
+        assert_same_gee(gee("yb ~ x", df, **kwargs), shuffled)
+
+
+@pytest.mark.parametrize("cuts", [[], [3], [1, 2, 3], [4, 9, 10, 17], list(range(1, 20))])
+def test_whole_clusters_recuts_without_splitting_a_run(cuts):
+    keys = pd.DataFrame({"a": list("xxxyyyyzzzxxwwwwvvuu"), "b": [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 4,
+                                                                 4, np.nan, np.nan]})
+    keys["row"] = np.arange(len(keys))
+    bounds = [0, *cuts, len(keys)]
+    frames = [keys.iloc[a:b] for a, b in itertools.pairwise(bounds)]
+    out = list(whole_clusters(iter(frames), ("a", "b")))
+    joined = pd.concat(out, ignore_index=True)
+    assert joined["row"].tolist() == keys["row"].tolist()  # every row once, in order
+    run = (keys[["a", "b"]].ne(keys[["a", "b"]].shift()) & ~(keys[["a", "b"]].isna() &
+                                                            keys[["a", "b"]].shift().isna())).any(axis=1).cumsum()
+    seen = [set(run.iloc[f["row"].to_numpy()]) for f in out]
+    assert all(not (s & t) for i, s in enumerate(seen) for t in seen[i + 1:])  # no run in two frames

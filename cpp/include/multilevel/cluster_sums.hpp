@@ -140,9 +140,12 @@ inline ClusterSums cluster_sums(const StridedMatrixMap& x, const StridedVectorMa
         s.U += s.uj;
         s.ee += r.squaredNorm();
         if (meat == MeatKind::BiasReduced) {
-          MatrixXd g = -d * h_inv * d.transpose();
+          // d' (I - d H^-1 d')^-1 r by Woodbury, a p x p solve instead of an n_j x n_j one:
+          // (I - d H^-1 d')^-1 r = r + d (I - H^-1 d'd)^-1 H^-1 d'r, so the meat's U_j = u_j + h_j v.
+          MatrixXd g = -h_inv * s.hj;
           g.diagonal().array() += 1.0;
-          s.uj.noalias() = d.transpose() * g.partialPivLu().solve(r);
+          const VectorXd v = g.partialPivLu().solve(h_inv * s.uj);
+          s.uj.noalias() += s.hj * v;
         } else if (meat == MeatKind::OneStepJack) {
           s.uj = (h_full - s.hj).ldlt().solve(s.uj);
         }

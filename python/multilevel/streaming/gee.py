@@ -149,17 +149,28 @@ class GeeChunkModel:
         if self.columns.offset is not None:
             offset = rows[self.columns.offset].to_numpy(dtype=float)
             check_finite(offset, f"offset in {where}")
-        found = self.clusters.codes_of(rows)
-        present, local = np.unique(found, return_inverse=True)
+        present, local = local_codes(self.clusters.codes_of(rows))
         labels = self.clusters.levels[present]
         positions = None
         if self.times is not None:
             positions = self.times.get_indexer(rows[self.columns.time].to_numpy()).astype(np.int32)
-        layout = cluster_layout(local.astype(np.int32), present.size, None, np.asarray(labels),
+        layout = cluster_layout(local, present.size, None, np.asarray(labels),
                                 positions=positions, npositions=self.npositions)
         return GeeDesign(y=y, X=X, names=self.names, layout=layout, cluster_labels=labels, weights=weights,
                          offset=offset, formula=self.columns.formula, groups=self.clusters.name,
                          time=self.columns.time, offset_column=self.columns.offset)
+
+
+def local_codes(found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct codes of a chunk's rows and each row's index among them (int32); in one
+    linear step for the usual chunk of data sorted by cluster."""
+    if found.size and np.all(found[1:] >= found[:-1]):
+        change = np.empty(found.size, dtype=bool)
+        change[0] = True
+        np.not_equal(found[1:], found[:-1], out=change[1:])
+        return found[change], (np.cumsum(change) - 1).astype(np.int32)
+    present, local = np.unique(found, return_inverse=True)
+    return present, local.astype(np.int32)
 
 
 class OnChunkDesign:
@@ -230,9 +241,9 @@ class RowlessGeeDesign:
 def scan_clusters(passes: RowPasses, columns: GeeColumns) -> tuple[RowPasses, ColumnScan, pd.Series]:
     """The first pass, and the rows per cluster; each cluster must lie in one chunk or partition.
 
-    Dask partitions that split clusters are shuffled on the cluster columns (with a warning) when
-    ``time=`` gives the rows' positions: a shuffle does not keep the rows' order, which gives the
-    positions without it. Returns the passes to use from then on.
+    Dask partitions that split clusters are shuffled on the cluster columns (with a warning), the rows of
+    each partition kept in their order in the data, which gives the positions when ``time=`` does not.
+    Returns the passes to use from then on.
     """
     def scan(over: RowPasses) -> tuple[ColumnScan, pd.Series]:
         found = over.map_reduce(GeeScanChunk(columns), merge_scans, columns.used, "reading levels",
@@ -242,11 +253,12 @@ def scan_clusters(passes: RowPasses, columns: GeeColumns) -> tuple[RowPasses, Co
     try:
         return (passes, *scan(passes))
     except ClusterSplitError:
-        if not isinstance(passes, DaskPasses) or columns.time is None:
+        if not isinstance(passes, DaskPasses):
             raise
         warnings.warn(f"the partitions of the Dask frame split clusters; shuffling it on {list(columns.groups)} "
-                      "(rows of a cluster keep their positions from time=)", UserWarning, stacklevel=4)
-        shuffled = DaskPasses(passes.ddf.shuffle(on=list(columns.groups)), passes.progress)
+                      "(the rows of a cluster keep their order; repartition by the cluster column beforehand to "
+                      "avoid the shuffle)", UserWarning, stacklevel=4)
+        shuffled = passes.shuffled_on(list(columns.groups))
         return (shuffled, *scan(shuffled))
 
 

@@ -85,18 +85,25 @@ class SourcePasses(RowPasses):
 
 
 def whole_clusters(frames: Iterator[pd.DataFrame], columns: tuple[str, ...]) -> Iterator[pd.DataFrame]:
-    """Re-cut a stream of frames so that no run of equal cluster keys is split between two frames."""
+    """Re-cut a stream of frames so that no run of equal cluster keys is split between two frames.
+
+    The rows of a run that a frame boundary cuts are joined into a small frame of their own, so no
+    large frame is copied.
+    """
     tail: pd.DataFrame | None = None
     for frame in frames:
-        if tail is not None and len(tail):
-            frame = pd.concat([tail, frame], ignore_index=True)
         if len(frame) == 0:
             continue
-        codes = run_codes(frame, columns)
-        last = codes[-1]
-        start = len(codes)
-        while start > 0 and codes[start - 1] == last:
-            start -= 1
+        if tail is not None:
+            same = same_key(frame, columns, tail)
+            k = len(frame) if same.all() else int(np.argmin(same))  # rows continuing the tail's run
+            if k == len(frame):
+                tail = pd.concat([tail, frame], ignore_index=True)
+                continue
+            yield pd.concat([tail, frame.iloc[:k]], ignore_index=True) if k else tail
+            frame = frame.iloc[k:]
+        other = np.flatnonzero(~same_key(frame, columns, frame))
+        start = int(other[-1]) + 1 if other.size else 0  # the last run starts after the last other key
         tail = frame.iloc[start:]
         if start:
             yield frame.iloc[:start]
@@ -104,11 +111,14 @@ def whole_clusters(frames: Iterator[pd.DataFrame], columns: tuple[str, ...]) -> 
         yield tail
 
 
-def run_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    """Integer codes of the cluster keys of ``frame`` (missing keys are a key of their own)."""
-    if len(columns) == 1:
-        return pd.factorize(frame[columns[0]], use_na_sentinel=False)[0]
-    return pd.MultiIndex.from_frame(frame[list(columns)]).factorize()[0]
+def same_key(frame: pd.DataFrame, columns: tuple[str, ...], like: pd.DataFrame) -> np.ndarray:
+    """Whether each row of ``frame`` has the cluster key of the last row of ``like`` (missing keys are a
+    key of their own)."""
+    same = np.ones(len(frame), dtype=bool)
+    for c in columns:
+        values, key = frame[c].to_numpy(), like[c].iloc[-1]
+        same &= pd.isna(values) if pd.isna(key) else np.asarray(values == key, dtype=bool)
+    return same
 
 
 class DaskPasses(RowPasses):
@@ -125,6 +135,14 @@ class DaskPasses(RowPasses):
 
     def column_names(self) -> list[str]:
         return [str(c) for c in self.ddf.columns]
+
+    def shuffled_on(self, columns: list[str]) -> DaskPasses:
+        """The frame shuffled so that the rows of each key of ``columns`` lie in one partition, each
+        partition's rows in their order in the data (positions by row order survive the shuffle), and
+        persisted: every later pass reads it."""
+        keyed = self.ddf.map_partitions(_with_row_order, meta=self.ddf._meta.assign(**{ROW_ORDER: np.int64(0)}))
+        shuffled = keyed.shuffle(on=list(columns)).map_partitions(_in_row_order, meta=self.ddf._meta)
+        return DaskPasses(shuffled.persist(), self.progress)
 
     def map_reduce(self, per_chunk: PerChunk, merge: Merge, columns: list[str], desc: str = "reading rows",
                    cluster_columns: tuple[str, ...] | None = None, add_into: AddInto | None = None) -> Any:
@@ -145,6 +163,21 @@ class DaskPasses(RowPasses):
                 pass
         (total,) = dask.compute(tree_reduce(tasks, _copying(merge)))
         return total
+
+
+#: The column that carries each row's place in the data through a shuffle (see DaskPasses.shuffled_on).
+ROW_ORDER = "__multilevel_row_order__"
+
+
+def _with_row_order(frame: pd.DataFrame, partition_info: dict | None = None) -> pd.DataFrame:
+    """``frame`` with :data:`ROW_ORDER`: its partition's number in the high 32 bits, the row's in the low."""
+    number = 0 if partition_info is None else int(partition_info["number"])
+    return frame.assign(**{ROW_ORDER: (np.int64(number) << 32) + np.arange(len(frame), dtype=np.int64)})
+
+
+def _in_row_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """A shuffled partition's rows put back in the order they had in the data, without :data:`ROW_ORDER`."""
+    return frame.sort_values(ROW_ORDER, kind="stable").drop(columns=ROW_ORDER)
 
 
 def _distributed_client() -> Any:

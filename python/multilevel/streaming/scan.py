@@ -147,8 +147,7 @@ class ColumnScan:
         if split.any():
             raise ClusterSplitError(
                 f"cluster {counts.index[split][0]} has rows in more than one chunk: the rows of a cluster must be "
-                "contiguous in the data (sort by the cluster column) or, for a Dask frame, lie in one partition "
-                "(ddf.shuffle(cluster column), which keeps it a column; with time= given, gee shuffles it itself)"
+                "contiguous in the data: sort by the cluster column (a Dask frame is shuffled by gee itself)"
             )
         return counts
 
