@@ -154,3 +154,22 @@ def test_whole_clusters_recuts_without_splitting_a_run(cuts):
                                                             keys[["a", "b"]].shift().isna())).any(axis=1).cumsum()
     seen = [set(run.iloc[f["row"].to_numpy()]) for f in out]
     assert all(not (s & t) for i, s in enumerate(seen) for t in seen[i + 1:])  # no run in two frames
+
+
+@pytest.mark.parametrize("corr", ["independence", "exchangeable", "ar1", "unstructured", MDependent(2)])
+def test_each_fisher_step_reads_the_chunks_once(corr, monkeypatch):
+    """No pass of its own for the moment estimates: they come with the sums of the step's one pass."""
+    from multilevel.streaming.passes import SourcePasses
+
+    seen: list[str] = []
+    original = SourcePasses.map_reduce
+
+    def recording(self, per_chunk, merge, columns, desc="reading rows", *args, **kwargs):
+        seen.append(desc)
+        return original(self, per_chunk, merge, columns, desc, *args, **kwargs)
+
+    monkeypatch.setattr(SourcePasses, "map_reduce", recording)
+    df = clustered()
+    streamed = gee("yb ~ x", in_chunks(df, 50), groups="id", time="time", family="binomial", corr=corr)
+    assert "moments" not in seen and seen.count("covariances") == 1
+    assert_same_gee(gee("yb ~ x", df, groups="id", time="time", family="binomial", corr=corr), streamed)

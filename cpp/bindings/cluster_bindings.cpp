@@ -7,6 +7,7 @@
 #include "array_views.hpp"
 #include "multilevel/cluster_sums.hpp"
 #include "multilevel/correlation_basis.hpp"
+#include "multilevel/glm.hpp"
 
 namespace py = pybind11;
 using namespace multilevel;
@@ -91,30 +92,60 @@ and failed_cluster (first cluster whose working correlation is not positive
 definite, or -1).
 )doc");
   m.def(
+      "gee_working_arrays",
+      [](const VectorArg& eta, const VectorArg& y, const VectorArg& w, int family, int link) {
+        if (y.size() != eta.size() || (w.size() != 0 && w.size() != eta.size()))
+          throw std::invalid_argument("eta, y and w (or an empty w) must have the same length");
+        if (family < 0 || family > 4 || family == 3) throw std::invalid_argument("family must be 0, 1, 2 or 4");
+        if (link < 0 || link > 5) throw std::invalid_argument("link must be 0..5");
+        const Glm glm{static_cast<GlmFamily>(family), static_cast<GlmLink>(link)};
+        // Written straight into new numpy arrays (no copy of n-long results on the way out).
+        const auto n = static_cast<py::ssize_t>(eta.size());
+        py::array_t<double> mu(n), pearson(n), root_info(n);
+        Eigen::Map<Eigen::VectorXd> mu_out(mu.mutable_data(), n), pearson_out(pearson.mutable_data(), n),
+            root_info_out(root_info.mutable_data(), n);
+        Index bad;
+        {
+          py::gil_scoped_release release;
+          bad = gee_working_arrays(as_map(eta), as_map(y), as_map(w), glm, mu_out, pearson_out, root_info_out);
+        }
+        return py::make_tuple(mu, pearson, root_info, bad);
+      },
+      py::arg("eta"), py::arg("y"), py::arg("w"), py::arg("family"), py::arg("link"),
+      R"doc(
+A GEE's per-row arrays at the linear predictor (phi = 1), in one pass over the rows.
+
+eta, y (n,) float64; w (n,) prior weights or empty; family 0 binomial, 1 poisson, 2 gamma,
+4 gaussian; link 0 logit, 1 probit, 2 cloglog, 3 log, 4 identity, 5 sqrt. Returns (mu,
+pearson = (y - mu) sqrt(w / v(mu)), root_info = (dmu/deta) sqrt(w / v(mu)), bad): bad is the
+first row whose mean is not finite or whose variance is not positive, or -1.
+)doc");
+  m.def(
       "correlation_basis",
       [](const MatrixArg& x, const VectorArg& a, const VectorArg& e, const Int32Vector& order,
          const Int64Vector& ptr, const Int32Vector& position, int kind) {
         if (a.size() != x.rows() || e.size() != x.rows() || order.size() != x.rows())
           throw std::invalid_argument("x, a, e and order must have the same number of rows");
-        if (kind < 0 || kind > 2) throw std::invalid_argument("kind must be 0 (independence), 1 (exchangeable) or 2 (AR(1))");
+        if (kind < 0 || kind > 3)
+          throw std::invalid_argument("kind must be 0 (independence), 1 (exchangeable), 2 (AR(1)) or 3 (patterns)");
         const ClusterLayout layout = make_layout(order, ptr, position, Eigen::VectorXd());
         CorrelationBasis basis;
         {
           py::gil_scoped_release release;
           basis = correlation_basis(as_map(x), as_map(a), as_map(e), layout, static_cast<BasisKind>(kind));
         }
-        const Index width = x.cols() + 1, nterms = kind == 2 ? 3 : 1;
         py::array_t<std::int64_t> classes(static_cast<py::ssize_t>(basis.terms.size()));
-        py::array_t<double> terms({static_cast<py::ssize_t>(basis.terms.size()), static_cast<py::ssize_t>(nterms),
-                                   static_cast<py::ssize_t>(width), static_cast<py::ssize_t>(width)});
-        auto out = terms.mutable_unchecked<4>();
+        py::list terms;
         py::ssize_t k = 0;
         for (const auto& [cls, mats] : basis.terms) {
-          classes.mutable_data()[k] = cls;
-          for (Index m = 0; m < nterms; ++m)
-            for (Index r = 0; r < width; ++r)
-              for (Index c = 0; c < width; ++c) out(k, m, r, c) = mats[static_cast<std::size_t>(m)](r, c);
-          ++k;
+          classes.mutable_data()[k++] = cls;
+          const auto nterms = static_cast<py::ssize_t>(mats.size()), width = static_cast<py::ssize_t>(mats[0].rows());
+          py::array_t<double> block({nterms, width, width});
+          auto out = block.mutable_unchecked<3>();
+          for (py::ssize_t m = 0; m < nterms; ++m)
+            for (py::ssize_t r = 0; r < width; ++r)
+              for (py::ssize_t c = 0; c < width; ++c) out(m, r, c) = mats[static_cast<std::size_t>(m)](r, c);
+          terms.append(block);
         }
         return py::make_tuple(basis.free, classes, terms);
       },
@@ -124,9 +155,11 @@ definite, or -1).
 The alpha-free sums of a GEE's cross products [D e]' R(alpha)^-1 [D e] (see correlation_basis.hpp).
 
 x, a, e, order, ptr, position as in cluster_sums; kind 0 independence, 1 exchangeable,
-2 AR(1) (positions increasing within a cluster). Returns (free (p+1, p+1), classes (K,)
-int64: the cluster sizes (exchangeable) or gaps (AR(1)) present, terms (K, m, p+1, p+1):
-m = 1 (exchangeable: sum s s') or 3 (AR(1): sum b_i b_i', sum b_i b_{i-1}', sum b_{i-1} b_{i-1}')).
+2 AR(1), 3 patterns of positions (positions increasing within a cluster; for 3, all < 63).
+Returns (free (p+1, p+1), classes (K,) int64: the cluster sizes (exchangeable), gaps (AR(1))
+or position bit masks (patterns) present, terms: a list of K arrays (m, w, w): m = 1,
+w = p+1 (exchangeable: sum s s'); m = 3, w = p+1 (AR(1): sum b_i b_i', sum b_i b_{i-1}',
+sum b_{i-1} b_{i-1}'); m = 1, w = (number of positions) (p+1) (patterns: sum v v')).
 )doc");
   m.def(
       "pair_moments",

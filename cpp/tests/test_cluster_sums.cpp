@@ -8,6 +8,7 @@
 #include "checks.hpp"
 #include "multilevel/cluster_sums.hpp"
 #include "multilevel/correlation_basis.hpp"
+#include "multilevel/glm.hpp"
 
 using namespace multilevel;
 using namespace multilevel::testing;
@@ -128,7 +129,58 @@ MatrixXd random_correlation(std::mt19937& rng, Index t) {
 
 }  // namespace
 
+namespace {
+
+// The packet-expression working arrays equal Glm's row-by-row formulas; a mean outside the family's
+// range is reported at its first row.
+void test_gee_working_arrays(std::mt19937& rng) {
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> unit(0.2, 2.0);
+  const Index n = 40000;  // more than one block
+  VectorXd eta = VectorXd::NullaryExpr(n, [&]() { return 1.5 * normal(rng); }), y(n), w(n);
+  for (Index i = 0; i < n; ++i) {
+    y[i] = unit(rng) > 1.1 ? 1.0 : 0.0;
+    w[i] = unit(rng);
+  }
+  eta[7] = 40.0;  // the tails of the logistic
+  eta[8] = -40.0;
+  const StridedVectorMap e(eta.data(), n, Eigen::InnerStride<Eigen::Dynamic>(1));
+  const StridedVectorMap yy(y.data(), n, Eigen::InnerStride<Eigen::Dynamic>(1));
+  const StridedVectorMap ww(w.data(), n, Eigen::InnerStride<Eigen::Dynamic>(1));
+  const StridedVectorMap none(w.data(), 0, Eigen::InnerStride<Eigen::Dynamic>(1));
+  const std::vector<Glm> glms = {{GlmFamily::Binomial, GlmLink::Logit}, {GlmFamily::Binomial, GlmLink::Probit},
+                                 {GlmFamily::Binomial, GlmLink::Cloglog}, {GlmFamily::Poisson, GlmLink::Log},
+                                 {GlmFamily::Poisson, GlmLink::Sqrt}, {GlmFamily::Gamma, GlmLink::Log},
+                                 {GlmFamily::Gaussian, GlmLink::Identity}};
+  for (std::size_t k = 0; k < glms.size(); ++k) {
+    for (bool weighted : {false, true}) {
+      VectorXd mu(n), pearson(n), root_info(n);
+      const Index bad = gee_working_arrays(e, yy, weighted ? ww : none, glms[k], mu, pearson, root_info);
+      double worst = 0.0;
+      for (Index i = 0; i < n; ++i) {
+        double m, dmu;
+        glms[k].mean(eta[i], m, dmu);
+        const double root = std::sqrt((weighted ? w[i] : 1.0) / glms[k].variance(m));
+        worst = std::max({worst, rel_diff(mu[i], m), rel_diff(pearson[i], (y[i] - m) * root),
+                          rel_diff(root_info[i], dmu * root)});
+      }
+      const std::string tag = "gee working arrays " + std::to_string(k) + (weighted ? " weighted" : "");
+      check(bad == -1, tag + ": no row out of range");
+      check(worst < 1e-12, tag + ": the row-by-row formulas (" + std::to_string(worst) + ")");
+    }
+  }
+  VectorXd mu(n), pearson(n), root_info(n);
+  VectorXd bent = (eta.array().abs() + 0.5).matrix();
+  bent[20000] = -1.0;  // a negative Poisson mean under the identity link, after positive ones
+  const StridedVectorMap b(bent.data(), n, Eigen::InnerStride<Eigen::Dynamic>(1));
+  check(gee_working_arrays(b, yy, none, {GlmFamily::Poisson, GlmLink::Identity}, mu, pearson, root_info) == 20000,
+        "gee working arrays: the first row with a mean outside the family's range");
+}
+
+}  // namespace
+
 void test_cluster_sums(std::mt19937& rng) {
+  test_gee_working_arrays(rng);
   for (int trial = 0; trial < 4; ++trial) {
     const Index p = 1 + trial;
     GeeProblem g = random_gee_problem(rng, 30 + 10 * trial, p);
@@ -191,6 +243,31 @@ void test_cluster_sums(std::mt19937& rng) {
       const ClusterSums ref = dense_sums(g, c, MeatKind::Robust, MatrixXd());
       const double scale = std::max(1.0, max_abs(ref.H));
       const std::string tag = "gee trial " + std::to_string(trial) + " basis of structure " + std::to_string(s);
+      check(max_abs(total.topLeftCorner(p, p) - ref.H) < 1e-10 * scale, tag + ": information H");
+      check(max_abs(total.col(p).head(p) - ref.U) < 1e-10 * scale, tag + ": score U");
+      check(rel_diff(total(p, p), ref.ee) < 1e-10, tag + ": e' R^-1 e");
+    }
+    // Pattern sums: with each pattern's R_P^-1 from the table they are the dense sums of the table structure.
+    {
+      const WorkingCorrelation& c = structures[5];
+      const CorrelationBasis basis = correlation_basis(x, a, e, layout, BasisKind::Pattern);
+      const Index width = p + 1;
+      MatrixXd total = MatrixXd::Zero(width, width);
+      for (const auto& [mask, t] : basis.terms) {
+        std::vector<Index> pos;
+        for (Index k = 0; k < g.npositions; ++k)
+          if ((mask >> k) & 1) pos.push_back(k);
+        const Index m = static_cast<Index>(pos.size());
+        MatrixXd r(m, m);
+        for (Index i = 0; i < m; ++i)
+          for (Index k = 0; k < m; ++k) r(i, k) = c.table(pos[static_cast<std::size_t>(i)], pos[static_cast<std::size_t>(k)]);
+        const MatrixXd rinv = r.inverse();
+        for (Index i = 0; i < m; ++i)
+          for (Index k = 0; k < m; ++k) total += rinv(i, k) * t[0].block(i * width, k * width, width, width);
+      }
+      const ClusterSums ref = dense_sums(g, c, MeatKind::Robust, MatrixXd());
+      const double scale = std::max(1.0, max_abs(ref.H));
+      const std::string tag = "gee trial " + std::to_string(trial) + " pattern sums";
       check(max_abs(total.topLeftCorner(p, p) - ref.H) < 1e-10 * scale, tag + ": information H");
       check(max_abs(total.col(p).head(p) - ref.U) < 1e-10 * scale, tag + ": score U");
       check(rel_diff(total(p, p), ref.ee) < 1e-10, tag + ": e' R^-1 e");

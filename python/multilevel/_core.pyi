@@ -255,14 +255,25 @@ def cluster_sums(
     (meat 1 and 2); time (n,) float64 continuous times (kind 4), else empty (the default).
     """
 
+def gee_working_arrays(
+    eta: ArrayLike, y: ArrayLike, w: ArrayLike, family: int, link: int
+) -> tuple[_Float, _Float, _Float, int]:
+    """A GEE's per-row arrays at eta (phi = 1): (mu, pearson, root_info, first bad row or -1).
+
+    w: prior weights or empty; family 0 binomial, 1 poisson, 2 gamma, 4 gaussian; link 0 logit,
+    1 probit, 2 cloglog, 3 log, 4 identity, 5 sqrt.
+    """
+
 def correlation_basis(
     x: ArrayLike, a: ArrayLike, e: ArrayLike, order: ArrayLike, ptr: ArrayLike, position: ArrayLike, kind: int
-) -> tuple[_Float, _Int, _Float]:
+) -> tuple[_Float, _Int, list[_Float]]:
     """The alpha-free sums of a GEE's cross products ``[D e]' R(alpha)^-1 [D e]`` (correlation_basis.hpp).
 
-    Arguments as in cluster_sums; kind 0 independence, 1 exchangeable, 2 AR(1). Returns
-    (free (p+1, p+1), classes (K,) int64: cluster sizes or gaps present, terms (K, m, p+1, p+1)
-    with m = 1 (exchangeable: sum s s') or 3 (AR(1): sum b_i b_i', sum b_i b_{i-1}', sum b_{i-1} b_{i-1}')).
+    Arguments as in cluster_sums; kind 0 independence, 1 exchangeable, 2 AR(1), 3 patterns of
+    positions (all < 63). Returns (free (p+1, p+1), classes (K,) int64: cluster sizes, gaps or
+    position bit masks present, terms: K arrays (m, w, w): exchangeable m = 1, w = p+1 (sum s s');
+    AR(1) m = 3, w = p+1 (sum b_i b_i', sum b_i b_{i-1}', sum b_{i-1} b_{i-1}'); patterns m = 1,
+    w = (positions in the pattern) (p+1) (sum v v' of the stacked rows)).
     """
 
 def pair_moments(

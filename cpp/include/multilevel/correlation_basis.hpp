@@ -16,6 +16,12 @@
 // So sum_j B_j(alpha) = free + sum_k sum_m f_km(alpha) terms[k][m] over the
 // classes k present (cluster sizes n; gaps t_i - t_{i-1}), which the caller
 // evaluates once alpha is known (python/multilevel/gee/basis.py).
+//
+// Any correlation given by a table over positions (unstructured,
+// m-dependent, ...) splits by the set of positions a cluster has, its
+// pattern P: with v_j the cluster's rows stacked in position order
+// (m (p + 1) long), sum_{j in P} B_j = sum_{a,b} (R_P^-1)_ab S_P[block a, block b]
+// for S_P = sum_{j in P} v_j v_j'; the class is P as a bit mask of positions.
 #pragma once
 
 #include <Eigen/Dense>
@@ -35,14 +41,15 @@ enum class BasisKind : int {
   Independence = 0,  ///< free only (R = I)
   Exchangeable = 1,  ///< classes: cluster sizes n; one term, sum s s'
   Ar1 = 2,           ///< classes: gaps g; terms sum b_i b_i', sum b_i b_{i-1}', sum b_{i-1} b_{i-1}'
+  Pattern = 3,       ///< classes: bit masks of positions (all < 63); one term, S_P (m (p+1), m (p+1))
 };
 
 /// The alpha-free sums; every matrix is (p + 1, p + 1).
 struct CorrelationBasis {
   /// Exchangeable and independence: sum_i b_i b_i'; AR(1): sum of each cluster's first-row b_1 b_1'.
   MatrixXd free;
-  /// class -> its terms (1 for exchangeable, 3 for AR(1), in the order of BasisKind's description;
-  /// the AR(1) cross term is b_i b_{i-1}', not symmetrized).
+  /// class -> its terms (1 for exchangeable and patterns, 3 for AR(1), in the order of BasisKind's
+  /// description; the AR(1) cross term is b_i b_{i-1}', not symmetrized).
   std::map<Index, std::vector<MatrixXd>> terms;
 
   void merge(const CorrelationBasis& o) {
@@ -57,6 +64,7 @@ struct CorrelationBasis {
     }
   }
 
+  /// The terms of class k, created as `nterms` zero (width, width) matrices if new.
   std::vector<MatrixXd>& at(Index k, Index nterms, Index width) {
     auto found = terms.find(k);
     if (found != terms.end()) return found->second;
@@ -71,6 +79,7 @@ namespace detail {
 struct BasisAccumulator {
   CorrelationBasis sums;
   MatrixXd block;
+  VectorXd stacked;
   explicit BasisAccumulator(Index width) { sums.free = MatrixXd::Zero(width, width); }
   void merge(const BasisAccumulator& o) { sums.merge(o.sums); }
 };
@@ -82,7 +91,7 @@ struct BasisAccumulator {
 /// @param x       (n, p) model matrix, any strides, data row order
 /// @param a       (n,) (dmu/deta) / sqrt(phi v(mu) / w) per data row
 /// @param e       (n,) (y - mu) / sqrt(phi v(mu) / w) per data row
-/// @param layout  clusters and positions (AR(1): positions increasing within a cluster)
+/// @param layout  clusters and positions (AR(1), patterns: positions increasing within a cluster)
 /// @param kind    which decomposition
 /// Clusters are summed in fixed chunks merged in order, so the result does not
 /// depend on the thread count.
@@ -100,6 +109,19 @@ inline CorrelationBasis correlation_basis(const StridedMatrixMap& x, const Strid
           s.block(i, p) = e[rows[i]];
         }
         const auto& b = s.block;
+        if (kind == BasisKind::Pattern) {
+          std::int64_t mask = 0;
+          for (Index i = 0; i < nj; ++i) {
+            const std::int32_t t = layout.position[rows[i]];
+            if (t < 0 || t > 62) throw std::invalid_argument("pattern sums need positions in 0..62");
+            mask |= std::int64_t{1} << t;
+          }
+          // v = the block's rows one after another (row-major), positions in increasing order.
+          s.stacked.resize(nj * width);
+          for (Index i = 0; i < nj; ++i) s.stacked.segment(i * width, width) = b.row(i).transpose();
+          s.sums.at(mask, 1, nj * width)[0].noalias() += s.stacked * s.stacked.transpose();
+          return;
+        }
         if (kind != BasisKind::Ar1) {
           s.sums.free.noalias() += b.transpose().lazyProduct(b);
           if (kind == BasisKind::Exchangeable) {

@@ -15,84 +15,13 @@
 #include <string>
 #include <vector>
 
-#include "multilevel/mutants.hpp"
+#include "multilevel/glm.hpp"
 #include "multilevel/lmm.hpp"
+#include "multilevel/mutants.hpp"
 #include "multilevel/relative_covariance.hpp"
 #include "multilevel/types.hpp"
 
 namespace multilevel {
-
-enum class GlmFamily : int { Binomial = 0, Poisson = 1, Gamma = 2, NegativeBinomial = 3 };
-enum class GlmLink : int { Logit = 0, Probit = 1, Cloglog = 2, Log = 3, Identity = 4, Sqrt = 5 };
-
-/// Elementwise GLM quantities (R's conventions, probabilities kept inside (eps, 1 - eps)).
-struct Glm {
-  GlmFamily family;
-  GlmLink link;
-  double shape = 1.0;  ///< negative binomial k: Var = mu + mu^2 / k
-
-  /// Mean and d mu / d eta at eta.
-  void mean(double eta, double& mu, double& dmu) const {
-    constexpr double eps = 2.220446049250313e-16;
-    switch (link) {
-      case GlmLink::Logit: {
-        const double e = std::exp(-std::abs(eta));
-        const double p = eta >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
-        mu = std::min(std::max(p, eps), 1.0 - eps);
-        dmu = std::max(p * (1.0 - p), eps);
-        return;
-      }
-      case GlmLink::Probit:
-        mu = std::min(std::max(0.5 * std::erfc(-eta / std::sqrt(2.0)), eps), 1.0 - eps);
-        // Mutant 1: the 1/2 dropped from the exponent of the normal density.
-        dmu = std::max(std::exp((ML_MUTANT(1) ? -1.0 : -0.5) * eta * eta) / std::sqrt(2.0 * M_PI), eps);
-        return;
-      case GlmLink::Cloglog: {
-        const double e = std::exp(std::min(eta, 700.0));
-        mu = std::min(std::max(-std::expm1(-e), eps), 1.0 - eps);
-        // Mutant 9: the chain rule's exp(eta) forgotten in the cloglog derivative.
-        dmu = std::max(std::exp((ML_MUTANT(9) ? 0.0 : std::min(eta, 700.0)) - e), eps);
-        return;
-      }
-      case GlmLink::Log:
-        mu = std::max(std::exp(eta), eps);
-        dmu = mu;
-        return;
-      case GlmLink::Identity:
-        mu = eta;
-        dmu = 1.0;
-        return;
-      case GlmLink::Sqrt:
-        mu = eta * eta;
-        dmu = 2.0 * eta;
-        return;
-    }
-  }
-
-  double variance(double mu) const {
-    switch (family) {
-      case GlmFamily::Binomial: return mu * (1.0 - mu);
-      case GlmFamily::Poisson: return mu;
-      case GlmFamily::Gamma: return mu * mu;
-      case GlmFamily::NegativeBinomial: return mu + mu * mu / shape;
-    }
-    return mu;
-  }
-
-  /// Unit deviance d(y, mu) (per unit prior weight).
-  double deviance(double y, double mu) const {
-    if (family == GlmFamily::Binomial) {
-      double d = 0.0;
-      if (y > 0.0) d += y * std::log(y / mu);
-      if (y < 1.0) d += (1.0 - y) * std::log((1.0 - y) / (1.0 - mu));
-      return 2.0 * d;
-    }
-    if (family == GlmFamily::Gamma) return 2.0 * (-std::log(y / mu) + (y - mu) / mu);
-    if (family == GlmFamily::NegativeBinomial)
-      return 2.0 * ((y > 0.0 ? y * std::log(y / mu) : 0.0) - (y + shape) * std::log((y + shape) / (mu + shape)));
-    return 2.0 * ((y > 0.0 ? y * std::log(y / mu) : 0.0) - (y - mu));
-  }
-};
 
 /// PIRLS for one model. Holds copies of the rows (so Python arrays may go away).
 class GlmmPirls {

@@ -5,8 +5,9 @@ Each iteration takes geepack's step: the moment estimates of ``phi`` and
 ``H^-1 U``. For independence, exchangeable, AR(1) and ``Fixed`` one pass
 over the rows gives both the moments and sums from which ``H`` and ``U``
 follow at any ``alpha`` (:mod:`multilevel.gee.basis`), and the robust meat
-takes one more pass at the end; other structures make two passes per step
-(moments, then the scoring sums with the meat).
+takes one more pass at the end; so do unstructured and m-dependent (by
+pattern of positions) unless their sums would be too large, when a step
+makes two passes (moments, then the scoring sums with the meat).
 
 Step control. geepack takes every full step, and on small or unbalanced
 clusters that can fail: ``alpha``'s moment estimate can leave the range
@@ -115,10 +116,10 @@ class StepSums:
 
 
 def part_step_sums(design: GeeDesign, family: Family, structure: CorrelationStructure, beta: np.ndarray,
-                   npositions: int, moments: str) -> StepSums:
+                   npositions: int, nclusters: int, moments: str) -> StepSums:
     """What one pass over a part gives for a Fisher step of a :func:`~multilevel.gee.basis.one_pass` structure."""
     return StepSums(part_moments(design, family, structure, beta, npositions, moments),
-                    part_alpha_free_sums(design, family, structure, beta))
+                    part_alpha_free_sums(design, family, structure, beta, npositions, nclusters))
 
 
 def evaluate(rows: GeeRows, family: Family, structure: CorrelationStructure, beta: np.ndarray,
@@ -126,12 +127,17 @@ def evaluate(rows: GeeRows, family: Family, structure: CorrelationStructure, bet
     """Moments, ``alpha`` kept inside its bounds, scoring sums and the step at ``beta``: one pass (module
     docstring), else two (four when a cluster's working correlation had to be shrunk). Raises
     FloatingPointError or LinAlgError where the mean, the working correlation or ``H`` is unusable."""
-    if one_pass(structure):
+    if one_pass(structure, rows.npositions, beta.size, rows.nclusters):
         both = rows.map_reduce(partial(part_step_sums, family=family, structure=structure, beta=beta,
-                                       npositions=rows.npositions, moments=moments), "scoring")
+                                       npositions=rows.npositions, nclusters=rows.nclusters, moments=moments),
+                               "scoring")
         phi, raw = estimates_from_sums(both.moments, structure, beta.size, scale, rows.npositions, moments)
         alpha = keep_inside(structure, raw, rows.max_cluster_size)
-        sums = check_positive_definite(at_moments(both.scoring, alpha, phi), structure, alpha)
+        sums = at_moments(both.scoring, structure, alpha, phi, rows.npositions)
+        if sums.failed is not None and alpha.size:  # no new pass: the same sums at the shrunk alpha
+            alpha = shrink_toward_independence(structure, alpha, rows.npositions)
+            sums = at_moments(both.scoring, structure, alpha, phi, rows.npositions)
+        check_positive_definite(sums, structure, alpha)
     else:
         phi, raw = moment_estimates(rows, family, structure, beta, scale, moments)
         alpha = keep_inside(structure, raw, rows.max_cluster_size)

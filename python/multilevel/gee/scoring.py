@@ -49,10 +49,30 @@ def working_arrays(design: GeeDesign, family: Family, beta: np.ndarray) -> Worki
     if cached is not None and cached[0][1] == key[1] and cached[0][0] == family:
         return cached[1]
     eta = design.X @ beta + design.offset_or_zero()
-    mu, mu_eta = family.link.inverse_and_mu_eta(eta)
-    wa = arrays_at_mean(design, family, eta, mu, mu_eta)
+    kinds = _CORE_FAMILIES.get(family.name), _CORE_LINKS.get(family.link.name)
+    if None in kinds or family.shape is not None:
+        mu, mu_eta = family.link.inverse_and_mu_eta(eta)
+        wa = arrays_at_mean(design, family, eta, mu, mu_eta)
+    else:  # the same arrays in one compiled pass over the rows
+        weights = np.zeros(0) if design.weights is None else design.weights
+        mu, pearson, root_info, bad = _core.gee_working_arrays(eta, design.y, weights, *kinds)
+        if bad >= 0:
+            raise _outside_range(family, int(bad), mu[bad])
+        wa = WorkingArrays(eta, mu, pearson, root_info)
     design._working_cache = (key, wa)
     return wa
+
+
+#: The families and links the core's gee_working_arrays knows (glm.hpp's GlmFamily and GlmLink).
+_CORE_FAMILIES = {"binomial": 0, "poisson": 1, "gamma": 2, "gaussian": 4}
+_CORE_LINKS = {"logit": 0, "probit": 1, "cloglog": 2, "log": 3, "identity": 4, "sqrt": 5}
+
+
+def _outside_range(family: Family, row: int, mu: float) -> FloatingPointError:
+    return FloatingPointError(
+        f"the mean left the {family.name} family's range at row {row} (mu = {mu!r}) under the "
+        f"{family.link.name} link; try another link or starting values"
+    )
 
 
 def arrays_at_mean(design: GeeDesign, family: Family, eta: np.ndarray, mu: np.ndarray,
@@ -61,10 +81,7 @@ def arrays_at_mean(design: GeeDesign, family: Family, eta: np.ndarray, mu: np.nd
     v = family.variance(mu)
     if not np.all(np.isfinite(mu)) or np.any(v <= 0):
         bad = int(np.flatnonzero(~np.isfinite(mu) | (v <= 0))[0])
-        raise FloatingPointError(
-            f"the mean left the {family.name} family's range at row {bad} (mu = {mu[bad]!r}) under the "
-            f"{family.link.name} link; try another link or starting values"
-        )
+        raise _outside_range(family, bad, mu[bad])
     root_w_over_v = np.sqrt(design.prior_weights() / v)
     return WorkingArrays(eta, mu, (design.y - mu) * root_w_over_v, mu_eta * root_w_over_v)
 
