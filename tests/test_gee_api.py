@@ -297,3 +297,13 @@ def test_ar1_moment_estimate_stays_a_correlation_on_simulated_data() -> None:
         assert fit.converged and -1 < fit.corr_params[0] < 1
         alphas.append(fit.corr_params[0])
     assert 0.3 < np.median(alphas) < 0.95  # positive serial correlation from the shared intercept
+
+
+def test_cluster_layout_groups_rows_by_the_core_counting_sort():
+    from multilevel.clusters import cluster_layout
+
+    lay = cluster_layout(np.array([2, 0, 2, 1, 0]), 3)
+    assert lay.ptr.tolist() == [0, 2, 3, 5] and lay.order.tolist() == [1, 4, 3, 0, 2]
+    assert lay.position.tolist() == [0, 0, 1, 0, 1]
+    with pytest.raises(ValueError, match="level code 3 at row 1 is outside"):
+        cluster_layout(np.array([0, 3]), 2)

@@ -2,12 +2,14 @@
 #include <pybind11/eigen.h>
 #include <pybind11/pybind11.h>
 
+#include <memory>
 #include <string>
 
 #include "array_views.hpp"
 #include "multilevel/cluster_sums.hpp"
 #include "multilevel/correlation_basis.hpp"
 #include "multilevel/glm.hpp"
+#include "multilevel/group_index.hpp"
 
 namespace py = pybind11;
 using namespace multilevel;
@@ -90,6 +92,24 @@ time : (n,) float64 continuous times (kind 4; rows of a cluster ordered by it), 
 Returns a dict with H, U, M, ee (sum e_j' R_j^-1 e_j), logdet (sum log det R_j)
 and failed_cluster (first cluster whose working correlation is not positive
 definite, or -1).
+)doc");
+  m.def(
+      "group_index",
+      [](const CodesArg& codes, Index nlevels) {
+        if (nlevels < 0) throw std::invalid_argument("nlevels must be >= 0");
+        std::unique_ptr<GroupIndex> index;
+        {
+          py::gil_scoped_release release;
+          index = std::make_unique<GroupIndex>(as_map(codes), nlevels);
+        }
+        return py::make_tuple(to_array(index->ptr), to_array(index->order));
+      },
+      py::arg("codes"), py::arg("nlevels"),
+      R"doc(
+Rows grouped by level, by a counting sort: (ptr (nlevels + 1,) int64, order (n,) int32), the
+rows of level j being order[ptr[j]:ptr[j+1]] in data order (the layout cluster_sums takes).
+
+codes : (n,) int32, each in [0, nlevels) (else a ValueError naming the row)
 )doc");
   m.def(
       "gee_working_arrays",

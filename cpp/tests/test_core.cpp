@@ -180,9 +180,9 @@ void test_group_index() {
   Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1> codes(7);
   codes << 2, 0, 1, 2, 0, 2, 1;
   const GroupIndex gi(CodesMap(codes.data(), 7, Eigen::InnerStride<>(1)), 3);
-  const std::vector<Index> start{0, 2, 4, 7};
-  const std::vector<std::int32_t> rows{1, 4, 2, 6, 0, 3, 5};
-  check(gi.start == start && gi.rows == rows, "GroupIndex sorts rows stably by level");
+  const std::vector<std::int64_t> ptr{0, 2, 4, 7};
+  const std::vector<std::int32_t> order{1, 4, 2, 6, 0, 3, 5};
+  check(gi.ptr == ptr && gi.order == order, "GroupIndex sorts rows stably by level");
   bool threw = false;
   try {
     GroupIndex bad(CodesMap(codes.data(), 7, Eigen::InnerStride<>(1)), 2);

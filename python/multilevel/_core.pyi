@@ -255,6 +255,12 @@ def cluster_sums(
     (meat 1 and 2); time (n,) float64 continuous times (kind 4), else empty (the default).
     """
 
+def group_index(codes: ArrayLike, nlevels: int) -> tuple[_Int, NDArray[np.int32]]:
+    """Rows grouped by level by a counting sort: (ptr (nlevels + 1,) int64, order (n,) int32).
+
+    codes (n,) int32 in [0, nlevels); the rows of level j are order[ptr[j]:ptr[j+1]], in data order.
+    """
+
 def gee_working_arrays(
     eta: ArrayLike, y: ArrayLike, w: ArrayLike, family: int, link: int
 ) -> tuple[_Float, _Float, _Float, int]:

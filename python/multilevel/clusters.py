@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multilevel import _core
+
 
 @dataclass(frozen=True)
 class ClusterLayout:
@@ -133,15 +135,12 @@ def cluster_layout(codes: np.ndarray, nclusters: int, time: np.ndarray | None = 
     """
     codes = np.asarray(codes, dtype=np.int32)
     n = codes.shape[0]
-    counts = np.bincount(codes, minlength=nclusters)
-    ptr = np.zeros(nclusters + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
+    # The core's counting sort: the same (ptr, order) the LMM core groups a factor's rows by.
+    ptr, order = _core.group_index(codes, nclusters)
+    counts = np.diff(ptr)
     if positions is None and time is not None:
         positions = _positions_from_time(time, time_as_ranks)
     if positions is None:
-        # Rows sorted by cluster (as chunked data are) need no sort: a stable argsort would give arange.
-        in_order = n == 0 or bool(np.all(codes[1:] >= codes[:-1]))
-        order = np.arange(n, dtype=np.int32) if in_order else np.argsort(codes, kind="stable").astype(np.int32)
         position = np.empty(n, dtype=np.int32)
         position[order] = np.arange(n, dtype=np.int64) - np.repeat(ptr[:-1], counts)
     else:

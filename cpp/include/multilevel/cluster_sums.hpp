@@ -22,7 +22,8 @@
 
 namespace multilevel {
 
-/// Rows grouped into clusters.
+/// Rows grouped into clusters: a view of GroupIndex's (ptr, order) (group_index.hpp, through
+/// Python's clusters.py) with each row's position in its cluster.
 struct ClusterLayout {
   /// (n,) row indices of the data, cluster by cluster, within a cluster by position.
   Eigen::Map<const Eigen::Matrix<std::int32_t, Eigen::Dynamic, 1>> order;

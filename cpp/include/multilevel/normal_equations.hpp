@@ -137,8 +137,8 @@ inline LevelPairPattern level_pair_pattern(const CodesMap& codes_k, Index nlevel
   std::vector<Index> order, rank;
   for (Index j = 0; j < nl; ++j) {
     levels.clear();
-    for (Index t = by_l.start[j]; t < by_l.start[j + 1]; ++t) {
-      const std::int32_t g = codes_k[by_l.rows[t]];
+    for (Index t = by_l.ptr[j]; t < by_l.ptr[j + 1]; ++t) {
+      const std::int32_t g = codes_k[by_l.order[t]];
       if (stamp[g] != j) {
         stamp[g] = j;
         slot[g] = static_cast<Index>(levels.size());
@@ -154,8 +154,8 @@ inline LevelPairPattern level_pair_pattern(const CodesMap& codes_k, Index nlevel
       rank[order[e]] = first + e;
       out.row_level.push_back(levels[order[e]]);
     }
-    for (Index t = by_l.start[j]; t < by_l.start[j + 1]; ++t) {
-      const Index i = by_l.rows[t];
+    for (Index t = by_l.ptr[j]; t < by_l.ptr[j + 1]; ++t) {
+      const Index i = by_l.order[t];
       out.row_pair[i] = static_cast<std::int32_t>(rank[slot[codes_k[i]]]);
     }
     out.col_start[j + 1] = out.npairs();

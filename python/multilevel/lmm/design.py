@@ -76,10 +76,19 @@ class TermDescription:
         """The term's columns evaluated on new data (formula fits only)."""
         return np.asarray(evaluate_spec(self.z_spec, newdata, getattr(self, "context", None)), dtype=float)
 
+    @property
+    def grouping(self) -> GroupingLevels | None:
+        """The term's grouping factor as the grouping object every model shares (its levels and the keys
+        behind them); None for an array-level term, which knows its levels by label only."""
+        if self.keys is None or not self.factors:
+            return None
+        return GroupingLevels(self.group, pd.Index(self.levels), tuple(self.factors), self.keys)
+
     def codes_for(self, newdata: pd.DataFrame) -> np.ndarray:
         """Codes of new data's levels; -1 for a level not seen in the fit."""
-        if self.keys is not None and self.factors:
-            return GroupingLevels(self.group, self.levels, tuple(self.factors), self.keys).codes_of(newdata)
+        grouping = self.grouping
+        if grouping is not None:
+            return grouping.codes_of(newdata)
         keys = newdata[self.factors[0]].astype(str) if self.factors else None
         for f in (self.factors or ())[1:]:
             keys = keys + ":" + newdata[f].astype(str)

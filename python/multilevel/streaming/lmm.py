@@ -111,7 +111,7 @@ class LmmChunkModel:
         y, X = response_and_matrix(self.fixed_spec, rows, self.response, where)
         codes, zs = [], []
         for t in self.terms:
-            c = self.plan.groupings[tuple(t.factors)].codes_of(rows)
+            c = t.grouping.codes_of(rows)
             if (c < 0).any():
                 raise ValueError(f"{where} has a level of {t.group!r} that the first pass did not see; "
                                  "the data changed between passes (a source must give the same rows each time)")
