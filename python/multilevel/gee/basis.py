@@ -115,8 +115,9 @@ class AlphaFreeSums:
 def part_alpha_free_sums(design: GeeDesign, family: Family, structure: CorrelationStructure, beta: np.ndarray,
                          npositions: int, nclusters: int) -> AlphaFreeSums | ScoringSums:
     """One part's sums from which the scoring sums follow at any ``alpha`` and ``phi``: the
-    :class:`AlphaFreeSums` of exchangeable/AR(1), or, for a structure with nothing to estimate,
-    the scoring sums themselves at ``phi = 1`` (see :func:`at_moments`)."""
+    :class:`AlphaFreeSums` of exchangeable, AR(1) and table structures (by pattern), or, for a
+    structure with nothing to estimate, the scoring sums themselves at ``phi = 1`` (see
+    :func:`at_moments`)."""
     kind = basis_kind(structure, npositions, design.X.shape[1], nclusters)
     if kind is None:
         return part_sums(design, family, structure, np.zeros(0), 1.0, beta)
