@@ -307,3 +307,14 @@ def test_cluster_layout_groups_rows_by_the_core_counting_sort():
     assert lay.position.tolist() == [0, 0, 1, 0, 1]
     with pytest.raises(ValueError, match="level code 3 at row 1 is outside"):
         cluster_layout(np.array([0, 3]), 2)
+
+
+def test_correlation_basis_refuses_positions_it_cannot_use():
+    from multilevel import _core
+
+    x, a, e = np.ones((3, 1)), np.ones(3), np.ones(3)
+    order, ptr = np.arange(3, dtype=np.int32), np.array([0, 3], dtype=np.int64)
+    with pytest.raises(ValueError, match="positions must increase"):  # an error, not an abort in the threads
+        _core.correlation_basis(x, a, e, order, ptr, np.array([0, 2, 1], dtype=np.int32), 2)
+    with pytest.raises(ValueError, match="0..62"):
+        _core.correlation_basis(x, a, e, order, ptr, np.array([0, 1, 63], dtype=np.int32), 3)

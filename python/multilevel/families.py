@@ -270,3 +270,16 @@ def get_family(family: str | Family | Any = "gaussian", link: str | Link | None 
             f"link {chosen.name!r} is not available for the {name} family; choose one of {', '.join(allowed)}"
         )
     return Family(name, chosen, allowed)
+
+
+#: The families and links of the C++ core's Glm (glm.hpp's GlmFamily and GlmLink), shared by GLMM PIRLS and the
+#: GEE working arrays; one table on this side of the boundary.
+CORE_FAMILY_CODES = {"binomial": 0, "poisson": 1, "gamma": 2, "negative_binomial": 3, "gaussian": 4}
+CORE_LINK_CODES = {"logit": 0, "probit": 1, "cloglog": 2, "log": 3, "identity": 4, "sqrt": 5}
+
+
+def core_codes(family: Family) -> tuple[int, int] | None:
+    """``(family, link)`` as the core's Glm takes them, or None when the core has no such family or link."""
+    if family.name not in CORE_FAMILY_CODES or family.link.name not in CORE_LINK_CODES:
+        return None
+    return CORE_FAMILY_CODES[family.name], CORE_LINK_CODES[family.link.name]

@@ -98,6 +98,19 @@ struct BasisAccumulator {
 inline CorrelationBasis correlation_basis(const StridedMatrixMap& x, const StridedVectorMap& a,
                                           const StridedVectorMap& e, const ClusterLayout& layout, BasisKind kind) {
   const Index p = x.cols(), width = p + 1;
+  // Positions checked here, serially: an exception may not leave the parallel loop below.
+  if (kind == BasisKind::Ar1 || kind == BasisKind::Pattern) {
+    for (Index j = 0; j < layout.nclusters(); ++j) {
+      const std::int32_t* rows = layout.order.data() + layout.ptr[j];
+      for (Index i = 0; i < layout.size(j); ++i) {
+        const std::int32_t t = layout.position[rows[i]];
+        if (kind == BasisKind::Pattern && (t < 0 || t > 62))
+          throw std::invalid_argument("pattern sums need positions in 0..62");
+        if (i > 0 && !(t > layout.position[rows[i - 1]]))
+          throw std::invalid_argument("positions must increase within a cluster");
+      }
+    }
+  }
   auto acc = chunked_sum(
       layout.nclusters(), 2048, [width] { return detail::BasisAccumulator(width); },
       [&](detail::BasisAccumulator& s, Index j) {
@@ -111,11 +124,7 @@ inline CorrelationBasis correlation_basis(const StridedMatrixMap& x, const Strid
         const auto& b = s.block;
         if (kind == BasisKind::Pattern) {
           std::int64_t mask = 0;
-          for (Index i = 0; i < nj; ++i) {
-            const std::int32_t t = layout.position[rows[i]];
-            if (t < 0 || t > 62) throw std::invalid_argument("pattern sums need positions in 0..62");
-            mask |= std::int64_t{1} << t;
-          }
+          for (Index i = 0; i < nj; ++i) mask |= std::int64_t{1} << layout.position[rows[i]];
           // v = the block's rows one after another (row-major), positions in increasing order.
           s.stacked.resize(nj * width);
           for (Index i = 0; i < nj; ++i) s.stacked.segment(i * width, width) = b.row(i).transpose();
@@ -135,7 +144,6 @@ inline CorrelationBasis correlation_basis(const StridedMatrixMap& x, const Strid
         Index start = 1;
         while (start < nj) {
           const Index gap = layout.position[rows[start]] - layout.position[rows[start - 1]];
-          if (gap <= 0) throw std::invalid_argument("AR(1) positions must increase within a cluster");
           Index end = start + 1;
           while (end < nj && layout.position[rows[end]] - layout.position[rows[end - 1]] == gap) ++end;
           const Index len = end - start;

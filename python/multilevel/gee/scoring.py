@@ -20,7 +20,7 @@ import numpy as np
 
 from multilevel import _core
 from multilevel.correlation import CorrelationStructure
-from multilevel.families import Family
+from multilevel.families import Family, core_codes
 from multilevel.gee.design import GeeDesign
 
 T = TypeVar("T")
@@ -49,23 +49,18 @@ def working_arrays(design: GeeDesign, family: Family, beta: np.ndarray) -> Worki
     if cached is not None and cached[0][1] == key[1] and cached[0][0] == family:
         return cached[1]
     eta = design.X @ beta + design.offset_or_zero()
-    kinds = _CORE_FAMILIES.get(family.name), _CORE_LINKS.get(family.link.name)
-    if None in kinds or family.shape is not None:
+    codes = core_codes(family)
+    if codes is None or family.name == "negative_binomial":  # the core's GEE arrays take no NB shape
         mu, mu_eta = family.link.inverse_and_mu_eta(eta)
         wa = arrays_at_mean(design, family, eta, mu, mu_eta)
     else:  # the same arrays in one compiled pass over the rows
         weights = np.zeros(0) if design.weights is None else design.weights
-        mu, pearson, root_info, bad = _core.gee_working_arrays(eta, design.y, weights, *kinds)
+        mu, pearson, root_info, bad = _core.gee_working_arrays(eta, design.y, weights, *codes)
         if bad >= 0:
             raise _outside_range(family, int(bad), mu[bad])
         wa = WorkingArrays(eta, mu, pearson, root_info)
     design._working_cache = (key, wa)
     return wa
-
-
-#: The families and links the core's gee_working_arrays knows (glm.hpp's GlmFamily and GlmLink).
-_CORE_FAMILIES = {"binomial": 0, "poisson": 1, "gamma": 2, "gaussian": 4}
-_CORE_LINKS = {"logit": 0, "probit": 1, "cloglog": 2, "log": 3, "identity": 4, "sqrt": 5}
 
 
 def _outside_range(family: Family, row: int, mu: float) -> FloatingPointError:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from multilevel import _core
-from multilevel.families import Family
+from multilevel.families import CORE_LINK_CODES, Family, core_codes
 from multilevel.lmm.design import LmmDesign
 
 
@@ -46,17 +46,18 @@ class PirlsState:
         return self.deviance + float(self.u @ self.u) + self.logdet
 
 
-_FAMILY_CODES = {"binomial": 0, "poisson": 1, "gamma": 2, "negative_binomial": 3}
-_LINK_CODES = {"logit": 0, "probit": 1, "cloglog": 2, "log": 3, "identity": 4, "sqrt": 5}
+#: The families PIRLS fits (the core's Glm has gaussian too, for the GEE working arrays).
+_PIRLS_FAMILIES = ("binomial", "poisson", "gamma", "negative_binomial")
 
 
 class Pirls:
     """PIRLS for one model (in C++); remembers the last modes to warm-start the next call."""
 
     def __init__(self, design: LmmDesign, family: Family, tol: float = 1e-10, maxiter: int = 200) -> None:
-        if family.name not in _FAMILY_CODES or family.link.name not in _LINK_CODES:
+        codes = core_codes(family)
+        if codes is None or family.name not in _PIRLS_FAMILIES:
             raise ValueError(f"PIRLS supports the binomial, poisson, gamma and negative_binomial families with the "
-                             f"{', '.join(_LINK_CODES)} links, not {family.name}({family.link.name})")
+                             f"{', '.join(CORE_LINK_CODES)} links, not {family.name}({family.link.name})")
         self.design = design
         self.family = family
         self.tol = tol
@@ -66,8 +67,7 @@ class Pirls:
         self.offset = design.offset if design.offset is not None else np.zeros(n)
         self.core = _core.GlmmPirls(design.y, np.asarray(design.X, dtype=float), self.prior, self.offset,
                                     [t.codes for t in design.terms], [np.asarray(t.z, dtype=float) for t in design.terms],
-                                    [t.nlevels for t in design.terms], _FAMILY_CODES[family.name],
-                                    _LINK_CODES[family.link.name])
+                                    [t.nlevels for t in design.terms], *codes)
         self.eta = family.link.link(family.start_mu(design.y))
         self.zb = np.zeros(n)  # random part of the last modes, to warm-start a new beta
         if family.name == "negative_binomial":
